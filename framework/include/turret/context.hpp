@@ -1,0 +1,75 @@
+#pragma once
+// request_context: what every request carries through a pipeline, whatever front end it came from.
+#include <boost/asio/cancellation_signal.hpp>
+#include <boost/asio/ip/tcp.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+namespace turret {
+
+/// Per-request context. Created by a front end for each request and owned by it until the response is produced.
+///
+/// Contract
+/// - `deadline` is the latest time the caller still wants an answer (time_point::max() = none). Front ends set it
+///   from the protocol (gRPC deadline); a timeout layer may tighten it, never loosen it.
+/// - Cancellation is cooperative and explicit: a service that suspends (waits for readiness, I/O, a timer) binds its
+///   asynchronous operation to `cancel_slot()`. Whoever decides the request is over (a timeout layer, a gRPC client
+///   cancelling, a draining server) calls `cancel()`; the pending operation then completes with
+///   `boost::asio::error::operation_aborted`, and the service returns that error (layers above translate it, e.g. the
+///   timeout layer into `timeout_errc::elapsed`). A service that never suspends ignores cancellation.
+///   Only one operation at a time may be bound to the slot (requests are sequential within themselves).
+/// - The context is not shared between threads while a request runs; it lives on the front end's coroutine frame.
+struct request_context {
+  using clock = std::chrono::steady_clock;
+
+  std::string_view protocol;                 ///< "resp", "http" or "grpc" (static storage)
+  boost::asio::ip::tcp::endpoint peer;       ///< remote address of the client
+  std::string identity;                      ///< authenticated principal; empty = anonymous
+  clock::time_point deadline = clock::time_point::max();
+
+  /// Request id: the one the client sent (x-request-id, gRPC metadata) or one generated on first use.
+  const std::string& request_id() {
+    if (request_id_.empty()) request_id_ = generate_request_id();
+    return request_id_;
+  }
+  void set_request_id(std::string id) { request_id_ = std::move(id); }
+  bool has_request_id() const noexcept { return !request_id_.empty(); }
+
+  boost::asio::cancellation_slot cancel_slot() noexcept { return cancel_.slot(); }
+  void cancel(boost::asio::cancellation_type type = boost::asio::cancellation_type::total) {
+    cancelled_ = true;
+    cancel_.emit(type);
+  }
+  bool cancelled() const noexcept { return cancelled_; }
+
+  /// Reset for reuse by the next request of the same connection (keeps protocol, peer, identity).
+  void reset_for_next_request() {
+    deadline = clock::time_point::max();
+    request_id_.clear();
+    cancelled_ = false;
+    cancel_.slot().clear();
+  }
+
+  static std::string generate_request_id() {
+    static std::atomic<std::uint64_t> counter{0};
+    static const std::uint64_t epoch = static_cast<std::uint64_t>(clock::now().time_since_epoch().count());
+    const std::uint64_t n = counter.fetch_add(1, std::memory_order_relaxed);
+    char buf[33];
+    static constexpr char hex[] = "0123456789abcdef";
+    std::uint64_t a = epoch, b = n;
+    for (int i = 15; i >= 0; --i, a >>= 4) buf[i] = hex[a & 15];
+    for (int i = 31; i >= 16; --i, b >>= 4) buf[i] = hex[b & 15];
+    return std::string(buf, 32);
+  }
+
+ private:
+  std::string request_id_;
+  boost::asio::cancellation_signal cancel_;
+  bool cancelled_ = false;
+};
+
+}  // namespace turret

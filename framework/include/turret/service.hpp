@@ -1,0 +1,110 @@
+#pragma once
+// The Service contract. Everything in turret (middleware, the key-value core, upstream clients) is a Service.
+#include <turret/context.hpp>
+#include <turret/result.hpp>
+
+#include <boost/asio/awaitable.hpp>
+
+#include <concepts>
+#include <optional>
+#include <utility>
+
+namespace turret {
+
+template <class T>
+using awaitable = boost::asio::awaitable<T>;
+
+/// A Service is an asynchronous function from a `Request` to a `result<response_type>`, with explicit readiness.
+///
+/// ```
+/// struct S {
+///   using response_type = ...;
+///   using permit_type   = ...;                            // move-only RAII reservation
+///   awaitable<result<permit_type>> ready(request_context&);
+///   awaitable<result<response_type>> call(permit_type, Request&);
+/// };
+/// ```
+///
+/// # Readiness and backpressure
+/// Before each `call` the caller obtains a permit from `ready`. The permit is the service's promise that it has
+/// capacity for one request (a concurrency slot, a rate-limit token, a healthy upstream). `ready` may suspend while
+/// capacity is unavailable (concurrency and rate limits hold back here), or fail immediately with a typed error
+/// (load shedding turns "not ready" into `overloaded`). A permit is RAII: dropping it unspent releases the
+/// reservation, so a cancelled or failed caller can never leak capacity. `call` consumes the permit; the
+/// reservation lasts until the call completes. A permit belongs to one request and must not be shared.
+///
+/// # Cancellation and deadlines
+/// `ready` receives the request's context so that the wait for readiness is bounded by the request's deadline and
+/// cancellation, like the call itself (see request_context). A service that suspends binds its operation to
+/// `ctx.cancel_slot()` and returns `boost::asio::error::operation_aborted` when cancelled. After cancellation the
+/// service must still complete (never hang) and must leave no partial state visible to other requests.
+///
+/// # Ordering
+/// A service makes no ordering promise across concurrent calls. Front ends of pipelined protocols (RESP, HTTP/1.1)
+/// issue a connection's requests one after another and so answer in request order.
+///
+/// # Sharing and threads
+/// One service object serves every connection of a listener, on every worker thread: `ready` and `call` may run
+/// concurrently on several threads, and a service keeps its shared state thread-safe (atomics, short locks). All
+/// per-request state lives in the permit, the request and its context. Services are held by `shared_ptr` when type
+/// erased; copying a service object never copies limiter state (layers share it through a pointer).
+///
+/// # Errors
+/// Errors are values (`result<T>`); no exception crosses `ready` or `call`. Each layer has its own error enum.
+template <class S, class Request>
+concept service = requires(S& s, request_context& ctx, Request& req, typename S::permit_type&& permit) {
+  typename S::response_type;
+  typename S::permit_type;
+  requires std::movable<typename S::permit_type>;
+  { s.ready(ctx) } -> std::same_as<awaitable<result<typename S::permit_type>>>;
+  { s.call(std::move(permit), req) } -> std::same_as<awaitable<result<typename S::response_type>>>;
+};
+
+/// Requests that carry a request_context (every request of turret's front ends). Generic layers (timeout, metrics,
+/// access log) need it.
+template <class Request>
+concept contextual_request = requires(Request& r) {
+  { r.context() } -> std::same_as<request_context&>;
+};
+
+/// # Optional extension: immediate completion (synchronous fast path)
+/// A service MAY also provide
+/// ```
+///   std::optional<result<response_type>> try_call_now(Request& req);
+/// ```
+/// which performs ready() + call() in one synchronous step when it can do so without suspending, and returns
+/// `std::nullopt` WITHOUT ANY SIDE EFFECT when it would have to suspend (no capacity free right now, I/O needed...).
+/// The caller then falls back to `co_await ready(ctx)` + `co_await call(...)`. This saves the coroutine frames of
+/// the whole chain for the common case (the key-value core answers in ~200 ns; a frame per layer would dominate).
+/// Layers implement it synchronously and forward to their inner service's try_call_now: a concurrency limit takes a
+/// slot with an atomic try-acquire (nullopt if none free or someone waits), calls the inner service and releases; a
+/// timeout layer just forwards (nothing can elapse while nothing suspends). A service without it is treated as
+/// "would suspend" by the free function `try_call_now(s, req)`.
+template <class S, class Request>
+concept immediate_service = service<S, Request> && requires(S& s, Request& req) {
+  { s.try_call_now(req) } -> std::same_as<std::optional<result<typename S::response_type>>>;
+};
+
+/// `s.try_call_now(req)` when S provides it, else nullopt ("use ready() + call()").
+template <class Request, class S>
+std::optional<result<typename S::response_type>> try_call_now(S& s, Request& req) {
+  if constexpr (immediate_service<S, Request>) {
+    return s.try_call_now(req);
+  } else {
+    return std::nullopt;
+  }
+}
+
+/// The permit of a service that is always ready.
+struct unit_permit {};
+
+/// Convenience: ready + call in one step (what a front end does for each request).
+template <class Request, service<Request> S>
+awaitable<result<typename S::response_type>> ready_and_call(S& s, Request& req) {
+  if (auto r = try_call_now(s, req)) co_return std::move(*r);
+  auto permit = co_await s.ready(req.context());
+  if (!permit) co_return permit.error();
+  co_return co_await s.call(std::move(*permit), req);
+}
+
+}  // namespace turret

@@ -1,0 +1,332 @@
+#include <builtin.hpp>
+#include <concurrency_limit/concurrency_limit.hpp>
+#include <testing/mock_service.hpp>
+#include <timeout/timeout.hpp>
+#include <turret/any_service.hpp>
+#include <turret/layer.hpp>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+
+#include <gtest/gtest.h>
+
+#include <thread>
+
+namespace turret {
+namespace {
+
+using namespace std::chrono_literals;
+using testing::mock_request;
+using testing::mock_service;
+using testing::mock_state;
+
+struct ConcurrencyLimitTest : ::testing::Test {
+  boost::asio::io_context io;
+  boost::asio::executor_work_guard<boost::asio::io_context::executor_type> work{io.get_executor()};
+  std::shared_ptr<manual_clock> clk = std::make_shared<manual_clock>();
+  std::shared_ptr<mock_state> st = std::make_shared<mock_state>(clk);
+
+  template <class S>
+  void start(S& svc, mock_request& req, std::optional<result<int>>& out) {
+    boost::asio::co_spawn(
+        io, [&]() -> awaitable<void> { out.emplace(co_await ready_and_call(svc, req)); }, boost::asio::detached);
+    io.poll();
+  }
+  void advance(clock::duration d) {
+    clk->advance(d);
+    io.poll();
+  }
+};
+
+TEST_F(ConcurrencyLimitTest, LimitsInFlightCalls) {
+  st->call_delay = 1s;
+  auto svc = concurrency_limit_layer(2).wrap(mock_service{st});
+  mock_request r[3];
+  std::optional<result<int>> out[3];
+  for (int i = 0; i < 3; ++i) start(svc, r[i], out[i]);
+  EXPECT_EQ(st->calls, 2);
+  EXPECT_EQ(svc.semaphore().waiters(), 1u);
+  EXPECT_EQ(svc.semaphore().available(), 0u);
+  advance(1s);
+  EXPECT_TRUE(out[0] && *out[0]);
+  EXPECT_TRUE(out[1] && *out[1]);
+  EXPECT_FALSE(out[2]);
+  EXPECT_EQ(st->calls, 3);
+  advance(1s);
+  EXPECT_TRUE(out[2] && *out[2]);
+  EXPECT_EQ(st->peak_in_call, 2);
+  EXPECT_EQ(svc.semaphore().available(), 2u);
+  EXPECT_EQ(st->live_permits, 0);
+}
+
+TEST_F(ConcurrencyLimitTest, FifoOrder) {
+  auto svc = concurrency_limit_layer(1).wrap(mock_service{st});
+  std::vector<int> order;
+  std::optional<decltype(svc)::permit_type> held;
+  mock_request holder;
+  boost::asio::co_spawn(
+      io, [&]() -> awaitable<void> { held.emplace(std::move(*co_await svc.ready(holder.ctx))); },
+      boost::asio::detached);
+  io.poll();
+  ASSERT_TRUE(held);
+  mock_request r[4];
+  std::vector<std::optional<decltype(svc)::permit_type>> permits(4);
+  for (int i = 0; i < 4; ++i) {
+    boost::asio::co_spawn(
+        io,
+        [&, i]() -> awaitable<void> {
+          auto p = co_await svc.ready(r[i].ctx);
+          order.push_back(i);
+          permits[i].emplace(std::move(*p));
+        },
+        boost::asio::detached);
+    io.poll();
+  }
+  EXPECT_EQ(svc.semaphore().waiters(), 4u);
+  held.reset();  // releases: hands the slot to the first waiter
+  io.poll();
+  for (int i = 0; i < 3; ++i) {
+    // A newcomer must not overtake the queue even though a slot moves between permits.
+    EXPECT_FALSE(svc.semaphore().try_acquire());
+    permits[i].reset();
+    io.poll();
+  }
+  EXPECT_EQ(order, (std::vector<int>{0, 1, 2, 3}));
+  permits[3].reset();
+  EXPECT_EQ(svc.semaphore().available(), 1u);
+}
+
+TEST_F(ConcurrencyLimitTest, CancelledWaiterNeitherLeaksNorSteals) {
+  auto svc = concurrency_limit_layer(1).wrap(mock_service{st});
+  std::optional<decltype(svc)::permit_type> held;
+  mock_request holder, waiter, second;
+  boost::asio::co_spawn(
+      io, [&]() -> awaitable<void> { held.emplace(std::move(*co_await svc.ready(holder.ctx))); },
+      boost::asio::detached);
+  std::optional<result<int>> out, out2;
+  start(svc, waiter, out);
+  start(svc, second, out2);
+  EXPECT_EQ(svc.semaphore().waiters(), 2u);
+  waiter.ctx.cancel();
+  io.poll();
+  ASSERT_TRUE(out);
+  EXPECT_EQ(out->error(), boost::asio::error::operation_aborted);
+  EXPECT_EQ(svc.semaphore().waiters(), 1u);
+  EXPECT_EQ(svc.semaphore().available(), 0u);
+  held.reset();
+  io.poll();
+  ASSERT_TRUE(out2 && *out2);  // the next waiter got the slot
+  EXPECT_EQ(svc.semaphore().available(), 1u);
+  EXPECT_EQ(st->live_permits, 0);
+  // Already-cancelled context: no wait at all.
+  std::optional<decltype(svc)::permit_type> held2;
+  boost::asio::co_spawn(
+      io, [&]() -> awaitable<void> { held2.emplace(std::move(*co_await svc.ready(holder.ctx))); },
+      boost::asio::detached);
+  io.poll();
+  std::optional<result<int>> out3;
+  start(svc, waiter, out3);  // waiter.ctx is cancelled
+  ASSERT_TRUE(out3);
+  EXPECT_EQ(out3->error(), boost::asio::error::operation_aborted);
+  EXPECT_EQ(svc.semaphore().waiters(), 0u);
+}
+
+TEST_F(ConcurrencyLimitTest, PermitReleasedOnDropAndOnError) {
+  auto svc = concurrency_limit_layer(1).wrap(mock_service{st});
+  boost::asio::co_spawn(
+      io, [&]() -> awaitable<void> { auto p = co_await svc.ready(*new request_context); }, boost::asio::detached);
+  io.poll();
+  EXPECT_EQ(svc.semaphore().available(), 1u);
+  st->call_error = boost::asio::error::connection_reset;
+  mock_request req;
+  std::optional<result<int>> out;
+  start(svc, req, out);
+  ASSERT_TRUE(out);
+  EXPECT_EQ(out->error(), boost::asio::error::connection_reset);
+  EXPECT_EQ(svc.semaphore().available(), 1u);
+  st->call_error = {};
+  st->ready_error = boost::asio::error::no_buffer_space;  // inner not ready: our slot is returned
+  std::optional<result<int>> out2;
+  mock_request req2;
+  start(svc, req2, out2);
+  ASSERT_TRUE(out2);
+  EXPECT_EQ(svc.semaphore().available(), 1u);
+  EXPECT_EQ(st->live_permits, 0);
+}
+
+TEST_F(ConcurrencyLimitTest, TimeoutBoundsTheWait) {
+  st->call_delay = 10s;
+  auto svc = service_builder{}.layer(timeout_layer(1s, clk)).layer(concurrency_limit_layer(1)).service(mock_service{st});
+  mock_request a, b;
+  std::optional<result<int>> out_a, out_b;
+  start(svc, a, out_a);
+  advance(500ms);
+  start(svc, b, out_b);  // waits for a slot
+  EXPECT_EQ(svc.inner().semaphore().waiters(), 1u);
+  advance(500ms);  // a's deadline: its call is cancelled, which frees the slot for b
+  ASSERT_TRUE(out_a);
+  EXPECT_EQ(out_a->error(), timeout_errc::elapsed);
+  EXPECT_FALSE(out_b);
+  EXPECT_EQ(st->calls, 2);
+  advance(500ms);  // b's deadline, 1s after its ready() began (500ms waiting + 500ms in the call)
+  ASSERT_TRUE(out_b);
+  EXPECT_EQ(out_b->error(), timeout_errc::elapsed);
+  EXPECT_EQ(svc.inner().semaphore().available(), 1u);
+  EXPECT_EQ(svc.inner().semaphore().waiters(), 0u);
+  EXPECT_EQ(st->live_permits, 0);
+}
+
+TEST_F(ConcurrencyLimitTest, TimeoutWhileQueued) {
+  auto svc = service_builder{}.layer(timeout_layer(1s, clk)).layer(concurrency_limit_layer(1)).service(mock_service{st});
+  std::optional<decltype(svc.inner())::permit_type> dummy;  // NOLINT: type check only
+  (void)dummy;
+  auto& limit = svc.inner();
+  std::optional<std::remove_reference_t<decltype(limit)>::permit_type> held;
+  mock_request holder, waiter;
+  boost::asio::co_spawn(
+      io, [&]() -> awaitable<void> { held.emplace(std::move(*co_await limit.ready(holder.ctx))); },
+      boost::asio::detached);
+  std::optional<result<int>> out;
+  start(svc, waiter, out);
+  advance(1s);
+  ASSERT_TRUE(out);
+  EXPECT_EQ(out->error(), timeout_errc::elapsed);
+  EXPECT_EQ(limit.semaphore().waiters(), 0u);
+  held.reset();
+  EXPECT_EQ(limit.semaphore().available(), 1u);  // not leaked, not stolen
+}
+
+TEST_F(ConcurrencyLimitTest, FastPath) {
+  st->immediate = true;
+  auto svc = concurrency_limit_layer(1).wrap(mock_service{st});
+  mock_request req;
+  req.value = 5;
+  auto r = svc.try_call_now(req);
+  ASSERT_TRUE(r && *r);
+  EXPECT_EQ(**r, 10);
+  EXPECT_EQ(svc.semaphore().available(), 1u);
+  {
+    auto p = svc.semaphore().try_acquire();
+    ASSERT_TRUE(p);
+    EXPECT_FALSE(svc.try_call_now(req));  // no slot: would suspend
+    svc.semaphore().release();
+  }
+  st->immediate = false;
+  EXPECT_FALSE(svc.try_call_now(req));  // inner would suspend: slot given back
+  EXPECT_EQ(svc.semaphore().available(), 1u);
+  // Through erasure.
+  any_service<mock_request, int> erased(service_builder{}
+                                            .layer(timeout_layer(1s, clk))
+                                            .layer(concurrency_limit_layer(1))
+                                            .service(mock_service{st}));
+  EXPECT_TRUE(erased.supports_immediate());
+}
+
+TEST(ConcurrencyLimitCrossThread, WaitersOnSeveralContexts) {
+  constexpr int threads = 4, per_thread = 300, max = 3;
+  auto st = std::make_shared<mock_state>(steady_clock());
+  st->call_delay = 50us;
+  auto svc = concurrency_limit_layer(max).wrap(mock_service{st});
+  std::vector<std::unique_ptr<boost::asio::io_context>> ios;
+  std::atomic<int> ok{0}, wrong_thread{0};
+  for (int t = 0; t < threads; ++t) ios.push_back(std::make_unique<boost::asio::io_context>(1));
+  std::vector<std::thread> workers;
+  for (int t = 0; t < threads; ++t) {
+    auto& io = *ios[t];
+    for (int i = 0; i < per_thread; ++i) {
+      boost::asio::co_spawn(
+          io,
+          [&]() -> awaitable<void> {
+            mock_request req;
+            req.value = 1;
+            const auto me = std::this_thread::get_id();
+            auto p = co_await svc.ready(req.ctx);
+            if (std::this_thread::get_id() != me) wrong_thread++;
+            if (!p) co_return;
+            auto r = co_await svc.call(std::move(*p), req);
+            if (r && *r == 2) ok++;
+          },
+          boost::asio::detached);
+    }
+    workers.emplace_back([&io] { io.run(); });
+  }
+  for (auto& w : workers) w.join();
+  EXPECT_EQ(ok.load(), threads * per_thread);
+  EXPECT_EQ(wrong_thread.load(), 0);
+  EXPECT_LE(st->peak_in_call.load(), max);
+  EXPECT_EQ(svc.semaphore().available(), static_cast<std::size_t>(max));
+  EXPECT_EQ(svc.semaphore().waiters(), 0u);
+  EXPECT_EQ(st->live_permits, 0);
+}
+
+TEST(ConcurrencyLimitCrossThread, CancellationRaces) {
+  // Waiters cancelled from their own thread while other threads release: no slot may leak or be duplicated.
+  constexpr int threads = 3, per_thread = 300, max = 2;
+  auto st = std::make_shared<mock_state>(steady_clock());
+  st->call_delay = 20us;
+  auto svc = service_builder{}.layer(timeout_layer(100us)).layer(concurrency_limit_layer(max)).service(mock_service{st});
+  std::vector<std::unique_ptr<boost::asio::io_context>> ios;
+  std::atomic<int> done{0};
+  for (int t = 0; t < threads; ++t) ios.push_back(std::make_unique<boost::asio::io_context>(1));
+  std::vector<std::thread> workers;
+  for (int t = 0; t < threads; ++t) {
+    auto& io = *ios[t];
+    for (int i = 0; i < per_thread; ++i) {
+      boost::asio::co_spawn(
+          io,
+          [&]() -> awaitable<void> {
+            mock_request req;
+            (void)co_await ready_and_call(svc, req);
+            done++;
+          },
+          boost::asio::detached);
+    }
+    workers.emplace_back([&io] { io.run(); });
+  }
+  for (auto& w : workers) w.join();
+  EXPECT_EQ(done.load(), threads * per_thread);
+  EXPECT_LE(st->peak_in_call.load(), max);
+  EXPECT_EQ(svc.inner().semaphore().available(), static_cast<std::size_t>(max));
+  EXPECT_EQ(svc.inner().semaphore().waiters(), 0u);
+  EXPECT_EQ(st->live_permits, 0);
+}
+
+TEST_F(ConcurrencyLimitTest, FactoryFromYaml) {
+  layer_registry<mock_request, int> reg;
+  register_builtin_layers(reg, clk);
+  st->call_delay = 1s;
+  auto cfg = load_config_string(
+      "pipeline:\n  - {layer: timeout, duration: 5s}\n  - layer: concurrency_limit\n    max: 1\n", "turret.yaml");
+  auto svc = reg.build(cfg.child("pipeline"), any_service<mock_request, int>(mock_service{st}));
+  mock_request a, b;
+  std::optional<result<int>> oa, ob;
+  start(svc, a, oa);
+  start(svc, b, ob);
+  EXPECT_EQ(st->calls, 1);
+  advance(1s);
+  EXPECT_TRUE(oa && *oa);
+  EXPECT_EQ(st->calls, 2);
+  advance(1s);
+  EXPECT_TRUE(ob && *ob);
+
+  auto expect_error = [&](const char* yaml, const char* what) {
+    auto c = load_config_string(yaml, "turret.yaml");
+    try {
+      reg.build(c.child("pipeline"), any_service<mock_request, int>(mock_service{st}));
+      ADD_FAILURE() << "no error for " << yaml;
+    } catch (const config_error& e) {
+      EXPECT_STREQ(e.what(), what);
+    }
+  };
+  expect_error("pipeline:\n  - layer: concurrency_limit\n    max: 0\n",
+               "turret.yaml:3:10: pipeline[0].max: value 0 out of range [1, 2147483648]");
+  expect_error("pipeline:\n  - layer: concurrency_limit\n    max: many\n",
+               "turret.yaml:3:10: pipeline[0].max: expected an integer, got 'many'");
+  expect_error("pipeline:\n  - layer: concurrency_limit\n    max: 1\n    burst: 2\n",
+               "turret.yaml:4:5: pipeline[0].burst: unknown key 'burst' (allowed: layer, max)");
+}
+
+}  // namespace
+}  // namespace turret

@@ -1,0 +1,1045 @@
+// The gRPC front end (see grpc_listener.hpp for the design). All grpc++ code of turretd lives in this file.
+#include <services/grpc/grpc_listener.hpp>
+#include <services/grpc/grpc_status.hpp>
+#include <services/kv/store.hpp>
+#include <services/kv/value_reply_builder.hpp>
+
+#include <turret/kv/v1/kv.grpc.pb.h>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <grpcpp/grpcpp.h>
+#include <grpcpp/health_check_service_interface.h>
+#include <spdlog/spdlog.h>
+
+#include <charconv>
+#include <deque>
+#include <mutex>
+#include <thread>
+
+namespace turret::grpc_frontend {
+
+namespace asio = boost::asio;
+namespace pb = ::turret::kv::v1;
+using tcp = asio::ip::tcp;
+using turretd::server_state;
+
+namespace {
+
+constexpr std::string_view kv_service_name = "turret.kv.v1.KV";
+
+std::string endpoint_string(const tcp::endpoint& ep) {
+  if (ep.address().is_v6()) return "[" + ep.address().to_string() + "]:" + std::to_string(ep.port());
+  return ep.address().to_string() + ":" + std::to_string(ep.port());
+}
+
+/// grpc's peer string ("ipv4:127.0.0.1:5000", "ipv6:[::1]:5000") as an endpoint; unspecified when not TCP.
+tcp::endpoint parse_peer(std::string_view p) {
+  std::string_view host;
+  if (p.substr(0, 5) == "ipv4:") {
+    p.remove_prefix(5);
+    const auto colon = p.rfind(':');
+    if (colon == std::string_view::npos) return {};
+    host = p.substr(0, colon);
+    p.remove_prefix(colon + 1);
+  } else if (p.substr(0, 5) == "ipv6:") {
+    p.remove_prefix(5);
+    const auto close = p.find("]:");
+    if (p.empty() || p[0] != '[' || close == std::string_view::npos) return {};
+    host = p.substr(1, close - 1);
+    p.remove_prefix(close + 2);
+  } else {
+    return {};
+  }
+  unsigned short port = 0;
+  std::from_chars(p.data(), p.data() + p.size(), port);
+  boost::system::error_code ec;
+  auto addr = asio::ip::make_address(std::string(host), ec);
+  if (ec) return {};
+  return {addr, port};
+}
+
+std::string_view sv(const std::string& s) noexcept { return {s.data(), s.size()}; }
+
+/// Escapes Redis glob metacharacters so that `prefix` matches literally.
+std::string glob_escape(std::string_view s) {
+  std::string out;
+  out.reserve(s.size() + 4);
+  for (char c : s) {
+    if (c == '*' || c == '?' || c == '[' || c == ']' || c == '\\') out.push_back('\\');
+    out.push_back(c);
+  }
+  return out;
+}
+
+/// Decimal of an integer into a caller-provided buffer.
+struct number {
+  char buf[24];
+  std::size_t len = 0;
+  explicit number(long long v) { len = static_cast<std::size_t>(std::to_chars(buf, buf + sizeof buf, v).ptr - buf); }
+  explicit number(unsigned long long v) {
+    len = static_cast<std::size_t>(std::to_chars(buf, buf + sizeof buf, v).ptr - buf);
+  }
+  std::string_view view() const noexcept { return {buf, len}; }
+};
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------------------------
+// Listener state shared by every call (kept alive by the calls: a call may outlive the listener object when the
+// runtime destroys its pending coroutines after the listener).
+
+class call_base;
+
+struct listener_shared {
+  listener_shared(turretd::listener_env& env, grpc_options o)
+      : name(env.name),
+        rt(env.rt),
+        shutdown(env.shutdown),
+        store(env.store),
+        pipeline(env.pipeline),
+        state(env.state),
+        opts(o) {}
+
+  std::string name;
+  runtime& rt;
+  shutdown_coordinator& shutdown;
+  std::shared_ptr<kv::store> store;
+  turretd::kv_pipeline pipeline;
+  const std::atomic<server_state>* state;
+  grpc_options opts;
+  std::atomic<bool> draining{false};
+
+  // Open calls (for draining and forced close). Intrusive list under `mutex`.
+  std::mutex mutex;
+  call_base* head = nullptr;
+  std::size_t open = 0;
+
+  void add(call_base* c);
+  void remove(call_base* c);
+  /// Applies f to every open call (each kept alive by a reference meanwhile), outside the lock.
+  template <class F>
+  void for_each_open(F f);
+};
+
+/// Per-call state common to every RPC: context, session, reply builder, reference count, the one-time finish claim.
+class call_base {
+ public:
+  call_base(std::shared_ptr<listener_shared> sh, grpc::CallbackServerContext* sctx)
+      : sh_(std::move(sh)), sctx_(sctx), ex_(sh_->rt.next_executor()), track_(sh_->shutdown.track()) {
+    ctx_.protocol = "grpc";
+    const std::string peer = sctx->peer();
+    ctx_.peer = parse_peer(peer);
+    const auto& md = sctx->client_metadata();
+    if (auto it = md.find("x-request-id"); it != md.end() && it->second.size() != 0 && it->second.size() <= 128) {
+      ctx_.set_request_id(std::string(it->second.data(), it->second.size()));
+      sctx->AddInitialMetadata("x-request-id", ctx_.request_id());
+    }
+    const auto deadline = sctx->deadline();
+    if (deadline != std::chrono::system_clock::time_point::max()) {
+      const auto left = deadline - std::chrono::system_clock::now();
+      ctx_.deadline = request_context::clock::now() +
+                      std::chrono::duration_cast<request_context::clock::duration>(left);
+    }
+    sess_.protocol_name = "grpc";
+    sess_.authenticated = sh_->store->requirepass().empty();
+    sh_->add(this);
+  }
+  virtual ~call_base() = default;
+  call_base(const call_base&) = delete;
+  call_base& operator=(const call_base&) = delete;
+
+  void add_ref() noexcept { refs_.fetch_add(1, std::memory_order_relaxed); }
+  void release() noexcept {
+    if (refs_.fetch_sub(1, std::memory_order_acq_rel) == 1) delete this;
+  }
+
+  /// True once for the one party allowed to finish the reactor (the call's coroutine, or a forced close).
+  bool try_claim() noexcept { return !claimed_.exchange(true, std::memory_order_acq_rel); }
+
+  /// Ends the call now with `s` unless it already ended (draining, forced close). Thread-safe.
+  virtual void force_finish(grpc::Status s) = 0;
+
+  /// Client cancelled (or its deadline passed): cancel the request inside the pipeline, on the call's thread.
+  void cancel_in_pipeline() {
+    add_ref();
+    asio::post(ex_, [this] {
+      ctx_.cancel();
+      release();
+    });
+  }
+
+  /// Runs one command through the pipeline. On success the command's top-level replies are in `out`.
+  /// Returns a non-OK status for pipeline errors and for a Redis error reply (the first one found).
+  asio::awaitable<grpc::Status> exec(std::span<const std::string_view> args, std::vector<kv::reply_value>& out) {
+    kv::value_reply_builder builder(sess_.resp);
+    kv::request req{ctx_, sess_, args, builder};
+    auto permit = co_await sh_->pipeline.ready(ctx_);
+    error_code ec;
+    if (!permit) {
+      ec = permit.error();
+    } else {
+      auto r = co_await sh_->pipeline.call(std::move(*permit), req);
+      if (!r) ec = r.error();
+    }
+    if (ec) {
+      if (sctx_->IsCancelled()) co_return grpc::Status::CANCELLED;
+      const bool late = request_context::clock::now() >= ctx_.deadline;
+      const auto code = pipeline_error_code(ec, late);
+      spdlog::debug("grpc {}: request_id={} {} failed: {}", sh_->name, ctx_.request_id(), args[0], ec.message());
+      co_return grpc::Status(code, ec.message());
+    }
+    out = builder.take();
+    for (const auto& v : out) {
+      if (v.is_error()) co_return grpc::Status(reply_error_code(v.str), v.str);
+    }
+    if (out.empty()) co_return grpc::Status(grpc::StatusCode::INTERNAL, "no reply");
+    co_return grpc::Status::OK;
+  }
+
+  /// As exec() for a single-reply command: the reply in `out`.
+  asio::awaitable<grpc::Status> exec1(std::span<const std::string_view> args, kv::reply_value& out) {
+    std::vector<kv::reply_value> replies;
+    auto st = co_await exec(args, replies);
+    if (st.ok()) out = std::move(replies.front());
+    co_return st;
+  }
+
+  request_context& ctx() noexcept { return ctx_; }
+  kv::session& sess() noexcept { return sess_; }
+  const asio::any_io_executor& executor() const noexcept { return ex_; }
+  listener_shared& shared() noexcept { return *sh_; }
+  grpc::CallbackServerContext* server_context() noexcept { return sctx_; }
+
+  // intrusive list of open calls (listener_shared::mutex)
+  call_base* prev_ = nullptr;
+  call_base* next_ = nullptr;
+
+ protected:
+  /// Called from OnDone (exactly once): unlink, drop grpc's reference.
+  void done() {
+    sh_->remove(this);
+    release();
+  }
+
+  std::shared_ptr<listener_shared> sh_;
+  grpc::CallbackServerContext* sctx_;
+  asio::any_io_executor ex_;
+  shutdown_coordinator::tracker track_;
+  request_context ctx_;
+  kv::session sess_;
+
+ private:
+  std::atomic<int> refs_{2};  // grpc (until OnDone) + the call's coroutine
+  std::atomic<bool> claimed_{false};
+};
+
+void listener_shared::add(call_base* c) {
+  std::lock_guard lk(mutex);
+  c->next_ = head;
+  if (head) head->prev_ = c;
+  head = c;
+  ++open;
+}
+
+void listener_shared::remove(call_base* c) {
+  std::lock_guard lk(mutex);
+  if (c->prev_) c->prev_->next_ = c->next_;
+  else if (head == c) head = c->next_;
+  if (c->next_) c->next_->prev_ = c->prev_;
+  c->prev_ = c->next_ = nullptr;
+  --open;
+}
+
+template <class F>
+void listener_shared::for_each_open(F f) {
+  std::vector<call_base*> calls;
+  {
+    std::lock_guard lk(mutex);
+    for (call_base* c = head; c; c = c->next_) {
+      c->add_ref();
+      calls.push_back(c);
+    }
+  }
+  for (call_base* c : calls) {
+    f(*c);
+    c->release();
+  }
+}
+
+namespace {
+
+void log_exception(std::string_view what, std::exception_ptr e) {
+  if (!e) return;
+  try {
+    std::rethrow_exception(e);
+  } catch (const std::exception& x) {
+    spdlog::error("grpc: {} failed: {}", what, x.what());
+  } catch (...) {
+    spdlog::error("grpc: {} failed", what);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Unary calls. Each operation is a struct with the message types and
+//   static awaitable<grpc::Status> run(call_base&, const Request&, Response&)
+// that issues its command(s) through call_base::exec and fills the response.
+
+template <class Op>
+class unary_call final : public call_base, public grpc::ServerUnaryReactor {
+ public:
+  using request_type = typename Op::request;
+  using response_type = typename Op::response;
+
+  unary_call(std::shared_ptr<listener_shared> sh, grpc::CallbackServerContext* sctx, const request_type* rq,
+             response_type* rs)
+      : call_base(std::move(sh), sctx), rq_(rq), rs_(rs) {}
+
+  void start() {
+    asio::co_spawn(ex_, run(), [this](std::exception_ptr e) {
+      if (e) {
+        log_exception(Op::name, e);
+        if (try_claim()) Finish(grpc::Status(grpc::StatusCode::INTERNAL, "internal error"));
+      }
+      release();
+    });
+  }
+
+  void OnCancel() override { cancel_in_pipeline(); }
+  void OnDone() override { done(); }
+  void force_finish(grpc::Status s) override {
+    if (try_claim()) Finish(std::move(s));
+  }
+
+ private:
+  asio::awaitable<void> run() {
+    grpc::Status st = co_await Op::run(*this, *rq_, local_);
+    if (!try_claim()) co_return;
+    if (st.ok()) rs_->Swap(&local_);
+    Finish(std::move(st));
+  }
+
+  const request_type* rq_;
+  response_type* rs_;
+  response_type local_;
+};
+
+using awaitable_status = asio::awaitable<grpc::Status>;
+
+grpc::Status invalid(std::string msg) { return {grpc::StatusCode::INVALID_ARGUMENT, std::move(msg)}; }
+grpc::Status not_found() { return {grpc::StatusCode::NOT_FOUND, "key not found"}; }
+grpc::Status unexpected(const kv::reply_value&) { return {grpc::StatusCode::INTERNAL, "unexpected reply"}; }
+
+struct get_op {
+  using request = pb::GetRequest;
+  using response = pb::GetResponse;
+  static constexpr std::string_view name = "Get";
+  static awaitable_status run(call_base& c, const request& rq, response& rs) {
+    const std::string_view args[] = {"GET", sv(rq.key())};
+    kv::reply_value v;
+    auto st = co_await c.exec1(args, v);
+    if (!st.ok()) co_return st;
+    if (v.is_null()) co_return not_found();
+    if (v.type != kv::reply_value::kind::bulk) co_return unexpected(v);
+    *rs.mutable_value() = std::move(v.str);
+    co_return grpc::Status::OK;
+  }
+};
+
+struct set_op {
+  using request = pb::SetRequest;
+  using response = pb::SetResponse;
+  static constexpr std::string_view name = "Set";
+  static awaitable_status run(call_base& c, const request& rq, response& rs) {
+    if (rq.ttl_ms() < 0) co_return invalid("ttl_ms must not be negative");
+    if (rq.keep_ttl() && rq.ttl_ms() != 0) co_return invalid("keep_ttl and ttl_ms are mutually exclusive");
+    std::string_view args[8] = {"SET", sv(rq.key()), sv(rq.value())};
+    std::size_t n = 3;
+    number ttl(static_cast<long long>(rq.ttl_ms()));
+    if (rq.ttl_ms() > 0) {
+      args[n++] = "PX";
+      args[n++] = ttl.view();
+    }
+    if (rq.keep_ttl()) args[n++] = "KEEPTTL";
+    switch (rq.condition()) {
+      case pb::CONDITION_IF_NOT_EXISTS: args[n++] = "NX"; break;
+      case pb::CONDITION_IF_EXISTS: args[n++] = "XX"; break;
+      case pb::CONDITION_UNSPECIFIED: break;
+      default: co_return invalid("unknown condition");
+    }
+    if (rq.return_previous()) args[n++] = "GET";
+    kv::reply_value v;
+    auto st = co_await c.exec1(std::span(args, n), v);
+    if (!st.ok()) co_return st;
+    if (!rq.return_previous()) {
+      if (v.is_null()) co_return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, "condition not met");
+      co_return grpc::Status::OK;
+    }
+    // SET ... GET: the reply is the old value either way; the condition failed when NX found a value or XX none.
+    const bool had = !v.is_null();
+    if ((rq.condition() == pb::CONDITION_IF_NOT_EXISTS && had) || (rq.condition() == pb::CONDITION_IF_EXISTS && !had))
+      co_return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, "condition not met");
+    rs.set_had_previous(had);
+    if (had) *rs.mutable_previous() = std::move(v.str);
+    co_return grpc::Status::OK;
+  }
+};
+
+struct delete_op {
+  using request = pb::DeleteRequest;
+  using response = pb::DeleteResponse;
+  static constexpr std::string_view name = "Delete";
+  static awaitable_status run(call_base& c, const request& rq, response& rs) {
+    if (rq.keys_size() == 0) co_return invalid("keys must not be empty");
+    std::vector<std::string_view> args;
+    args.reserve(static_cast<std::size_t>(rq.keys_size()) + 1);
+    args.push_back("DEL");
+    for (const auto& k : rq.keys()) args.push_back(sv(k));
+    kv::reply_value v;
+    auto st = co_await c.exec1(args, v);
+    if (!st.ok()) co_return st;
+    rs.set_deleted(v.integer);
+    co_return grpc::Status::OK;
+  }
+};
+
+struct mget_op {
+  using request = pb::MGetRequest;
+  using response = pb::MGetResponse;
+  static constexpr std::string_view name = "MGet";
+  static awaitable_status run(call_base& c, const request& rq, response& rs) {
+    if (rq.keys_size() == 0) co_return invalid("keys must not be empty");
+    std::vector<std::string_view> args;
+    args.reserve(static_cast<std::size_t>(rq.keys_size()) + 1);
+    args.push_back("MGET");
+    for (const auto& k : rq.keys()) args.push_back(sv(k));
+    kv::reply_value v;
+    auto st = co_await c.exec1(args, v);
+    if (!st.ok()) co_return st;
+    rs.mutable_values()->Reserve(static_cast<int>(v.elements.size()));
+    for (auto& e : v.elements) {
+      auto* o = rs.add_values();
+      if (e.type == kv::reply_value::kind::bulk) {
+        o->set_found(true);
+        *o->mutable_value() = std::move(e.str);
+      }
+    }
+    co_return grpc::Status::OK;
+  }
+};
+
+struct mset_op {
+  using request = pb::MSetRequest;
+  using response = pb::MSetResponse;
+  static constexpr std::string_view name = "MSet";
+  static awaitable_status run(call_base& c, const request& rq, response&) {
+    if (rq.entries_size() == 0) co_return invalid("entries must not be empty");
+    std::vector<std::string_view> args;
+    args.reserve(static_cast<std::size_t>(rq.entries_size()) * 2 + 1);
+    args.push_back(rq.if_none_exist() ? "MSETNX" : "MSET");
+    for (const auto& e : rq.entries()) {
+      args.push_back(sv(e.key()));
+      args.push_back(sv(e.value()));
+    }
+    kv::reply_value v;
+    auto st = co_await c.exec1(args, v);
+    if (!st.ok()) co_return st;
+    if (rq.if_none_exist() && v.integer == 0)
+      co_return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, "a key already exists");
+    co_return grpc::Status::OK;
+  }
+};
+
+struct incr_op {
+  using request = pb::IncrRequest;
+  using response = pb::IncrResponse;
+  static constexpr std::string_view name = "Incr";
+  static awaitable_status run(call_base& c, const request& rq, response& rs) {
+    number delta(static_cast<long long>(rq.delta()));
+    const std::string_view args[] = {"INCRBY", sv(rq.key()), delta.view()};
+    kv::reply_value v;
+    auto st = co_await c.exec1(args, v);
+    if (!st.ok()) co_return st;
+    rs.set_value(v.integer);
+    co_return grpc::Status::OK;
+  }
+};
+
+struct expire_op {
+  using request = pb::ExpireRequest;
+  using response = pb::ExpireResponse;
+  static constexpr std::string_view name = "Expire";
+  static awaitable_status run(call_base& c, const request& rq, response& rs) {
+    number ttl(static_cast<long long>(rq.ttl_ms()));
+    std::string_view args[4] = {"PEXPIRE", sv(rq.key()), ttl.view()};
+    std::size_t n = 3;
+    switch (rq.condition()) {
+      case pb::EXPIRE_CONDITION_UNSPECIFIED: break;
+      case pb::EXPIRE_CONDITION_IF_NO_TTL: args[n++] = "NX"; break;
+      case pb::EXPIRE_CONDITION_IF_HAS_TTL: args[n++] = "XX"; break;
+      case pb::EXPIRE_CONDITION_IF_GREATER: args[n++] = "GT"; break;
+      case pb::EXPIRE_CONDITION_IF_LESS: args[n++] = "LT"; break;
+      default: co_return invalid("unknown condition");
+    }
+    kv::reply_value v;
+    auto st = co_await c.exec1(std::span(args, n), v);
+    if (!st.ok()) co_return st;
+    if (v.integer == 0 && rq.condition() == pb::EXPIRE_CONDITION_UNSPECIFIED) co_return not_found();
+    rs.set_applied(v.integer != 0);
+    co_return grpc::Status::OK;
+  }
+};
+
+struct ttl_op {
+  using request = pb::TtlRequest;
+  using response = pb::TtlResponse;
+  static constexpr std::string_view name = "Ttl";
+  static awaitable_status run(call_base& c, const request& rq, response& rs) {
+    const std::string_view args[] = {"PTTL", sv(rq.key())};
+    kv::reply_value v;
+    auto st = co_await c.exec1(args, v);
+    if (!st.ok()) co_return st;
+    if (v.integer == -2) co_return not_found();
+    rs.set_ttl_ms(v.integer);
+    co_return grpc::Status::OK;
+  }
+};
+
+struct persist_op {
+  using request = pb::PersistRequest;
+  using response = pb::PersistResponse;
+  static constexpr std::string_view name = "Persist";
+  static awaitable_status run(call_base& c, const request& rq, response& rs) {
+    const std::string_view args[] = {"PERSIST", sv(rq.key())};
+    kv::reply_value v;
+    auto st = co_await c.exec1(args, v);
+    if (!st.ok()) co_return st;
+    if (v.integer == 0) {
+      // 0: no TTL removed; tell "missing" from "no TTL" (PTTL -2 = missing).
+      const std::string_view ttl_args[] = {"PTTL", sv(rq.key())};
+      kv::reply_value t;
+      st = co_await c.exec1(ttl_args, t);
+      if (!st.ok()) co_return st;
+      if (t.integer == -2) co_return not_found();
+    }
+    rs.set_removed(v.integer != 0);
+    co_return grpc::Status::OK;
+  }
+};
+
+struct publish_op {
+  using request = pb::PublishRequest;
+  using response = pb::PublishResponse;
+  static constexpr std::string_view name = "Publish";
+  static awaitable_status run(call_base& c, const request& rq, response& rs) {
+    const std::string_view args[] = {"PUBLISH", sv(rq.channel()), sv(rq.message())};
+    kv::reply_value v;
+    auto st = co_await c.exec1(args, v);
+    if (!st.ok()) co_return st;
+    rs.set_receivers(v.integer);
+    co_return grpc::Status::OK;
+  }
+};
+
+// ---------------------------------------------------------------------------------------------------------------
+// Scan: one SCAN per batch on the runtime; one write in flight; the next batch starts from OnWriteDone.
+
+class scan_call final : public call_base, public grpc::ServerWriteReactor<pb::ScanResponse> {
+ public:
+  scan_call(std::shared_ptr<listener_shared> sh, grpc::CallbackServerContext* sctx, const pb::ScanRequest* rq)
+      : call_base(std::move(sh), sctx), rq_(*rq) {
+    cursor_ = rq_.cursor();
+    if (!rq_.match().empty()) {
+      pattern_ = rq_.match();
+      filter_prefix_ = !rq_.prefix().empty();
+    } else if (!rq_.prefix().empty()) {
+      pattern_ = glob_escape(rq_.prefix()) + "*";
+    }
+    batch_ = rq_.batch_size() ? rq_.batch_size() : shared().opts.scan_batch;
+  }
+
+  void start() { spawn_step(); }
+
+  void OnWriteDone(bool ok) override {
+    if (!ok || finished_batch_last_) {
+      finish(ok ? grpc::Status::OK : grpc::Status::CANCELLED);
+      return;
+    }
+    spawn_step();
+  }
+  void OnCancel() override { cancel_in_pipeline(); }
+  void OnDone() override { done(); }
+  void force_finish(grpc::Status s) override { finish(std::move(s)); }
+
+ private:
+  void finish(grpc::Status s) {
+    if (try_claim()) Finish(std::move(s));
+  }
+
+  void spawn_step() {
+    add_ref();
+    asio::co_spawn(ex_, step(), [this](std::exception_ptr e) {
+      if (e) {
+        log_exception("Scan", e);
+        finish(grpc::Status(grpc::StatusCode::INTERNAL, "internal error"));
+      }
+      release();
+    });
+  }
+
+  asio::awaitable<void> step() {
+    if (sctx_->IsCancelled() || shared().draining.load(std::memory_order_acquire)) {
+      finish(sctx_->IsCancelled() ? grpc::Status::CANCELLED
+                                  : grpc::Status(grpc::StatusCode::UNAVAILABLE, "server is shutting down"));
+      co_return;
+    }
+    out_.Clear();
+    number count(static_cast<unsigned long long>(batch_));
+    // Loop over empty batches (SCAN may return none) so that every write carries keys, or is the last.
+    for (int spins = 0; spins < 64; ++spins) {
+      number cur(static_cast<unsigned long long>(cursor_));
+      std::string_view args[6] = {"SCAN", cur.view(), "COUNT", count.view()};
+      std::size_t n = 4;
+      if (!pattern_.empty()) {
+        args[n++] = "MATCH";
+        args[n++] = pattern_;
+      }
+      kv::reply_value v;
+      auto st = co_await exec1(std::span(args, n), v);
+      if (!st.ok()) {
+        finish(std::move(st));
+        co_return;
+      }
+      if (v.elements.size() != 2) {
+        finish(grpc::Status(grpc::StatusCode::INTERNAL, "unexpected SCAN reply"));
+        co_return;
+      }
+      std::uint64_t next = 0;
+      const auto& cs = v.elements[0].str;
+      std::from_chars(cs.data(), cs.data() + cs.size(), next);
+      cursor_ = next;
+      for (auto& k : v.elements[1].elements) {
+        if (filter_prefix_ && std::string_view(k.str).substr(0, rq_.prefix().size()) != rq_.prefix()) continue;
+        if (rq_.limit() != 0 && sent_ >= rq_.limit()) break;
+        *out_.add_keys() = std::move(k.str);
+        ++sent_;
+      }
+      if (cursor_ == 0 || (rq_.limit() != 0 && sent_ >= rq_.limit()) || out_.keys_size() != 0) break;
+    }
+    out_.set_cursor(cursor_);
+    finished_batch_last_ = cursor_ == 0 || (rq_.limit() != 0 && sent_ >= rq_.limit());
+    if (sctx_->IsCancelled()) {
+      finish(grpc::Status::CANCELLED);
+      co_return;
+    }
+    StartWrite(&out_);
+  }
+
+  pb::ScanRequest rq_;
+  pb::ScanResponse out_;
+  std::string pattern_;
+  bool filter_prefix_ = false;
+  std::uint64_t cursor_ = 0;
+  std::uint64_t batch_ = 100;
+  std::uint64_t sent_ = 0;
+  bool finished_batch_last_ = false;
+};
+
+// ---------------------------------------------------------------------------------------------------------------
+// Subscribe: an attached session whose host queues messages for the writer.
+
+class subscribe_call final : public call_base,
+                             public grpc::ServerWriteReactor<pb::SubscribeResponse>,
+                             public kv::session_host {
+ public:
+  subscribe_call(std::shared_ptr<listener_shared> sh, grpc::CallbackServerContext* sctx,
+                 const pb::SubscribeRequest* rq)
+      : call_base(std::move(sh), sctx), rq_(*rq), limit_(shared().opts.subscribe_buffer) {
+    sess_.host = this;
+    sess_.is_subscriber_only_front_end = true;
+    const std::string peer = sctx->peer();
+    sess_.addr = ctx_.peer.port() ? endpoint_string(ctx_.peer) : peer;
+    // The confirmation goes first; it is held (not written) until the subscriptions are in place, so that no
+    // message can overtake it.
+    pb::SubscribeResponse first;
+    first.mutable_subscribed();
+    queue_.push_back(std::move(first));
+  }
+
+  ~subscribe_call() override {
+    if (attached_) shared().store->detach(sess_);
+  }
+
+  void start() {
+    asio::co_spawn(ex_, subscribe(), [this](std::exception_ptr e) {
+      if (e) {
+        log_exception("Subscribe", e);
+        schedule_finish(grpc::Status(grpc::StatusCode::INTERNAL, "internal error"));
+      }
+      release();
+    });
+  }
+
+  // session_host (called with the store lock held, from any thread): only queue and post.
+  bool deliver(const kv::pubsub_message& m) override {
+    std::unique_lock lk(mutex_);
+    if (finish_pending_) return true;
+    if (queue_.size() >= limit_) {
+      lk.unlock();
+      schedule_finish(grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                                   "subscriber too slow: more than " + std::to_string(limit_) + " messages pending"));
+      return false;
+    }
+    pb::SubscribeResponse r;
+    auto* msg = r.mutable_message();
+    msg->set_channel(m.channel.data(), m.channel.size());
+    if (!m.pattern.empty()) msg->set_pattern(m.pattern.data(), m.pattern.size());
+    msg->set_payload(m.payload.data(), m.payload.size());
+    queue_.push_back(std::move(r));
+    if (!writing_ && !held_ && !pump_posted_) {
+      pump_posted_ = true;
+      lk.unlock();
+      post_pump();
+    }
+    return true;
+  }
+  void kill() override { schedule_finish(grpc::Status(grpc::StatusCode::UNAVAILABLE, "client killed")); }
+  buffers buffer_info() const override {
+    std::lock_guard lk(mutex_);
+    buffers b;
+    b.oll = queue_.size();
+    return b;
+  }
+
+  void OnWriteDone(bool ok) override {
+    if (!ok) {
+      std::lock_guard lk(mutex_);
+      writing_ = false;
+      if (!finish_pending_) {
+        finish_pending_ = true;
+        final_ = grpc::Status::CANCELLED;
+      }
+    } else {
+      std::lock_guard lk(mutex_);
+      writing_ = false;
+    }
+    pump();
+  }
+  void OnCancel() override {
+    cancel_in_pipeline();
+    schedule_finish(grpc::Status::CANCELLED);
+  }
+  void OnDone() override { done(); }
+  void force_finish(grpc::Status s) override { schedule_finish(std::move(s)); }
+
+ private:
+  asio::awaitable<void> subscribe() {
+    if (shared().draining.load(std::memory_order_acquire)) {
+      schedule_finish(grpc::Status(grpc::StatusCode::UNAVAILABLE, "server is shutting down"));
+      co_return;
+    }
+    shared().store->attach(sess_);
+    attached_ = true;
+    long long count = 0;
+    for (int kind = 0; kind < 2; ++kind) {
+      const auto& names = kind == 0 ? rq_.channels() : rq_.patterns();
+      if (names.empty()) continue;
+      std::vector<std::string_view> args;
+      args.reserve(static_cast<std::size_t>(names.size()) + 1);
+      args.push_back(kind == 0 ? "SUBSCRIBE" : "PSUBSCRIBE");
+      for (const auto& n : names) args.push_back(sv(n));
+      std::vector<kv::reply_value> replies;
+      auto st = co_await exec(args, replies);
+      if (!st.ok()) {
+        schedule_finish(std::move(st));
+        co_return;
+      }
+      // Each confirmation is [subscribe, channel, count].
+      const auto& last = replies.back();
+      if (last.elements.size() == 3) count = last.elements[2].integer;
+    }
+    {
+      std::lock_guard lk(mutex_);
+      queue_.front().mutable_subscribed()->set_count(count);
+      held_ = false;
+    }
+    pump();
+  }
+
+  /// Ends the stream with `s` once no write is in flight (thread-safe; safe under the store lock: posts).
+  void schedule_finish(grpc::Status s) {
+    {
+      std::lock_guard lk(mutex_);
+      if (finish_pending_) return;
+      finish_pending_ = true;
+      final_ = std::move(s);
+      if (pump_posted_) return;
+      pump_posted_ = true;
+    }
+    post_pump();
+  }
+
+  void post_pump() {
+    add_ref();
+    asio::post(ex_, [this] {
+      {
+        std::lock_guard lk(mutex_);
+        pump_posted_ = false;
+      }
+      pump();
+      release();
+    });
+  }
+
+  /// Starts the next write, or finishes when asked to and idle. Never called with the store lock held.
+  void pump() {
+    std::unique_lock lk(mutex_);
+    if (writing_ || finished_) return;
+    if (finish_pending_) {
+      finished_ = true;
+      grpc::Status s = std::move(final_);
+      lk.unlock();
+      if (try_claim()) Finish(std::move(s));
+      return;
+    }
+    if (held_ || queue_.empty()) return;
+    current_ = std::move(queue_.front());
+    queue_.pop_front();
+    writing_ = true;
+    lk.unlock();
+    StartWrite(&current_);
+  }
+
+  pb::SubscribeRequest rq_;
+  const std::size_t limit_;
+  bool attached_ = false;  // runtime thread, then the destructor
+
+  mutable std::mutex mutex_;
+  std::deque<pb::SubscribeResponse> queue_;
+  pb::SubscribeResponse current_;
+  bool held_ = true;
+  bool writing_ = false;
+  bool pump_posted_ = false;
+  bool finish_pending_ = false;
+  bool finished_ = false;
+  grpc::Status final_;
+};
+
+// ---------------------------------------------------------------------------------------------------------------
+// The service: handlers run on grpc's threads and only create the call and post it.
+
+class kv_service_impl final : public pb::KV::CallbackService {
+ public:
+  explicit kv_service_impl(std::shared_ptr<listener_shared> sh) : sh_(std::move(sh)) {}
+
+  grpc::ServerUnaryReactor* Get(grpc::CallbackServerContext* c, const pb::GetRequest* rq, pb::GetResponse* rs) override {
+    return unary<get_op>(c, rq, rs);
+  }
+  grpc::ServerUnaryReactor* Set(grpc::CallbackServerContext* c, const pb::SetRequest* rq, pb::SetResponse* rs) override {
+    return unary<set_op>(c, rq, rs);
+  }
+  grpc::ServerUnaryReactor* Delete(grpc::CallbackServerContext* c, const pb::DeleteRequest* rq,
+                                   pb::DeleteResponse* rs) override {
+    return unary<delete_op>(c, rq, rs);
+  }
+  grpc::ServerUnaryReactor* MGet(grpc::CallbackServerContext* c, const pb::MGetRequest* rq,
+                                 pb::MGetResponse* rs) override {
+    return unary<mget_op>(c, rq, rs);
+  }
+  grpc::ServerUnaryReactor* MSet(grpc::CallbackServerContext* c, const pb::MSetRequest* rq,
+                                 pb::MSetResponse* rs) override {
+    return unary<mset_op>(c, rq, rs);
+  }
+  grpc::ServerUnaryReactor* Incr(grpc::CallbackServerContext* c, const pb::IncrRequest* rq,
+                                 pb::IncrResponse* rs) override {
+    return unary<incr_op>(c, rq, rs);
+  }
+  grpc::ServerUnaryReactor* Expire(grpc::CallbackServerContext* c, const pb::ExpireRequest* rq,
+                                   pb::ExpireResponse* rs) override {
+    return unary<expire_op>(c, rq, rs);
+  }
+  grpc::ServerUnaryReactor* Ttl(grpc::CallbackServerContext* c, const pb::TtlRequest* rq, pb::TtlResponse* rs) override {
+    return unary<ttl_op>(c, rq, rs);
+  }
+  grpc::ServerUnaryReactor* Persist(grpc::CallbackServerContext* c, const pb::PersistRequest* rq,
+                                    pb::PersistResponse* rs) override {
+    return unary<persist_op>(c, rq, rs);
+  }
+  grpc::ServerUnaryReactor* Publish(grpc::CallbackServerContext* c, const pb::PublishRequest* rq,
+                                    pb::PublishResponse* rs) override {
+    return unary<publish_op>(c, rq, rs);
+  }
+  grpc::ServerWriteReactor<pb::ScanResponse>* Scan(grpc::CallbackServerContext* c,
+                                                   const pb::ScanRequest* rq) override {
+    if (auto* r = refuse<grpc::ServerWriteReactor<pb::ScanResponse>>(c)) return r;
+    auto* call = new scan_call(sh_, c, rq);
+    call->start();
+    return call;
+  }
+  grpc::ServerWriteReactor<pb::SubscribeResponse>* Subscribe(grpc::CallbackServerContext* c,
+                                                             const pb::SubscribeRequest* rq) override {
+    if (auto* r = refuse<grpc::ServerWriteReactor<pb::SubscribeResponse>>(c)) return r;
+    if (rq->channels_size() == 0 && rq->patterns_size() == 0)
+      return finished<grpc::ServerWriteReactor<pb::SubscribeResponse>>(
+          invalid("at least one channel or pattern is required"));
+    auto* call = new subscribe_call(sh_, c, rq);
+    call->start();
+    return call;
+  }
+
+ private:
+  /// A reactor that finishes at once with `s` and deletes itself.
+  template <class Base>
+  struct finish_only final : Base {
+    explicit finish_only(grpc::Status s) { this->Finish(std::move(s)); }
+    void OnDone() override { delete this; }
+  };
+  template <class Base>
+  static Base* finished(grpc::Status s) {
+    return new finish_only<Base>(std::move(s));
+  }
+  template <class Base>
+  Base* refuse(grpc::CallbackServerContext*) {
+    if (!sh_->draining.load(std::memory_order_acquire)) return nullptr;
+    return finished<Base>(grpc::Status(grpc::StatusCode::UNAVAILABLE, "server is shutting down"));
+  }
+
+  template <class Op>
+  grpc::ServerUnaryReactor* unary(grpc::CallbackServerContext* c, const typename Op::request* rq,
+                                  typename Op::response* rs) {
+    if (sh_->draining.load(std::memory_order_acquire)) {
+      auto* r = c->DefaultReactor();
+      r->Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE, "server is shutting down"));
+      return r;
+    }
+    auto* call = new unary_call<Op>(sh_, c, rq, rs);
+    call->start();
+    return call;
+  }
+
+  std::shared_ptr<listener_shared> sh_;
+};
+
+// ---------------------------------------------------------------------------------------------------------------
+
+class grpc_listener final : public turretd::listener {
+ public:
+  explicit grpc_listener(turretd::listener_env env)
+      : env_endpoint_(env.endpoint),
+        opts_(env.options.has_value() ? std::any_cast<grpc_options>(env.options) : grpc_options{}),
+        sh_(std::make_shared<listener_shared>(env, opts_)),
+        service_(sh_),
+        health_timer_(env.rt.context(0)) {}
+
+  ~grpc_listener() override {
+    stop_accepting();
+    if (shutdown_thread_.joinable()) shutdown_thread_.join();
+    // Calls whose coroutine can no longer run (runtime stopped) would keep grpc's Shutdown waiting: end them.
+    sh_->for_each_open([](call_base& c) { c.force_finish(grpc::Status(grpc::StatusCode::UNAVAILABLE, "closed")); });
+    if (server_) {
+      server_->Shutdown(std::chrono::system_clock::now());
+      server_->Wait();
+    }
+  }
+
+  const std::string& name() const noexcept override { return sh_->name; }
+  std::string_view protocol() const noexcept override { return "grpc"; }
+
+  void start() override {
+    static std::once_flag reflection_once;
+    if (opts_.reflection) std::call_once(reflection_once, [] { grpc::reflection::InitProtoReflectionServerBuilderPlugin(); });
+    grpc::EnableDefaultHealthCheckService(opts_.health);
+
+    grpc::ServerBuilder builder;
+    int port = 0;
+    builder.AddListeningPort(endpoint_string(env_endpoint_), grpc::InsecureServerCredentials(), &port);
+    builder.RegisterService(&service_);
+    builder.SetMaxReceiveMessageSize(static_cast<int>(opts_.max_receive_message_size));
+    builder.SetMaxSendMessageSize(static_cast<int>(opts_.max_send_message_size));
+    builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS, static_cast<int>(opts_.max_concurrent_streams));
+    server_ = builder.BuildAndStart();
+    if (!server_ || port == 0)
+      throw std::system_error(std::make_error_code(std::errc::address_in_use),
+                              "cannot bind gRPC listener on " + endpoint_string(env_endpoint_));
+    local_ = tcp::endpoint(env_endpoint_.address(), static_cast<unsigned short>(port));
+    if (opts_.health) {
+      if (auto* h = server_->GetHealthCheckService()) {
+        h->SetServingStatus(false);
+        follow_readiness();
+      }
+    }
+  }
+
+  tcp::endpoint local_endpoint() const override { return local_; }
+
+  void stop_accepting() override {
+    if (sh_->draining.exchange(true, std::memory_order_acq_rel)) return;
+    if (!server_) return;
+    if (opts_.health)
+      if (auto* h = server_->GetHealthCheckService()) h->SetServingStatus(false);
+    // Streams never end by themselves: end Subscribe streams now (unary calls and scans finish on their own).
+    sh_->for_each_open([](call_base& c) {
+      if (dynamic_cast<subscribe_call*>(&c))
+        c.force_finish(grpc::Status(grpc::StatusCode::UNAVAILABLE, "server is shutting down"));
+    });
+    // grpc's Shutdown blocks until calls are done (or the deadline cancels them); never block a worker with it.
+    const auto deadline = std::chrono::system_clock::now() +
+                          std::chrono::duration_cast<std::chrono::system_clock::duration>(sh_->shutdown.grace());
+    shutdown_thread_ = std::thread([s = server_.get(), deadline] { s->Shutdown(deadline); });
+  }
+
+  void force_close() override {
+    sh_->for_each_open([](call_base& c) {
+      c.cancel_in_pipeline();
+      c.force_finish(grpc::Status(grpc::StatusCode::UNAVAILABLE, "server is shutting down"));
+    });
+  }
+
+  std::size_t connections() const noexcept override {
+    std::lock_guard lk(sh_->mutex);
+    return sh_->open;
+  }
+
+ private:
+  /// Health: SERVING once the server reports ready (it becomes ready after every listener started).
+  void follow_readiness() {
+    health_timer_.expires_after(std::chrono::milliseconds(20));
+    health_timer_.async_wait([this](boost::system::error_code ec) {
+      if (ec || sh_->draining.load(std::memory_order_acquire)) return;
+      const auto st = sh_->state ? sh_->state->load(std::memory_order_acquire) : server_state::ready;
+      if (st == server_state::ready) {
+        if (auto* h = server_->GetHealthCheckService()) h->SetServingStatus(true);
+        return;
+      }
+      if (st == server_state::starting) follow_readiness();
+    });
+  }
+
+  tcp::endpoint env_endpoint_;
+  grpc_options opts_;
+  std::shared_ptr<listener_shared> sh_;
+  kv_service_impl service_;
+  std::unique_ptr<grpc::Server> server_;
+  tcp::endpoint local_;
+  asio::steady_timer health_timer_;
+  std::thread shutdown_thread_;
+};
+
+}  // namespace
+
+std::unique_ptr<turretd::listener> make_listener(turretd::listener_env env) {
+  return std::make_unique<grpc_listener>(std::move(env));
+}
+
+turretd::frontend make_frontend() {
+  turretd::frontend f;
+  f.keys = {"grpc"};
+  f.parse = [](const config_node& entry) -> std::any { return parse_grpc_options(entry.child("grpc")); };
+  f.create = [](turretd::listener_env env) { return make_listener(std::move(env)); };
+  return f;
+}
+
+}  // namespace turret::grpc_frontend

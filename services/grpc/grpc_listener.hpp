@@ -1,0 +1,37 @@
+#pragma once
+// The gRPC front end of turretd (service turret.kv.v1.KV, protos/turret/kv/v1/kv.proto): registered as protocol
+// "grpc" in turretd's frontend_registry.
+//
+// Design
+// - grpc++ callback API (CallbackService; ServerUnaryReactor for unary RPCs, ServerWriteReactor for Scan and
+//   Subscribe). grpc's threads never block and never run the key-value core: each handler builds a per-call state
+//   (request_context with protocol "grpc", peer, request id from metadata `x-request-id` or generated, deadline = the
+//   client's deadline; a kv::session) and posts it to one of the runtime's io_contexts (round robin) with
+//   co_spawn. There the call's kv::request(s) go through the listener's pipeline (ready + call) into the core, and
+//   the reactor is finished from the runtime thread.
+// - Cancellation: a call cancelled by the client (OnCancel) posts request_context::cancel() to the call's executor,
+//   so that a layer waiting for readiness (concurrency limit) or a timer wakes with operation_aborted.
+// - Status codes: see kv.proto (NOT_FOUND, FAILED_PRECONDITION, INVALID_ARGUMENT, RESOURCE_EXHAUSTED,
+//   DEADLINE_EXCEEDED, UNAVAILABLE while draining, CANCELLED).
+// - Subscribe: a kv::session attached to the store whose session_host::deliver() queues messages (bounded by
+//   `subscribe_buffer`) for a ServerWriteReactor; one write in flight at a time.
+// - grpc.health.v1 follows the server state (SERVING once turretd is ready, NOT_SERVING from stop_accepting());
+//   server reflection is on (both configurable).
+// - Shutdown: stop_accepting() marks the listener draining (new calls: UNAVAILABLE), ends Subscribe streams with
+//   UNAVAILABLE and shuts the grpc server down on a helper thread with the coordinator's grace as deadline (grpc
+//   waits for in-flight calls, then cancels them); every open call counts as in-flight work.
+#include <services/grpc/grpc_options.hpp>
+#include <services/turretd/listener.hpp>
+
+#include <memory>
+
+namespace turret::grpc_frontend {
+
+/// The "grpc" protocol for turretd's frontend_registry: parses a listener's `grpc:` section into grpc_options and
+/// creates gRPC listeners.
+turretd::frontend make_frontend();
+
+/// Creates a gRPC listener directly (tests); env.options must hold a grpc_options (or be empty: defaults).
+std::unique_ptr<turretd::listener> make_listener(turretd::listener_env env);
+
+}  // namespace turret::grpc_frontend

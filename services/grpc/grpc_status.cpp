@@ -1,0 +1,62 @@
+#include <services/grpc/grpc_status.hpp>
+#include <timeout/timeout.hpp>
+
+#include <boost/asio/error.hpp>
+#include <boost/system/errc.hpp>
+
+#include <cstring>
+
+namespace turret::grpc_frontend {
+
+namespace {
+
+bool starts_with(std::string_view s, std::string_view p) noexcept { return s.substr(0, p.size()) == p; }
+bool contains(std::string_view s, std::string_view p) noexcept { return s.find(p) != std::string_view::npos; }
+
+}  // namespace
+
+::grpc::StatusCode pipeline_error_code(const error_code& ec, bool deadline_passed) noexcept {
+  using ::grpc::StatusCode;
+  namespace errc = boost::system::errc;
+  if (!ec) return StatusCode::OK;
+  if (ec == timeout_errc::elapsed) return StatusCode::DEADLINE_EXCEEDED;
+  if (ec == boost::asio::error::operation_aborted || ec == errc::operation_canceled)
+    return deadline_passed ? StatusCode::DEADLINE_EXCEEDED : StatusCode::CANCELLED;
+  if (ec == errc::timed_out) return StatusCode::DEADLINE_EXCEEDED;
+  if (ec == errc::resource_unavailable_try_again || ec == errc::no_buffer_space || ec == errc::too_many_files_open ||
+      ec == errc::device_or_resource_busy || ec == errc::not_enough_memory)
+    return StatusCode::RESOURCE_EXHAUSTED;
+  if (ec == errc::permission_denied || ec == errc::operation_not_permitted) return StatusCode::PERMISSION_DENIED;
+  if (ec == errc::invalid_argument || ec == errc::message_size) return StatusCode::INVALID_ARGUMENT;
+  // Layers declare their own categories (turret.concurrency_limit, turret.rate_limit, turret.load_shed, ...):
+  // classify by category name so that layers added later map sensibly without this file knowing them.
+  const std::string_view cat = ec.category().name();
+  if (contains(cat, "limit") || contains(cat, "rate") || contains(cat, "shed") || contains(cat, "overload") ||
+      contains(cat, "quota"))
+    return StatusCode::RESOURCE_EXHAUSTED;
+  if (contains(cat, "timeout") || contains(cat, "deadline")) return StatusCode::DEADLINE_EXCEEDED;
+  if (contains(cat, "shutdown") || contains(cat, "drain")) return StatusCode::UNAVAILABLE;
+  if (contains(cat, "auth")) return StatusCode::UNAUTHENTICATED;
+  return StatusCode::INTERNAL;
+}
+
+::grpc::StatusCode reply_error_code(std::string_view e) noexcept {
+  using ::grpc::StatusCode;
+  if (starts_with(e, "WRONGTYPE")) return StatusCode::FAILED_PRECONDITION;
+  if (starts_with(e, "NOAUTH") || starts_with(e, "WRONGPASS")) return StatusCode::UNAUTHENTICATED;
+  if (starts_with(e, "NOPERM")) return StatusCode::PERMISSION_DENIED;
+  if (starts_with(e, "OOM")) return StatusCode::RESOURCE_EXHAUSTED;
+  if (starts_with(e, "LOADING") || starts_with(e, "BUSY") || starts_with(e, "MASTERDOWN") ||
+      contains(e, "shutting down"))
+    return StatusCode::UNAVAILABLE;
+  if (contains(e, "max number of clients")) return StatusCode::RESOURCE_EXHAUSTED;
+  if (contains(e, "not an integer") || contains(e, "overflow") || contains(e, "not a valid float") ||
+      contains(e, "is not a float"))
+    return StatusCode::FAILED_PRECONDITION;
+  if (contains(e, "syntax error") || contains(e, "wrong number of arguments") || contains(e, "invalid") ||
+      contains(e, "out of range") || contains(e, "not allowed"))
+    return StatusCode::INVALID_ARGUMENT;
+  return StatusCode::INTERNAL;
+}
+
+}  // namespace turret::grpc_frontend

@@ -1,0 +1,29 @@
+#pragma once
+// Mapping of turret's errors to gRPC status codes (kept free of grpc++ headers except the status code enum, so it is
+// cheap to include and to unit-test).
+//
+// Two sources of errors:
+// - the pipeline (error_code from a layer): timeout elapsed -> DEADLINE_EXCEEDED; cancelled -> CANCELLED (or
+//   DEADLINE_EXCEEDED when the request's deadline has passed); limits/overload/rate -> RESOURCE_EXHAUSTED;
+//   draining/shutting down -> UNAVAILABLE; anything else -> INTERNAL.
+// - Redis error replies of the core ("WRONGTYPE ...", "ERR syntax error", "NOAUTH ..."): see reply_error_code().
+#include <turret/result.hpp>
+
+#include <grpcpp/support/status_code_enum.h>
+
+#include <string_view>
+
+namespace turret::grpc_frontend {
+
+/// Status code for an error returned by the pipeline. `deadline_passed`: the request's deadline is in the past.
+::grpc::StatusCode pipeline_error_code(const error_code& ec, bool deadline_passed) noexcept;
+
+/// Status code for a Redis error reply (the text without the leading '-'):
+///   WRONGTYPE, "ERR value is not an integer", "... would overflow", "ERR ... not a valid float" -> FAILED_PRECONDITION
+///   "ERR syntax error", "ERR wrong number of arguments", "ERR invalid ..." -> INVALID_ARGUMENT
+///   NOAUTH, WRONGPASS -> UNAUTHENTICATED; NOPERM -> PERMISSION_DENIED
+///   OOM, "ERR max number of clients" -> RESOURCE_EXHAUSTED; LOADING, BUSY, MASTERDOWN, "... shutting down" -> UNAVAILABLE
+///   anything else -> INTERNAL.
+::grpc::StatusCode reply_error_code(std::string_view redis_error) noexcept;
+
+}  // namespace turret::grpc_frontend

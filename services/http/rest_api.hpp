@@ -1,0 +1,108 @@
+#pragma once
+// rest_api: the REST semantics of the HTTP front end, independent of the HTTP codec (no Beast here).
+//
+// The connection (http_connection.cpp, the only Beast translation unit) parses a request, hands method, target,
+// body and a few headers to rest_api::handle, and serialises the rest_response it gets back. handle() routes the
+// request (router.hpp), turns it into one or more kv commands, sends each through the listener's pipeline (the same
+// layers and core as every other front end; kv::request carries the connection's session and the request's
+// context) and maps the reply_value tree to a status and a body.
+//
+// Mapping (REST -> kv command -> status):
+//   GET/HEAD /v1/kv/{key}        GET key                      200 value | 404
+//   PUT      /v1/kv/{key}        SET key body [PX ms] [NX|XX] GET
+//                                                             201 created | 200 replaced | 412 NX/XX failed
+//   DELETE   /v1/kv/{key}        DEL key                      204 | 404
+//   POST     /v1/kv/{key}/incr   INCRBY key by                200 JSON number
+//   GET      /v1/kv/{key}/ttl    PTTL key                     200 {"ttl_ms": n|null} | 404
+//   PUT      /v1/kv/{key}/ttl    PEXPIRE key ms               204 | 404
+//   DELETE   /v1/kv/{key}/ttl    PERSIST key (+EXISTS)        204 | 404
+//   POST     /v1/kv:mget         MGET k...                    200 {"values": [...], "encoding": ...}
+//   POST     /v1/kv:mset         MSET / MSETNX k v ...        204 | 412 (nx and a key existed)
+//   GET      /v1/kv              SCAN cursor MATCH prefix* COUNT limit   200 {"keys": [...], "next_cursor": ...}
+//   POST     /v1/publish/{ch}    PUBLISH ch body              200 {"receivers": n}
+//   GET      /v1/subscribe/{ch}  SUBSCRIBE ch | PSUBSCRIBE ch (?pattern=true)   text/event-stream
+// Errors: JSON {"error":{"code":"...","message":"..."}}. Pipeline errors: a timeout layer's `elapsed` -> 504,
+// limits / overload -> 429, cancelled (draining) -> 503, anything else -> 500. Redis error replies: WRONGTYPE and
+// non-integer values -> 409, NOAUTH -> 401, other -> 400.
+#include <services/http/http_options.hpp>
+#include <services/http/router.hpp>
+#include <services/kv/kv_service.hpp>
+#include <services/kv/reply.hpp>
+#include <services/turretd/listener.hpp>
+
+#include <atomic>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+
+namespace turret::http_frontend {
+
+/// What the codec extracted from a request.
+struct rest_request {
+  method m = method::other;
+  std::string_view target;        ///< origin-form target, e.g. "/v1/kv/a%2Fb?ttl=30s"
+  std::string_view body;
+  bool has_framing = false;       ///< Content-Length or Transfer-Encoding: chunked was present
+};
+
+/// What the codec serialises. `content_type` points to static storage.
+struct rest_response {
+  int status = 200;
+  std::string_view content_type = "application/json";
+  std::string body;
+  std::string_view allow;         ///< Allow header (405)
+  bool close = false;             ///< close the connection after this response
+  bool start_sse = false;         ///< subscribe: write event-stream headers, `body` is the first event, then stream
+};
+
+/// The reason phrase of a status code.
+std::string_view reason_phrase(int status) noexcept;
+/// Sets `out` to a JSON error response.
+void set_error(rest_response& out, int status, std::string_view code, std::string_view message);
+/// Maps a pipeline error (not a Redis error reply) to a status and error code.
+void set_pipeline_error(rest_response& out, const error_code& ec);
+
+/// Encodes one pub/sub message as a Server-Sent Event: `event: message` and one `data:` line holding
+/// {"channel":...,"message":...} (plus "pattern" for pattern subscriptions; values base64 with "encoding":"base64"
+/// when not valid UTF-8).
+std::string sse_event(std::string_view pattern, std::string_view channel, std::string_view payload);
+
+/// True when `s` is valid UTF-8.
+bool valid_utf8(std::string_view s) noexcept;
+std::string base64_encode(std::string_view in);
+std::optional<std::string> base64_decode(std::string_view in);
+
+class rest_api {
+ public:
+  struct env {
+    turretd::kv_pipeline pipeline;
+    std::shared_ptr<kv::store> store;
+    const std::atomic<turretd::server_state>* state = nullptr;  ///< null: always ready unless draining
+    shutdown_coordinator* shutdown = nullptr;
+    http_options opts;
+  };
+  explicit rest_api(env e);
+
+  /// Handles one request for the session of its connection. Never throws; `ctx` carries the request id.
+  awaitable<void> handle(const rest_request& req, request_context& ctx, kv::session& sess, rest_response& out);
+
+  /// Synchronous fast path (GET /v1/kv/{key} when the whole pipeline completes without suspending): true when the
+  /// request was handled into `out`; false = nothing happened, use handle().
+  bool try_handle_now(const rest_request& req, request_context& ctx, kv::session& sess, rest_response& out);
+
+  /// Runs one command through the pipeline; the first top-level reply, or the pipeline's error.
+  awaitable<result<kv::reply_value>> exec(request_context& ctx, kv::session& sess,
+                                          std::span<const std::string_view> args);
+
+  /// Readiness as /readyz reports it.
+  bool ready() const noexcept;
+
+  const http_options& options() const noexcept { return env_.opts; }
+  kv::store& store() noexcept { return *env_.store; }
+
+ private:
+  env env_;
+};
+
+}  // namespace turret::http_frontend

@@ -1,0 +1,138 @@
+#pragma once
+// command_table: the key-value core's command registry, built from Redis's own metadata
+// (services/kv/generated/redis_commands.inc, written by scripts/gen_commands.py from redis-server 7.0.15).
+//
+// Contract
+// - The table is built once at start-up (command_table::make_default() or the constructor plus add() calls) and is
+//   immutable afterwards; it is shared read-only by every worker thread. Only the per-command statistics change at
+//   run time, and only under the store lock.
+// - A command or subcommand exists for dispatch only once a handler is bound with add(); metadata without a handler
+//   is invisible (unknown command, COMMAND COUNT/LIST/INFO skip it).
+// - find() is case-insensitive and allocation-free (it runs for every request).
+#include <services/kv/command.hpp>
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace turret::kv {
+
+/// Command flags beyond the dispatcher's subset in command.hpp (the generated table uses them all).
+enum command_flag_ext : std::uint64_t {
+  cmd_module = 1ull << 16,
+  cmd_asking = 1ull << 17,
+  cmd_sentinel = 1ull << 18,
+  cmd_only_sentinel = 1ull << 19,
+  cmd_no_mandatory_keys = 1ull << 20,
+  cmd_protected = 1ull << 21,
+  cmd_no_async_loading = 1ull << 22,
+  cmd_movablekeys = 1ull << 23,
+};
+
+/// Redis ACL categories (@read, @write, ...), for the auth layer and COMMAND LIST FILTERBY ACLCAT.
+enum acl_category : std::uint64_t {
+  acl_keyspace = 1ull << 0, acl_read = 1ull << 1, acl_write = 1ull << 2, acl_set = 1ull << 3,
+  acl_sortedset = 1ull << 4, acl_list = 1ull << 5, acl_hash = 1ull << 6, acl_string = 1ull << 7,
+  acl_bitmap = 1ull << 8, acl_hyperloglog = 1ull << 9, acl_geo = 1ull << 10, acl_stream = 1ull << 11,
+  acl_pubsub = 1ull << 12, acl_admin = 1ull << 13, acl_fast = 1ull << 14, acl_slow = 1ull << 15,
+  acl_blocking = 1ull << 16, acl_dangerous = 1ull << 17, acl_connection = 1ull << 18, acl_transaction = 1ull << 19,
+  acl_scripting = 1ull << 20,
+};
+/// Category name ("read") -> bit, 0 when unknown. Case-insensitive.
+std::uint64_t acl_category_from_name(std::string_view name) noexcept;
+
+/// Dispatcher properties derived from the command name (Redis compares command procs for these).
+enum dispatch_flag : std::uint8_t {
+  dispatch_allowed_in_pubsub = 1 << 0,  ///< PING, (P)SUBSCRIBE, (P)UNSUBSCRIBE, QUIT, RESET (RESP2 subscribed mode)
+  dispatch_not_queued = 1 << 1,         ///< EXEC, DISCARD, MULTI, WATCH, QUIT, RESET run even inside MULTI
+};
+
+/// One command or subcommand: Redis metadata plus the bound handler.
+struct command_def {
+  std::string_view name;        ///< lower case full name: "get", "client|kill"
+  std::string_view short_name;  ///< "get", "kill"
+  int arity = 0;                ///< Redis arity: n exact, -n at least n (argv[0] included)
+  std::uint64_t flags = 0;      ///< command_flag | command_flag_ext
+  int first_key = 0, last_key = 0, key_step = 0;
+  std::uint64_t acl = 0;        ///< acl_category bits
+  std::string_view info2, info3, docs2, docs3;  ///< raw COMMAND INFO / DOCS elements (RESP2 / RESP3)
+  command_handler handler = nullptr;
+  const command_def* parent = nullptr;          ///< container of a subcommand
+  std::vector<const command_def*> subcommands;  ///< bound subcommands of a container, table order
+  std::string_view help2, help3;                ///< raw "<CONTAINER> HELP" reply of containers
+  std::uint8_t dispatch = 0;                    ///< dispatch_flag bits
+
+  // Statistics (INFO commandstats), updated under the store lock.
+  mutable std::uint64_t calls = 0;
+  mutable std::uint64_t rejected_calls = 0;
+  mutable std::uint64_t failed_calls = 0;
+  mutable std::uint64_t usec = 0;
+
+  bool is_container() const noexcept { return !subcommands.empty(); }
+  bool implemented() const noexcept { return handler != nullptr || is_container(); }
+  std::string_view info(int resp) const noexcept { return resp == 3 ? info3 : info2; }
+  std::string_view docs(int resp) const noexcept { return resp == 3 ? docs3 : docs2; }
+  std::string_view help(int resp) const noexcept { return resp == 3 ? help3 : help2; }
+};
+
+class command_table {
+ public:
+  /// Loads the generated metadata; no handler is bound.
+  command_table();
+  ~command_table();
+  command_table(const command_table&) = delete;
+  command_table& operator=(const command_table&) = delete;
+
+  /// The table with every command family of turretd registered.
+  static std::shared_ptr<command_table> make_default();
+
+  /// Bind a handler to a command ("get") or subcommand ("client|kill"). Throws std::invalid_argument when the name
+  /// is not in the generated metadata (start-up only).
+  void add(std::string_view name, command_handler handler);
+
+  /// Top-level command by name as sent (any case); nullptr when unknown or not implemented.
+  const command_def* find(std::string_view name) const noexcept;
+  /// Subcommand of a container by name as sent (any case); nullptr when unknown or not implemented.
+  static const command_def* find_sub(const command_def& container, std::string_view sub) noexcept;
+  /// Redis's lookupCommand: args[0] (any case), resolved to the subcommand args[1] for containers when there are
+  /// at least two arguments. nullptr when unknown (use find() to tell an unknown subcommand from a command).
+  const command_def* lookup(std::span<const std::string_view> args) const noexcept {
+    if (args.empty()) return nullptr;
+    const command_def* c = find(args[0]);
+    if (c && args.size() >= 2 && c->is_container()) return find_sub(*c, args[1]);
+    return c;
+  }
+  /// "get" or "client|kill" (any case), as COMMAND INFO/DOCS accept them; nullptr when unknown.
+  const command_def* find_full(std::string_view fullname) const noexcept;
+
+  /// Implemented top-level commands in table order.
+  std::span<const command_def* const> commands() const noexcept { return implemented_; }
+
+  /// Resets every command's statistics (CONFIG RESETSTAT); call under the store lock.
+  void reset_stats() const noexcept;
+
+ private:
+  void rebuild_index();
+
+  std::vector<command_def> defs_;                 // all generated rows, stable addresses
+  std::vector<const command_def*> implemented_;   // top level, implemented
+  std::vector<const command_def*> slots_;         // open addressing over implemented top-level commands
+  std::size_t mask_ = 0;
+};
+
+/// ASCII case-insensitive equality (Redis command names, options).
+inline bool iequals(std::string_view a, std::string_view b) noexcept {
+  if (a.size() != b.size()) return false;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    unsigned char x = static_cast<unsigned char>(a[i]), y = static_cast<unsigned char>(b[i]);
+    if (static_cast<unsigned>(x - 'A') < 26u) x += 32;
+    if (static_cast<unsigned>(y - 'A') < 26u) y += 32;
+    if (x != y) return false;
+  }
+  return true;
+}
+
+}  // namespace turret::kv

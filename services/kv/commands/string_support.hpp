@@ -1,0 +1,102 @@
+#pragma once
+// Helpers shared by the string and bitmap command families (strings.cpp, bitmap.cpp): Redis's number parsing and
+// formatting rules, its error texts, and the lookups of db.c (lazy expiry + keyspace hit/miss statistics).
+// Internal to services/kv/commands; handlers run under the store lock.
+#include <services/kv/command.hpp>
+#include <services/kv/store.hpp>
+
+#include <climits>
+#include <cstdint>
+#include <string_view>
+
+namespace turret::kv::detail {
+
+inline constexpr std::string_view err_not_int = "ERR value is not an integer or out of range";
+inline constexpr std::string_view err_syntax = "ERR syntax error";
+inline constexpr std::string_view err_wrongtype = "WRONGTYPE Operation against a key holding the wrong kind of value";
+inline constexpr std::string_view err_not_float = "ERR value is not a valid float";
+inline constexpr std::string_view err_too_big = "ERR string exceeds maximum allowed size (proto-max-bulk-len)";
+
+/// Redis's string2ll: optional '-', no '+', no spaces, no leading zeros (except "0"), no "-0", in range.
+inline bool parse_ll(std::string_view s, long long& out) noexcept {
+  const char* p = s.data();
+  std::size_t n = s.size(), i = 0;
+  if (n == 0 || n > 20) return false;
+  if (n == 1 && p[0] == '0') {
+    out = 0;
+    return true;
+  }
+  bool neg = false;
+  if (p[0] == '-') {
+    neg = true;
+    if (++i == n) return false;
+  }
+  if (p[i] < '1' || p[i] > '9') return false;
+  unsigned long long v = static_cast<unsigned long long>(p[i++] - '0');
+  for (; i < n; ++i) {
+    if (p[i] < '0' || p[i] > '9') return false;
+    if (v > ULLONG_MAX / 10) return false;
+    v *= 10;
+    unsigned long long d = static_cast<unsigned long long>(p[i] - '0');
+    if (v > ULLONG_MAX - d) return false;
+    v += d;
+  }
+  if (neg) {
+    if (v > static_cast<unsigned long long>(LLONG_MAX) + 1) return false;
+    out = static_cast<long long>(0 - v);
+  } else {
+    if (v > static_cast<unsigned long long>(LLONG_MAX)) return false;
+    out = static_cast<long long>(v);
+  }
+  return true;
+}
+
+/// Decimal formatting of a long long into buf (at least 21 bytes); returns the length.
+inline std::size_t format_ll(char* buf, long long value) noexcept {
+  unsigned long long v = value < 0 ? 0 - static_cast<unsigned long long>(value) : static_cast<unsigned long long>(value);
+  char tmp[24];
+  std::size_t n = 0;
+  do {
+    tmp[n++] = static_cast<char>('0' + v % 10);
+    v /= 10;
+  } while (v);
+  std::size_t len = 0;
+  if (value < 0) buf[len++] = '-';
+  while (n) buf[len++] = tmp[--n];
+  return len;
+}
+
+/// Keyspace hit/miss accounting + lazy expiry, as db.c's lookupKeyRead.
+inline entry* lookup_read(command_ctx& c, std::string_view key) {
+  entry* e = c.db().find(key, c.now);
+  if (e)
+    ++c.st.stats().keyspace_hits;
+  else
+    ++c.st.stats().keyspace_misses;
+  return e;
+}
+
+/// lookupKeyWrite: lazy expiry, no statistics.
+inline entry* lookup_write(command_ctx& c, std::string_view key) { return c.db().find(key, c.now); }
+
+/// checkType: replies WRONGTYPE and returns true when e exists and is not a string.
+inline bool wrong_type(command_ctx& c, const entry* e) {
+  if (e && keyspace::type_of(e) != value_type::string) {
+    c.out.error(err_wrongtype);
+    return true;
+  }
+  return false;
+}
+
+/// signalModifiedKey + notifyKeyspaceEvent.
+inline void modified(command_ctx& c, std::string_view key, std::string_view event, std::uint32_t cls = notify_string) {
+  c.st.key_modified(c.sess.db, key);
+  c.st.notify(cls, event, key, c.sess.db);
+}
+
+/// server.proto_max_bulk_len (CONFIG SET proto-max-bulk-len changes it).
+inline long long proto_max_bulk_len(const command_ctx& c) noexcept {
+  return c.st.limits().proto_max_bulk_len.load(std::memory_order_relaxed);
+}
+
+}  // namespace turret::kv::detail

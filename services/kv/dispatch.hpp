@@ -1,0 +1,31 @@
+#pragma once
+// Dispatcher internals shared by kv_service (requests) and the transaction family (EXEC runs the queue).
+// Everything here runs with the store lock held.
+#include <services/kv/command_table.hpp>
+#include <services/kv/store.hpp>
+
+#include <string>
+#include <string_view>
+
+namespace turret::kv {
+
+/// Redis's processCommand after the lookup: unknown command/subcommand, arity, NOAUTH, no-multi, RESP2 pub/sub
+/// restriction, MULTI queueing, then the call. `out` receives the reply.
+void process_command(store& st, session& s, std::span<const std::string_view> args, reply_builder& out, ms_t now);
+
+/// Redis's call(): run the handler and account for it (commandstats, client bookkeeping).
+void call_command(const command_def& cmd, command_ctx& ctx);
+
+/// The text of Redis's unknown-command error for `args` (without the leading '-').
+std::string unknown_command_error(std::span<const std::string_view> args);
+
+/// Writes an error reply as Redis's addReplyErrorSds does (CR/LF in the text become spaces), counts it.
+void reply_error(store& st, reply_builder& out, std::string_view msg);
+
+/// Redis's string2ll: strict base-10 long long (no spaces, no '+', no leading zeros).
+bool string_to_ll(std::string_view s, long long& out) noexcept;
+
+/// Current unix time in milliseconds (the value handlers get as ctx.now).
+ms_t unix_time_ms() noexcept;
+
+}  // namespace turret::kv

@@ -1,0 +1,122 @@
+#pragma once
+// keyspace: one logical database. A compact open-addressing hash table of entries; each entry is a single heap
+// block holding key, value and (optionally) expiry, so that a million 16-byte keys with 16-byte values take less
+// resident memory than redis-server. Not thread-safe: the store serialises access (see store.hpp).
+//
+// Design (keyspace.cpp has the details)
+// - Table: linear probing over 8-byte slots; a slot holds the entry pointer with 16 bits of the key's hash in its
+//   top bits, so a probe rarely touches an entry that is not the one sought. No tombstones in the live table
+//   (backward-shift deletion). Grows at 3/4 load, shrinks below 1/10.
+// - Entry: one malloc block [flags][klen][vlen][expire, expires-index]?[key bytes][value bytes]; lengths are 1 byte
+//   each when both fit (3-byte header), 4 bytes otherwise. 16-byte key + 16-byte value = 35 bytes -> one 48-byte
+//   malloc chunk.
+// - Resizing is incremental, as Redis's dict: a new table is allocated and the old one is drained a few slots per
+//   operation (and by rehash_step()); lookups consult both meanwhile. No pause proportional to the key count.
+// - Keys with a TTL are also listed in a vector (each entry stores its index in it): O(1) add/remove, uniform
+//   random sampling for active expiry.
+// - Hash: a seeded multiply-fold hash (per keyspace random seed), allocation-free lookups by string_view.
+//
+// Invalidation: entry pointers (and views from key_of/value_of/mutable_value) are invalidated by any insert, erase,
+// set, resize_value, set_expire, lazy expiry (find/random), active_expire, clear or swap on the same keyspace.
+// Within one command handler, re-find after such a call (or use the entry*& overloads, which update the pointer).
+//
+// REQUIRED API (other command families code against it; extend, don't break):
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <span>
+#include <string>
+#include <string_view>
+
+namespace turret::kv {
+
+using ms_t = std::int64_t;          ///< unix time in milliseconds
+inline constexpr ms_t no_expiry = -1;
+
+enum class value_type : std::uint8_t { string = 0 };
+
+/// A stored key/value. Pointers to entries are invalidated by any insert, erase, resize or rehash of their keyspace.
+class entry;
+
+class keyspace {
+ public:
+  explicit keyspace(int index = 0);
+  ~keyspace();
+  keyspace(const keyspace&) = delete;
+  keyspace& operator=(const keyspace&) = delete;
+
+  int index() const noexcept;
+
+  /// Lookup with lazy expiry: an expired key is deleted (on_expired is called) and reported missing.
+  entry* find(std::string_view key, ms_t now);
+  /// Lookup without expiring anything (for SCAN/KEYS filtering and internal use).
+  entry* find_raw(std::string_view key) const;
+
+  /// Create or replace `key` with a string value. expire_at == no_expiry clears any TTL.
+  entry* set(std::string_view key, std::string_view value, ms_t expire_at = no_expiry);
+  /// Replace the value of an existing or new key, keeping its TTL if it exists (SET KEEPTTL, APPEND on a new key...).
+  entry* set_keep_ttl(std::string_view key, std::string_view value);
+  /// Resize an entry's value in place (new bytes are zero), return a writable view of the whole value.
+  /// `e` is updated if the entry moves.
+  std::span<char> resize_value(entry*& e, std::size_t new_len);
+  /// Writable view of an entry's value (same length).
+  std::span<char> mutable_value(entry* e);
+
+  bool erase(std::string_view key);
+  void erase(entry* e);
+
+  static std::string_view key_of(const entry* e) noexcept;
+  static std::string_view value_of(const entry* e) noexcept;
+  static value_type type_of(const entry* e) noexcept;
+  /// Absolute expiry (unix ms) or no_expiry.
+  ms_t expire_of(const entry* e) const noexcept;
+  /// Set (ms) or clear (no_expiry) the expiry of an entry. `e` is updated if the entry moves.
+  void set_expire(entry*& e, ms_t at);
+
+  std::size_t size() const noexcept;
+  std::size_t expires_size() const noexcept;
+  void clear();
+  void swap(keyspace& other) noexcept;  ///< SWAPDB: swaps contents (not indices)
+
+  /// Redis-style SCAN: reverse-binary cursor over table buckets; every key present for the whole scan is returned
+  /// at least once, even across rehashes. Calls fn for entries (including not-yet-expired-checked ones; the caller
+  /// filters with expire_of). Returns the next cursor (0 when done). Visits roughly `count` buckets' worth of keys.
+  std::uint64_t scan(std::uint64_t cursor, std::size_t count, const std::function<void(const entry*)>& fn) const;
+  /// Calls fn for every entry (KEYS, FLUSH accounting, COMMAND tests).
+  void for_each(const std::function<void(const entry*)>& fn) const;
+  /// A random live key (RANDOMKEY), expiring the expired keys it meets; nullptr when empty.
+  entry* random(ms_t now);
+
+  /// Active expiry, one step: samples up to `samples` keys that have a TTL and deletes the expired ones.
+  /// Returns the number deleted. The store calls it repeatedly with a time budget, as Redis's activeExpireCycle.
+  std::size_t active_expire(ms_t now, std::size_t samples);
+
+  /// Bytes used by this keyspace (entries + table), for INFO memory.
+  std::size_t memory_usage() const noexcept;
+
+  // ---- additions (h3) ------------------------------------------------------------------------------------------
+  /// Incremental rehash work: migrates up to `max_slots` slots of the table being drained. Returns true while a
+  /// rehash is still in progress. Operations already do a little of this; the server cron may call it (as Redis's
+  /// databasesCron does) to finish resizes of idle databases.
+  bool rehash_step(std::size_t max_slots = 1024);
+  /// True while an incremental resize is in progress.
+  bool rehashing() const noexcept;
+  /// Number of table slots (both tables while rehashing); for tests and INFO.
+  std::size_t capacity() const noexcept;
+  /// True when the entry has expired at `now` (Redis: now > expire time).
+  bool is_expired(const entry* e, ms_t now) const noexcept { ms_t at = expire_of(e); return at != no_expiry && now > at; }
+  /// Deletes an expired entry as lazy expiry does (calls on_expired first). `e` is invalid afterwards.
+  void expire_entry(entry* e);
+  /// Allocated bytes of one entry (MEMORY USAGE).
+  static std::size_t entry_memory(const entry* e) noexcept;
+
+  /// Called for every key deleted because it expired (lazily or actively), before the entry is freed.
+  std::function<void(std::string_view key)> on_expired;
+
+ private:
+  struct impl;
+  impl* impl_;
+  int index_;
+};
+
+}  // namespace turret::kv

@@ -1,0 +1,178 @@
+#include <services/kv/kv_service.hpp>
+
+#include <services/kv/command_table.hpp>
+#include <services/kv/dispatch.hpp>
+#include <services/kv/store.hpp>
+
+#include <chrono>
+#include <ctime>
+
+namespace turret::kv {
+namespace {
+
+/// Swallows a reply (CLIENT REPLY OFF/SKIP).
+class null_reply_builder final : public reply_builder {
+ public:
+  explicit null_reply_builder(int proto) : proto_(proto) {}
+  void simple(std::string_view) override {}
+  void error(std::string_view) override {}
+  void integer(long long) override {}
+  void bulk(std::string_view) override {}
+  void null_bulk() override {}
+  void null_array() override {}
+  void array(std::size_t) override {}
+  void map(std::size_t) override {}
+  void set(std::size_t) override {}
+  void push(std::size_t) override {}
+  void dbl(double) override {}
+  void boolean(bool) override {}
+  void verbatim(std::string_view, std::string_view) override {}
+  void big_number(std::string_view) override {}
+  void raw(std::string_view) override {}
+  int protocol() const noexcept override { return proto_; }
+
+ private:
+  int proto_;
+};
+
+// C's "%.Ns": at most n bytes, stopping at a NUL.
+std::string_view c_str_prefix(std::string_view s, std::size_t n) {
+  s = s.substr(0, std::min(s.size(), n));
+  auto z = s.find('\0');
+  return z == std::string_view::npos ? s : s.substr(0, z);
+}
+
+void reject(store& st, session& s, const command_def* cmd, reply_builder& out, std::string_view msg) {
+  if (s.in_multi) s.multi_error = true;
+  if (cmd) ++cmd->rejected_calls;
+  reply_error(st, out, msg);
+}
+
+}  // namespace
+
+ms_t unix_time_ms() noexcept {
+  struct timespec ts;
+  ::clock_gettime(CLOCK_REALTIME, &ts);
+  return static_cast<ms_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
+}
+
+std::string unknown_command_error(std::span<const std::string_view> args) {
+  std::string msg = "ERR unknown command '";
+  msg.append(c_str_prefix(args[0], 128));
+  msg.append("', with args beginning with: ");
+  std::string a;
+  for (std::size_t i = 1; i < args.size() && a.size() < 128; ++i) {
+    a += '\'';
+    a.append(c_str_prefix(args[i], 128 - a.size() + 1 - 1));
+    a += "' ";
+  }
+  msg += a;
+  return msg;
+}
+
+void reply_error(store& st, reply_builder& out, std::string_view msg) {
+  ++st.stats().total_error_replies;
+  {
+    auto code = msg.substr(0, std::min(msg.find(' '), msg.size()));
+    auto& es = st.stats().errorstats;
+    auto it = es.find(code);
+    if (it != es.end()) ++it->second;
+    else if (es.size() < 128) es.emplace(std::string(code), 1);
+  }
+  if (msg.find_first_of("\r\n") == std::string_view::npos) {
+    out.error(msg);
+    return;
+  }
+  std::string clean(msg);
+  for (auto& c : clean)
+    if (c == '\r' || c == '\n') c = ' ';
+  out.error(clean);
+}
+
+void call_command(const command_def& cmd, command_ctx& ctx) {
+  cmd.handler(ctx);
+  ++cmd.calls;
+  ++ctx.st.stats().total_commands_processed;
+  ++ctx.sess.commands_processed;
+}
+
+void process_command(store& st, session& s, std::span<const std::string_view> args, reply_builder& out, ms_t now) {
+  const command_table& table = *st.commands();
+  const command_def* cmd = table.lookup(args);
+  s.last_interaction_ms = now;
+  if (!cmd) {
+    const command_def* base = table.find(args[0]);
+    if (base && base->is_container()) {
+      std::string up(args[0].substr(0, std::min(args[0].find('\0'), args[0].size())));
+      for (auto& c : up)
+        if (c >= 'a' && c <= 'z') c = static_cast<char>(c - 32);
+      std::string msg = "ERR unknown subcommand '";
+      msg.append(c_str_prefix(args[1], 128)).append("'. Try ").append(up).append(" HELP.");
+      reject(st, s, nullptr, out, msg);
+    } else {
+      reject(st, s, nullptr, out, unknown_command_error(args));
+    }
+    return;
+  }
+  const auto argc = static_cast<long>(args.size());
+  if ((cmd->arity > 0 && cmd->arity != argc) || argc < -cmd->arity) {
+    std::string msg = "ERR wrong number of arguments for '";
+    msg.append(cmd->name).append("' command");
+    reject(st, s, cmd, out, msg);
+    return;
+  }
+  if (st.auth_required(s) && !(cmd->flags & cmd_no_auth)) {
+    reject(st, s, cmd, out, "NOAUTH Authentication required.");
+    return;
+  }
+  if (s.in_multi && (cmd->flags & cmd_no_multi)) {
+    reject(st, s, cmd, out, "ERR Command not allowed inside a transaction");
+    return;
+  }
+  if (s.resp == 2 && s.subscriptions() > 0 && !(cmd->dispatch & dispatch_allowed_in_pubsub)) {
+    std::string msg = "ERR Can't execute '";
+    msg.append(cmd->name).append(
+        "': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context");
+    reject(st, s, cmd, out, msg);
+    return;
+  }
+  s.last_command.assign(cmd->name);
+  if (s.in_multi && !(cmd->dispatch & dispatch_not_queued)) {
+    auto& q = s.queued.emplace_back();
+    q.reserve(args.size());
+    for (auto a : args) q.emplace_back(a);
+    out.simple("QUEUED");
+    return;
+  }
+  command_ctx ctx{st, s, args, out, now};
+  call_command(*cmd, ctx);
+}
+
+kv_service::kv_service(std::shared_ptr<store> st, std::shared_ptr<const command_table> table)
+    : store_(std::move(st)), table_(std::move(table)) {
+  store_->set_commands(table_.get());
+}
+
+void kv_service::execute(request& req) {
+  if (req.args.empty()) return;
+  session& s = req.sess;
+  const ms_t now = unix_time_ms();
+  std::lock_guard lock(store_->mutex());
+  if (s.replies == reply_mode::on && !s.reply_skip_pending) [[likely]] {
+    process_command(*store_, s, req.args, req.out, now);
+  } else {
+    // CLIENT REPLY OFF / SKIP: Redis drops the reply; CLIENT REPLY ON clears the flags before replying.
+    s.reply_skip_pending = false;
+    const bool reply_on = req.args.size() == 3 && iequals(req.args[0], "client") && iequals(req.args[1], "reply") &&
+                          iequals(req.args[2], "on");
+    null_reply_builder null_out(s.resp);
+    process_command(*store_, s, req.args, reply_on ? req.out : static_cast<reply_builder&>(null_out), now);
+  }
+  if (s.replies == reply_mode::skip) {
+    // CLIENT REPLY SKIP: the mode returns to ON after the next command's reply is dropped.
+    s.replies = reply_mode::on;
+    s.reply_skip_pending = true;
+  }
+}
+
+}  // namespace turret::kv

@@ -1,0 +1,63 @@
+#pragma once
+// kv_service: the key-value core as a turret Service. Every front end builds a kv::request and sends it through its
+// listener's pipeline into this service.
+#include <services/kv/command.hpp>
+#include <services/kv/reply.hpp>
+#include <services/kv/session.hpp>
+#include <turret/service.hpp>
+
+#include <memory>
+#include <optional>
+#include <span>
+#include <string_view>
+
+namespace turret::kv {
+
+class store;
+class command_table;
+
+/// One command. Non-owning: everything it refers to outlives the call (the front end's connection frame).
+struct request {
+  request_context& ctx;
+  session& sess;
+  std::span<const std::string_view> args;  ///< command name + arguments, binary safe
+  reply_builder& out;
+
+  request_context& context() noexcept { return ctx; }
+};
+
+/// Response: the reply has been written to request.out. Errors are reserved for the pipeline (timeouts, limits);
+/// a Redis error reply (-ERR ...) is a successful call.
+struct response {};
+
+class kv_service {
+ public:
+  using response_type = response;
+  using permit_type = unit_permit;
+
+  kv_service(std::shared_ptr<store> st, std::shared_ptr<const command_table> table);
+
+  awaitable<result<unit_permit>> ready(request_context&) { co_return unit_permit{}; }
+  awaitable<result<response>> call(unit_permit, request& req) {
+    execute(req);
+    co_return response{};
+  }
+
+  /// Immediate fast path (see turret::immediate_service): the core never suspends, so a pipeline of layers that
+  /// also complete synchronously skips coroutine frames entirely.
+  std::optional<result<response>> try_call_now(request& req) {
+    execute(req);
+    return result<response>(response{});
+  }
+
+  /// Synchronous execution (the whole of call): dispatch, arity/auth/MULTI/pub-sub checks, run under the store lock.
+  void execute(request& req);
+
+  store& get_store() noexcept { return *store_; }
+
+ private:
+  std::shared_ptr<store> store_;
+  std::shared_ptr<const command_table> table_;
+};
+
+}  // namespace turret::kv

@@ -1,0 +1,273 @@
+#pragma once
+// store: the one key-value core shared by every front end and every worker thread.
+//
+// Concurrency design: one mutex serialises command execution (as Redis's single thread does), while parsing,
+// I/O and encoding run in parallel on the worker threads outside it. Critical sections are a few hundred
+// nanoseconds, MULTI/EXEC, MSET, RENAME, SWAPDB and FLUSHALL are trivially atomic with respect to every other
+// client, and there is no cross-shard coordination to get wrong. (Measured against a sharded design: see
+// bench/README.md.)
+//
+// Locking contract
+// - Everything below is called with mutex() held, unless its comment says "locks internally".
+// - attach/detach/active_expire_cycle take the lock themselves (front ends and timers call them).
+// - limits() is lock-free (atomics): front ends read maxclients, timeout and output-buffer limits per connection.
+#include <services/kv/command.hpp>
+#include <services/kv/keyspace.hpp>
+#include <services/kv/session.hpp>
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <span>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+namespace turret::kv {
+
+class command_table;
+
+/// notify-keyspace-events classes (Redis's letters).
+enum notify_class : std::uint32_t {
+  notify_keyspace = 1u << 0,  // K
+  notify_keyevent = 1u << 1,  // E
+  notify_generic = 1u << 2,   // g
+  notify_string = 1u << 3,    // $
+  notify_list = 1u << 4,      // l
+  notify_set = 1u << 5,       // s
+  notify_hash = 1u << 6,      // h
+  notify_zset = 1u << 7,      // z
+  notify_expired = 1u << 8,   // x
+  notify_evicted = 1u << 9,   // e
+  notify_stream = 1u << 10,   // t
+  notify_key_miss = 1u << 11, // m
+  notify_module = 1u << 12,   // d
+  notify_new = 1u << 13,      // n
+};
+inline constexpr std::uint32_t notify_all = notify_generic | notify_string | notify_list | notify_set | notify_hash |
+                                            notify_zset | notify_expired | notify_evicted | notify_stream |
+                                            notify_module;  // 'A'
+
+/// Redis's keyspaceEventsStringToFlags: -1 on an invalid character.
+long long keyspace_events_from_string(std::string_view classes) noexcept;
+/// Redis's keyspaceEventsFlagsToString.
+std::string keyspace_events_to_string(std::uint32_t flags);
+
+/// One client-output-buffer-limit class (bytes; 0 = no limit).
+struct output_buffer_limit {
+  unsigned long long hard = 0, soft = 0;
+  long long soft_seconds = 0;
+};
+
+struct store_options {
+  int databases = 16;
+  std::size_t maxclients = 10000;
+  std::string requirepass;     ///< empty: no AUTH needed
+  std::string notify_keyspace_events;  ///< Redis letters, e.g. "KEA"; invalid -> std::invalid_argument
+  int hz = 10;
+  long long timeout = 0;       ///< idle client timeout in seconds (0 = never)
+  long long proto_max_bulk_len = 512ll * 1024 * 1024;
+  long long client_query_buffer_limit = 1024ll * 1024 * 1024;
+  output_buffer_limit obuf_normal{0, 0, 0};
+  output_buffer_limit obuf_replica{256ull << 20, 64ull << 20, 60};
+  output_buffer_limit obuf_pubsub{32ull << 20, 8ull << 20, 60};
+  int port = 6379;             ///< for INFO / CONFIG GET (the front end's real port)
+  std::string bind = "127.0.0.1";
+};
+
+/// Limits the front ends read without the store lock (CONFIG SET changes them at run time).
+struct client_limits {
+  std::atomic<std::size_t> maxclients{10000};
+  std::atomic<long long> timeout{0};  ///< seconds, 0 = never
+  std::atomic<long long> proto_max_bulk_len{512ll * 1024 * 1024};
+  std::atomic<long long> client_query_buffer_limit{1024ll * 1024 * 1024};
+  std::atomic<unsigned long long> pubsub_hard{32ull << 20}, pubsub_soft{8ull << 20};
+  std::atomic<long long> pubsub_soft_seconds{60};
+  std::atomic<unsigned long long> normal_hard{0}, normal_soft{0};
+  std::atomic<long long> normal_soft_seconds{0};
+};
+
+/// INFO stats counters (Redis names). Updated under the store lock, except the connection counters (atomics,
+/// maintained by front ends that accept/reject outside the lock).
+struct store_stats {
+  std::uint64_t total_commands_processed = 0;
+  std::uint64_t expired_keys = 0;
+  std::uint64_t expired_stale_perc_x100 = 0;
+  std::uint64_t expired_time_cap_reached_count = 0;
+  std::uint64_t keyspace_hits = 0;       ///< string/key commands count read hits/misses here
+  std::uint64_t keyspace_misses = 0;
+  std::uint64_t pubsub_messages = 0;     ///< messages delivered
+  std::uint64_t total_error_replies = 0;
+  std::uint64_t unexpected_error_replies = 0;
+  std::uint64_t total_connections_received = 0;
+  std::atomic<std::uint64_t> rejected_connections{0};
+  std::atomic<std::uint64_t> net_input_bytes{0};
+  std::atomic<std::uint64_t> net_output_bytes{0};
+  std::map<std::string, std::uint64_t, std::less<>> errorstats;  ///< error code ("ERR") -> count
+};
+
+/// What SHUTDOWN asked for (turretd's hook stops the process gracefully).
+struct shutdown_request {
+  bool nosave = false, save = false, now = false, force = false;
+};
+
+/// One CONFIG parameter (name, value as CONFIG GET prints it).
+using config_pair = std::pair<std::string, std::string>;
+
+class store {
+ public:
+  explicit store(store_options opts);
+  ~store();
+  store(const store&) = delete;
+  store& operator=(const store&) = delete;
+
+  std::mutex& mutex() noexcept { return mutex_; }
+  int databases() const noexcept { return static_cast<int>(dbs_.size()); }
+  keyspace& db(int i) { return *dbs_[static_cast<std::size_t>(i)]; }
+
+  /// The command table the service dispatches with (set by kv_service; EXEC and COMMAND use it).
+  const command_table* commands() const noexcept { return commands_; }
+  void set_commands(const command_table* t) noexcept { commands_ = t; }
+
+  // --- modifications, WATCH, notifications --------------------------------------------------------------------
+  /// Write commands call this for every key they modify (WATCH invalidation, server.dirty).
+  void key_modified(int db, std::string_view key) {
+    ++dirty_;
+    if (watched_count_ != 0) touch_watched(db, key);
+  }
+  /// FLUSHDB / FLUSHALL / SWAPDB: every watched key of `db` (-1: all dbs) that exists is touched (Redis's
+  /// touchAllWatchedKeysInDb). Call before clearing.
+  void db_modified(int db);
+  /// SWAPDB: watched keys of either db that exist in either db before or after the swap are touched.
+  void dbs_swapped(int a, int b);
+  /// Keyspace notification (no-op unless enabled by notify-keyspace-events).
+  void notify(std::uint32_t cls, std::string_view event, std::string_view key, int db) {
+    if (notify_flags_ & cls) publish_notification(cls, event, key, db);
+  }
+  std::uint32_t notify_flags() const noexcept { return notify_flags_; }
+  std::uint64_t dirty() const noexcept { return dirty_; }
+  void add_dirty(std::uint64_t n) noexcept { dirty_ += n; }
+
+  void watch(session& s, int db, std::string_view key);
+  void unwatch_all(session& s);
+
+  // --- clients ---------------------------------------------------------------------------------------------------
+  /// Registers a session (locks internally): assigns id and created time, sets `authenticated` when no password is
+  /// required. Front ends check maxclients (limits()) before attaching.
+  std::uint64_t attach(session& s);
+  /// Unregisters (locks internally): drops subscriptions and WATCHes.
+  void detach(session& s);
+  /// Same as attach/detach with the lock already held.
+  std::uint64_t attach_locked(session& s);
+  void detach_locked(session& s);
+  const std::map<std::uint64_t, session*>& clients() const noexcept { return clients_; }
+  std::size_t connected_clients() const noexcept { return clients_.size(); }
+  std::size_t pubsub_clients() const noexcept;
+
+  // --- auth ---------------------------------------------------------------------------------------------------------
+  const std::string& requirepass() const noexcept { return requirepass_; }
+  bool auth_required(const session& s) const noexcept { return !requirepass_.empty() && !s.authenticated; }
+
+  // --- pub/sub -------------------------------------------------------------------------------------------------------
+  bool subscribe(session& s, std::string_view channel);    ///< true when newly subscribed
+  bool unsubscribe(session& s, std::string_view channel);  ///< true when it was subscribed
+  bool psubscribe(session& s, std::string_view pattern);
+  bool punsubscribe(session& s, std::string_view pattern);
+  /// Delivers to channel subscribers then pattern subscribers; returns the number of receivers (Redis's count).
+  std::size_t publish(std::string_view channel, std::string_view message);
+  /// PUBSUB CHANNELS [pattern]: active channels (with at least one subscriber).
+  std::vector<std::string_view> channels(std::string_view pattern, bool all) const;
+  std::size_t numsub(std::string_view channel) const;
+  std::size_t numpat() const noexcept { return patterns_.size(); }
+
+  // --- config --------------------------------------------------------------------------------------------------------
+  /// CONFIG GET for one pattern (glob, Redis's rules incl. aliases); appends matches not already in `out`.
+  void config_get(std::string_view pattern, std::vector<config_pair>& out) const;
+  /// CONFIG SET of several parameters at once (args are name, value, name, value...). On failure nothing changes and
+  /// the Redis error text (without "-") is returned; empty string on success.
+  std::string config_set(std::span<const std::string_view> name_values);
+  void reset_stats();
+  const client_limits& limits() const noexcept { return limits_; }
+  client_limits& limits() noexcept { return limits_; }
+  int hz() const noexcept { return hz_; }
+  const store_options& options() const noexcept { return opts_; }
+
+  // --- stats, time, lifecycle ------------------------------------------------------------------------------------------
+  store_stats& stats() noexcept { return stats_; }
+  const store_stats& stats() const noexcept { return stats_; }
+  ms_t start_time_ms() const noexcept { return start_ms_; }
+  std::uint64_t lazyfreed_objects = 0;
+
+  /// Active expiry: Redis's adaptive activeExpireCycle (slow cycle) with a time budget in microseconds
+  /// (0 = Redis's default 25% of 1/hz). Locks internally; turretd's timer calls it hz times per second.
+  void active_expire_cycle(long long budget_us = 0);
+
+  /// SHUTDOWN: turretd installs the hook (before serving). It is called with the store lock held: it must only
+  /// schedule the graceful stop (post to an executor), never block or call back into the store.
+  /// request_shutdown returns false when no hook is installed.
+  std::function<void(const shutdown_request&)> on_shutdown;
+  bool request_shutdown(const shutdown_request& r);
+
+  /// INFO server fields that only the process knows (set by turretd at start-up).
+  struct process_info {
+    std::string executable, config_file, run_id;
+    int tcp_port = 0;
+    int threads = 1;
+  };
+  process_info& process() noexcept { return process_; }
+  const process_info& process() const noexcept { return process_; }
+
+ private:
+  friend struct store_config;
+  void touch_watched(int db, std::string_view key);
+  void publish_notification(std::uint32_t cls, std::string_view event, std::string_view key, int db);
+  std::size_t deliver(session* s, std::string_view pattern, std::string_view channel, std::string_view message);
+
+  struct sv_hash {
+    using is_transparent = void;
+    std::size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
+  };
+  template <class V>
+  using sv_map = std::unordered_map<std::string, V, sv_hash, std::equal_to<>>;
+
+  std::mutex mutex_;
+  store_options opts_;
+  std::vector<std::unique_ptr<keyspace>> dbs_;
+  const command_table* commands_ = nullptr;
+
+  std::uint64_t dirty_ = 0;
+  std::uint32_t notify_flags_ = 0;
+  std::string requirepass_;
+  int hz_ = 10;
+  client_limits limits_;
+  store_stats stats_;
+  ms_t start_ms_ = 0;
+  process_info process_;
+
+  // WATCH: per db, key -> watching sessions.
+  std::vector<sv_map<std::vector<session*>>> watched_;
+  std::size_t watched_count_ = 0;
+
+  // clients by id
+  std::map<std::uint64_t, session*> clients_;
+  std::uint64_t next_client_id_ = 1;
+
+  // pub/sub
+  sv_map<std::vector<session*>> channels_;
+  std::vector<std::pair<std::string, std::vector<session*>>> patterns_;  // insertion order
+
+  // active expiry state (Redis's static variables of activeExpireCycle)
+  int expire_current_db_ = 0;
+
+  // CONFIG parameters turretd only stores and reports (save, appendonly, maxmemory...)
+  std::map<std::string, std::string, std::less<>> misc_config_;
+};
+
+inline keyspace& command_ctx::db() const { return st.db(sess.db); }
+
+}  // namespace turret::kv

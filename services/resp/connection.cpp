@@ -1,0 +1,374 @@
+#include <services/kv/command_table.hpp>
+#include <services/kv/store.hpp>
+#include <services/resp/connection.hpp>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/buffer.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+#include <spdlog/spdlog.h>
+
+#include <optional>
+
+namespace turret::resp_frontend {
+
+namespace asio = boost::asio;
+using asio::use_awaitable;
+constexpr auto as_tuple_awaitable = asio::as_tuple(use_awaitable);
+
+namespace {
+
+constexpr std::size_t initial_input_capacity = 16 * 1024;
+constexpr std::size_t read_chunk = 4 * 1024;
+constexpr std::size_t keep_output_capacity = 64 * 1024;  // larger reply buffers are released after the batch
+
+std::string endpoint_string(const asio::ip::tcp::endpoint& ep) {
+  const auto addr = ep.address();
+  if (addr.is_v6() && !addr.to_v6().is_v4_mapped()) return addr.to_string() + ":" + std::to_string(ep.port());
+  return (addr.is_v6() ? boost::asio::ip::make_address_v4(boost::asio::ip::v4_mapped, addr.to_v6()).to_string()
+                       : addr.to_string()) +
+         ":" + std::to_string(ep.port());
+}
+
+/// The pipeline's synchronous fast path when it has one (see the Service contract), else nullopt.
+template <class P>
+std::optional<result<kv::response>> try_call_now(P& pipeline, kv::request& req) {
+  if constexpr (requires { pipeline.try_call_now(req); }) {
+    return pipeline.try_call_now(req);
+  } else {
+    return std::nullopt;
+  }
+}
+
+}  // namespace
+
+std::int64_t connection::steady_ms() noexcept {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+connection::connection(std::shared_ptr<listener_shared> shared, socket_type sock)
+    : shared_(std::move(shared)),
+      sock_(std::move(sock)),
+      tracker_(shared_->shutdown ? shared_->shutdown->track() : shutdown_coordinator::tracker()),
+      in_(initial_input_capacity),
+      parser_(shared_->parser_opts),
+      builder_(out_, sess_.resp),
+      push_done_(sock_.get_executor()) {
+  fd_ = sock_.native_handle();
+  last_active_ms_.store(steady_ms(), std::memory_order_relaxed);
+}
+
+connection::~connection() = default;
+
+asio::awaitable<void> connection::run() {
+  auto self = shared_from_this();
+  owner_ = std::this_thread::get_id();
+  boost::system::error_code ec;
+  sock_.non_blocking(true, ec);  // direct send() of replies; never blocks the thread
+  {
+    auto remote = sock_.remote_endpoint(ec);
+    sess_.addr = ec ? std::string("?:0") : endpoint_string(remote);
+    sess_.laddr = shared_->laddr;
+  }
+  sess_.protocol_name = "resp";
+  sess_.host = this;
+  ctx_.protocol = "resp";
+  ctx_.peer = sock_.remote_endpoint(ec);
+  {
+    std::lock_guard lk(shared_->mu);
+    shared_->conns.insert(this);
+  }
+  shared_->store->attach(sess_);
+
+  co_await serve();
+
+  shared_->store->detach(sess_);  // no deliver()/kill() after this returns
+  sess_.host = nullptr;
+  {
+    std::lock_guard lk(shared_->mu);
+    shared_->conns.erase(this);
+  }
+  close_now();
+  shared_->clients.fetch_sub(1, std::memory_order_acq_rel);
+  tracker_.reset();
+}
+
+asio::awaitable<void> connection::serve() {
+  kv::store& st = *shared_->store;
+  const kv::client_limits& limits = st.limits();
+  long long bulk_limit = -1;
+
+  for (;;) {
+    if (draining_ || killed_.load(std::memory_order_relaxed)) co_return;
+
+    // --- read ---------------------------------------------------------------------------------------------------
+    auto space = in_.prepare(read_chunk);
+    reading_ = true;
+    auto [ec, n] = co_await sock_.async_read_some(asio::buffer(space.data(), space.size()), as_tuple_awaitable);
+    reading_ = false;
+    if (ec) co_return;  // EOF, reset, cancelled by drain()/kill()
+    in_.commit(n);
+    last_active_ms_.store(steady_ms(), std::memory_order_relaxed);
+    st.stats().net_input_bytes.fetch_add(n, std::memory_order_relaxed);
+
+    // CONFIG SET proto-max-bulk-len applies from the next read on.
+    if (const long long b = limits.proto_max_bulk_len.load(std::memory_order_relaxed); b != bulk_limit) {
+      bulk_limit = b;
+      auto po = parser_.options();
+      po.max_bulk_len = static_cast<std::size_t>(b);
+      parser_.set_options(po);
+    }
+
+    // --- parse and execute every complete command ---------------------------------------------------------------
+    bool close_after = false;
+    for (;;) {
+      parser_.set_auth_required(st.auth_required(sess_));
+      const auto status = resp::parse(parser_, in_);
+      if (status == resp::request_parser::status::need_more) break;
+      if (status == resp::request_parser::status::error) {
+        // Redis: the replies of the commands before, then the error, then close.
+        std::string msg = "ERR ";
+        msg += parser_.error_text();
+        builder_.error(msg);
+        spdlog::debug("resp {}: protocol error from {}: {}", shared_->name, sess_.addr, parser_.error_text());
+        close_after = true;
+        break;
+      }
+      const auto args = parser_.args();
+      ctx_.reset_for_next_request();
+      kv::request req{ctx_, sess_, args, builder_};
+
+      executing_ = true;
+      std::optional<result<kv::response>> r = try_call_now(shared_->pipeline, req);
+      if (!r) {
+        auto permit = co_await shared_->pipeline.ready(ctx_);
+        if (!permit)
+          r.emplace(permit.error());
+        else
+          r.emplace(co_await shared_->pipeline.call(std::move(*permit), req));
+      }
+      executing_ = false;
+      if (!*r) {
+        std::string msg = "ERR ";
+        msg += r->error().message();
+        builder_.error(msg);
+      }
+      finish_command();
+      if (sess_.close_after_reply || killed_.load(std::memory_order_relaxed)) {
+        close_after = true;
+        break;
+      }
+    }
+
+    const std::size_t qlimit = static_cast<std::size_t>(limits.client_query_buffer_limit.load(std::memory_order_relaxed));
+    if (!close_after && in_.size() > qlimit) {
+      spdlog::warn("resp {}: closing client {} that reached max query buffer length ({} bytes)", shared_->name,
+                   sess_.addr, in_.size());
+      close_after = true;
+    }
+    qbuf_.store(in_.size(), std::memory_order_relaxed);
+    qbuf_cap_.store(in_.capacity(), std::memory_order_relaxed);
+
+    // --- write the batch's replies (plus queued pub/sub messages) -----------------------------------------------------
+    if (push_writing_) {
+      // A wake-up write of the outbox started while we were reading: let it finish (bytes must not interleave).
+      push_waiter_ = true;
+      push_done_.expires_at(asio::steady_timer::time_point::max());
+      co_await push_done_.async_wait(as_tuple_awaitable);
+      push_waiter_ = false;
+      if (closed_) co_return;
+    }
+    for (;;) {
+      const auto fr = try_flush();
+      if (fr == flush_result::done) break;
+      if (fr == flush_result::failed) co_return;
+      const std::size_t pending = out_.size();
+      inflight_bytes_.fetch_add(pending, std::memory_order_relaxed);
+      auto [wec, wn] = co_await asio::async_write(sock_, asio::buffer(out_), as_tuple_awaitable);
+      inflight_bytes_.fetch_sub(pending, std::memory_order_relaxed);
+      if (wec) co_return;
+      st.stats().net_output_bytes.fetch_add(wn, std::memory_order_relaxed);
+      out_.clear();
+    }
+    if (out_.capacity() > keep_output_capacity) std::string().swap(out_);
+    if (close_after) co_return;
+  }
+}
+
+void connection::finish_command() {
+  // CLIENT REPLY OFF/SKIP is applied inside the key-value core (the reply goes to a null builder).
+  const bool sub = sess_.subscriptions() != 0;
+  if (sub != subscriber_.load(std::memory_order_relaxed)) subscriber_.store(sub, std::memory_order_relaxed);
+}
+
+void connection::take_outbox() {
+  std::lock_guard lk(out_mu_);
+  if (outbox_.empty()) return;
+  if (out_.empty())
+    out_.swap(outbox_);
+  else
+    out_.append(outbox_);
+  outbox_.clear();
+  soft_since_ms_ = 0;
+}
+
+connection::flush_result connection::try_flush() {
+  take_outbox();
+  if (out_.empty()) return flush_result::done;
+  boost::system::error_code ec;
+  const std::size_t n = sock_.write_some(asio::buffer(out_), ec);
+  if (ec && ec != asio::error::would_block && ec != asio::error::try_again) return flush_result::failed;
+  if (n > 0) shared_->store->stats().net_output_bytes.fetch_add(n, std::memory_order_relaxed);
+  if (n == out_.size()) {
+    out_.clear();
+    // Messages may have arrived from other threads meanwhile: loop until both are empty.
+    std::lock_guard lk(out_mu_);
+    return outbox_.empty() ? flush_result::done : flush_result::pending;
+  }
+  out_.erase(0, n);
+  return flush_result::pending;
+}
+
+// --- pub/sub delivery and wake-ups ------------------------------------------------------------------------------------
+
+void connection::append_message(std::string& out, int proto, const kv::pubsub_message& m) {
+  resp::writer w(out, proto);
+  if (m.pattern.empty()) {
+    w.push(3);
+    w.bulk("message");
+  } else {
+    w.push(4);
+    w.bulk("pmessage");
+    w.bulk(m.pattern);
+  }
+  w.bulk(m.channel);
+  w.bulk(m.payload);
+}
+
+bool connection::deliver(const kv::pubsub_message& m) {
+  if (killed_.load(std::memory_order_relaxed)) return false;
+  if (std::this_thread::get_id() == owner_ && executing_) {
+    // Our own command published it: it goes before the command's reply, as in Redis.
+    append_message(out_, sess_.resp, m);
+    return true;
+  }
+  const kv::client_limits& limits = shared_->store->limits();
+  const unsigned long long hard = limits.pubsub_hard.load(std::memory_order_relaxed);
+  const unsigned long long soft = limits.pubsub_soft.load(std::memory_order_relaxed);
+  const long long soft_seconds = limits.pubsub_soft_seconds.load(std::memory_order_relaxed);
+  bool post_wake = false;
+  bool over = false;
+  {
+    std::lock_guard lk(out_mu_);
+    append_message(outbox_, sess_.resp, m);
+    const std::size_t total = outbox_.size() + inflight_bytes_.load(std::memory_order_relaxed);
+    if (hard != 0 && total > hard) {
+      over = true;
+    } else if (soft != 0 && total > soft) {
+      const std::int64_t now = steady_ms();
+      if (soft_since_ms_ == 0)
+        soft_since_ms_ = now;
+      else if (now - soft_since_ms_ > soft_seconds * 1000)
+        over = true;
+    } else {
+      soft_since_ms_ = 0;
+    }
+    if (over) {
+      outbox_.clear();
+      std::string().swap(outbox_);
+    } else if (!wake_posted_) {
+      wake_posted_ = true;
+      post_wake = true;
+    }
+  }
+  if (over) {
+    spdlog::warn("resp {}: client {} scheduled to be closed for overcoming of output buffer limits (pubsub)",
+                 shared_->name, sess_.addr);
+    kill();
+    return false;
+  }
+  if (post_wake) asio::post(sock_.get_executor(), [self = shared_from_this()] { self->on_wake(); });
+  return true;
+}
+
+void connection::on_wake() {
+  {
+    std::lock_guard lk(out_mu_);
+    wake_posted_ = false;
+  }
+  if (reading_ && !push_writing_ && !closed_) start_push_write();
+}
+
+void connection::start_push_write() {
+  {
+    std::lock_guard lk(out_mu_);
+    if (outbox_.empty()) return;
+    push_buf_.swap(outbox_);
+    outbox_.clear();
+    soft_since_ms_ = 0;
+  }
+  push_writing_ = true;
+  const std::size_t bytes = push_buf_.size();
+  inflight_bytes_.fetch_add(bytes, std::memory_order_relaxed);
+  asio::async_write(sock_, asio::buffer(push_buf_),
+                    [self = shared_from_this(), bytes](boost::system::error_code ec, std::size_t n) {
+                      self->inflight_bytes_.fetch_sub(bytes, std::memory_order_relaxed);
+                      self->push_writing_ = false;
+                      self->push_buf_.clear();
+                      if (self->push_buf_.capacity() > keep_output_capacity) std::string().swap(self->push_buf_);
+                      if (!ec) self->shared_->store->stats().net_output_bytes.fetch_add(n, std::memory_order_relaxed);
+                      if (ec) self->close_now();
+                      if (self->push_waiter_) {
+                        self->push_done_.cancel();
+                        return;
+                      }
+                      if (!ec && self->reading_) self->start_push_write();
+                    });
+}
+
+void connection::kill() {
+  if (std::this_thread::get_id() == owner_ && executing_) {
+    // CLIENT KILL of ourselves: answer, then close (Redis's CLIENT_CLOSE_AFTER_REPLY).
+    sess_.close_after_reply = true;
+    return;
+  }
+  if (killed_.exchange(true)) return;
+  asio::post(sock_.get_executor(), [self = shared_from_this()] { self->close_now(); });
+}
+
+void connection::drain() {
+  auto self = weak_from_this().lock();
+  if (!self) return;
+  asio::post(sock_.get_executor(), [self] {
+    self->draining_ = true;
+    // Waiting for input: nothing in flight, close now. Otherwise the loop closes after answering its batch.
+    if (self->reading_) {
+      boost::system::error_code ec;
+      self->sock_.cancel(ec);
+    }
+  });
+}
+
+void connection::close_now() {
+  if (closed_) return;
+  closed_ = true;
+  boost::system::error_code ec;
+  sock_.shutdown(socket_type::shutdown_both, ec);
+  sock_.close(ec);
+  push_done_.cancel();
+}
+
+kv::session_host::buffers connection::buffer_info() const {
+  buffers b;
+  b.qbuf = qbuf_.load(std::memory_order_relaxed);
+  const std::size_t cap = qbuf_cap_.load(std::memory_order_relaxed);
+  b.qbuf_free = cap > b.qbuf ? cap - b.qbuf : 0;
+  b.omem = inflight_bytes_.load(std::memory_order_relaxed);
+  b.oll = b.omem ? 1 : 0;
+  b.tot_mem = cap + b.omem;
+  return b;
+}
+
+}  // namespace turret::resp_frontend

@@ -1,0 +1,204 @@
+#include <services/resp/resp_options.hpp>
+#include <services/turretd/config.hpp>
+
+#include <builtin.hpp>
+
+#include <charconv>
+#include <set>
+#include <stdexcept>
+
+namespace turret::turretd {
+
+namespace {
+
+constexpr std::string_view default_yaml = R"(# turretd embedded default configuration (see deploy/turret.yaml for every option)
+server:
+  threads: 0              # 0 = one per core
+  shutdown_grace: 10s
+logging:
+  level: info             # trace|debug|info|warn|error
+  format: text            # text|json
+listeners:
+  - name: resp
+    protocol: resp
+    address: 127.0.0.1:6379
+pipeline:                 # ordered, outermost first; each entry names a registered layer
+  - layer: timeout
+    duration: 2s
+  - layer: concurrency_limit
+    max: 10000
+store:
+  kind: memory
+  databases: 16
+)";
+
+server_section parse_server(const config_node& n) {
+  server_section s;
+  n.expect_map();
+  n.reject_unknown_keys({"threads", "shutdown_grace"});
+  s.threads = static_cast<std::size_t>(n.get_int("threads", 0, 0, 1024));
+  s.shutdown_grace = n.get_duration("shutdown_grace", std::chrono::seconds(10));
+  return s;
+}
+
+store_section parse_store(const config_node& n) {
+  store_section s;
+  n.expect_map();
+  n.reject_unknown_keys({"kind", "databases", "requirepass", "notify_keyspace_events", "hz"});
+  s.kind = n.get_string("kind", "memory");
+  if (s.kind != "memory") n.child("kind").fail("unknown store kind '" + s.kind + "' (supported: memory)");
+  s.options.databases = static_cast<int>(n.get_int("databases", 16, 1, 1024));
+  s.options.requirepass = n.get_string("requirepass", "");
+  s.options.notify_keyspace_events = n.get_string("notify_keyspace_events", "");
+  if (kv::keyspace_events_from_string(s.options.notify_keyspace_events) < 0)
+    n.child("notify_keyspace_events")
+        .fail("invalid event classes '" + s.options.notify_keyspace_events +
+              "' (Redis letters: K E g $ l s h z x e t m d n A)");
+  s.options.hz = static_cast<int>(n.get_int("hz", 10, 1, 500));
+  return s;
+}
+
+/// RESP client limits are server-wide parameters of the store (CONFIG GET/SET): copy them there.
+void apply_resp_limits(const resp_frontend::resp_options& o, kv::store_options& so) {
+  so.maxclients = o.maxclients;
+  so.timeout = std::chrono::duration_cast<std::chrono::seconds>(o.timeout).count();
+  so.proto_max_bulk_len = static_cast<long long>(o.proto_max_bulk_len);
+  so.client_query_buffer_limit = static_cast<long long>(o.client_query_buffer_limit);
+  so.obuf_pubsub.hard = o.pubsub_limit.hard;
+  so.obuf_pubsub.soft = o.pubsub_limit.soft;
+  so.obuf_pubsub.soft_seconds = o.pubsub_limit.soft_seconds.count();
+}
+
+bool same_server_wide_limits(const resp_frontend::resp_options& a, const resp_frontend::resp_options& b) {
+  return a.maxclients == b.maxclients && a.timeout == b.timeout && a.proto_max_bulk_len == b.proto_max_bulk_len &&
+         a.client_query_buffer_limit == b.client_query_buffer_limit && a.pubsub_limit == b.pubsub_limit;
+}
+
+}  // namespace
+
+std::string_view default_config_yaml() noexcept { return default_yaml; }
+
+std::shared_ptr<const registries> make_builtin_registries() {
+  auto r = std::make_shared<registries>();
+  register_builtin_frontends(r->frontends);
+  register_builtin_layers(r->layers);
+  return r;
+}
+
+boost::asio::ip::tcp::endpoint parse_listen_address(std::string_view address) {
+  const auto colon = address.rfind(':');
+  if (colon == std::string_view::npos)
+    throw std::invalid_argument("invalid address '" + std::string(address) + "' (expected host:port, e.g. 127.0.0.1:6379)");
+  std::string_view host = address.substr(0, colon);
+  const std::string_view port_text = address.substr(colon + 1);
+  unsigned port = 0;
+  auto [p, ec] = std::from_chars(port_text.data(), port_text.data() + port_text.size(), port);
+  if (port_text.empty() || ec != std::errc() || p != port_text.data() + port_text.size() || port > 65535)
+    throw std::invalid_argument("invalid port '" + std::string(port_text) + "' in address '" + std::string(address) +
+                                "' (0-65535; 0 = any free port)");
+  boost::asio::ip::address ip;
+  if (host.empty() || host == "*") {
+    ip = boost::asio::ip::address_v4::any();
+  } else if (host == "localhost") {
+    ip = boost::asio::ip::address_v4::loopback();
+  } else {
+    if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+    boost::system::error_code ec2;
+    ip = boost::asio::ip::make_address(std::string(host), ec2);
+    if (ec2)
+      throw std::invalid_argument("invalid host '" + std::string(host) + "' in address '" + std::string(address) +
+                                  "' (an IPv4 or [IPv6] address, localhost or *)");
+  }
+  return {ip, static_cast<unsigned short>(port)};
+}
+
+std::shared_ptr<const config> parse_config(const config_node& root, const registries& regs) {
+  auto cfg = std::make_shared<config>();
+  cfg->source = root.source().name;
+  root.expect_map();
+  root.reject_unknown_keys({"server", "logging", "listeners", "pipeline", "store"});
+
+  cfg->server = parse_server(root.child("server"));
+  cfg->logging = parse_logging_config(root.child("logging"));
+  cfg->store = parse_store(root.child("store"));
+
+  // --- listeners ---
+  const config_node ls = root.child("listeners");
+  ls.expect_sequence();
+  if (ls.is_null() || ls.size() == 0) ls.fail("at least one listener is required");
+  std::set<std::string, std::less<>> names;
+  std::set<std::pair<std::string, unsigned short>> addresses;
+  const resp_frontend::resp_options* first_resp = nullptr;
+  for (std::size_t i = 0; i < ls.size(); ++i) {
+    const config_node e = ls.at(i);
+    e.expect_map();
+    listener_config l;
+    const config_node proto_node = e.required("protocol");
+    l.protocol = proto_node.as_string();
+    const frontend* fe = regs.frontends.find(l.protocol);
+    if (!fe) {
+      std::string known;
+      for (const auto& n : regs.frontends.names()) known += (known.empty() ? "" : ", ") + n;
+      proto_node.fail("unknown protocol '" + l.protocol + "' (registered: " + known + ")");
+    }
+    // Unknown keys: the common ones plus what the protocol declares.
+    for (auto it = e.yaml().begin(); it != e.yaml().end(); ++it) {
+      const std::string key = it->first.as<std::string>();
+      if (key == "name" || key == "protocol" || key == "address") continue;
+      bool ok = false;
+      for (const auto& k : fe->keys) ok = ok || k == key;
+      if (!ok) {
+        std::string allowed = "name, protocol, address";
+        for (const auto& k : fe->keys) allowed += ", " + k;
+        const YAML::Mark m = it->first.Mark();
+        throw config_error(e.source().name, m.line + 1, m.column + 1, e.path() + "." + key,
+                           "unknown key '" + key + "' for protocol " + l.protocol + " (allowed: " + allowed + ")");
+      }
+    }
+    const config_node name_node = e.required("name");
+    l.name = name_node.as_string();
+    if (l.name.empty()) name_node.fail("must not be empty");
+    if (!names.insert(l.name).second) name_node.fail("duplicate listener name '" + l.name + "'");
+    const config_node addr_node = e.required("address");
+    l.address = addr_node.as_string();
+    try {
+      l.endpoint = parse_listen_address(l.address);
+    } catch (const std::invalid_argument& x) {
+      addr_node.fail(x.what());
+    }
+    if (l.endpoint.port() != 0 && !addresses.emplace(l.endpoint.address().to_string(), l.endpoint.port()).second)
+      addr_node.fail("address " + l.address + " is used by another listener");
+    l.options = fe->parse(e);
+    if (l.protocol == "resp") {
+      const auto* o = std::any_cast<resp_frontend::resp_options>(&l.options);
+      if (o) {
+        if (!first_resp) {
+          first_resp = o;
+          apply_resp_limits(*o, cfg->store.options);
+          cfg->store.options.port = l.endpoint.port();
+          cfg->store.options.bind = l.endpoint.address().to_string();
+        } else if (!same_server_wide_limits(*o, *first_resp)) {
+          e.child("resp").fail(
+              "client limits (maxclients, timeout, proto_max_bulk_len, client_query_buffer_limit, "
+              "client_output_buffer_limit_pubsub) are server-wide, as in Redis: every resp listener must use the "
+              "same values");
+        }
+      }
+    }
+    cfg->listeners.push_back(std::move(l));
+  }
+
+  // --- pipeline ---
+  cfg->pipeline = regs.layers.make_all(root.child("pipeline"));
+  return cfg;
+}
+
+std::shared_ptr<const config> load_config(const std::string& file_name, const registries& regs) {
+  return parse_config(load_config_file(file_name), regs);
+}
+
+std::shared_ptr<const config> parse_config_string(std::string_view yaml, const registries& regs, std::string name) {
+  return parse_config(load_config_string(yaml, std::move(name)), regs);
+}
+
+}  // namespace turret::turretd

@@ -1,0 +1,102 @@
+#pragma once
+// turretd's configuration: the whole YAML document parsed and validated once at start-up into an immutable object.
+//
+// ```yaml
+// server:
+//   threads: 0              # 0 = one per core
+//   shutdown_grace: 10s
+// logging:
+//   level: info             # trace|debug|info|warn|error
+//   format: text            # text|json
+// listeners:
+//   - name: resp
+//     protocol: resp        # a name registered in the frontend_registry
+//     address: 127.0.0.1:6379
+//     resp: {...}           # protocol-specific options (services/resp/resp_options.hpp)
+// pipeline:                 # ordered, outermost first; each entry names a registered layer
+//   - layer: timeout
+//     duration: 2s
+//   - layer: concurrency_limit
+//     max: 10000
+// store:
+//   kind: memory
+//   databases: 16
+//   requirepass: ""
+//   notify_keyspace_events: ""
+//   hz: 10
+// ```
+// deploy/turret.yaml documents every option. Errors are turret::config_error: "file:line:col: key.path: message".
+// Unknown keys are errors everywhere.
+#include <services/kv/kv_service.hpp>
+#include <services/kv/store.hpp>
+#include <services/turretd/frontend_registry.hpp>
+#include <turret/any_service.hpp>
+#include <turret/config.hpp>
+#include <turret/logging.hpp>
+#include <turret/registry.hpp>
+
+#include <boost/asio/ip/tcp.hpp>
+
+#include <any>
+#include <chrono>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace turret::turretd {
+
+using kv_layer_registry = layer_registry<kv::request, kv::response>;
+using kv_layer = any_layer<kv::request, kv::response>;
+
+struct server_section {
+  std::size_t threads = 0;  ///< as configured: 0 = one per core
+  duration shutdown_grace = std::chrono::seconds(10);
+};
+
+struct listener_config {
+  std::string name;
+  std::string protocol;
+  std::string address;                     ///< as written
+  boost::asio::ip::tcp::endpoint endpoint; ///< resolved (port 0 = any free port)
+  std::any options;                        ///< what the protocol's frontend::parse returned
+};
+
+struct store_section {
+  std::string kind = "memory";
+  kv::store_options options;               ///< databases, requirepass, notify-keyspace-events, hz, client limits
+};
+
+struct config {
+  std::string source;                      ///< file name, or "<embedded>"
+  server_section server;
+  logging_config logging;
+  std::vector<listener_config> listeners;
+  std::vector<kv_layer> pipeline;          ///< first = outermost
+  store_section store;
+};
+
+/// The registries config parsing resolves names in.
+struct registries {
+  frontend_registry frontends;
+  kv_layer_registry layers;
+};
+/// Registries with everything turretd ships (frontends "resp"; layers "timeout", "concurrency_limit").
+std::shared_ptr<const registries> make_builtin_registries();
+
+/// The embedded default configuration (the example): RESP on 127.0.0.1:6379, timeout 2s,
+/// concurrency_limit 10000, 16 databases.
+std::string_view default_config_yaml() noexcept;
+
+/// Parses and validates a whole document. Throws config_error.
+std::shared_ptr<const config> parse_config(const config_node& root, const registries& regs);
+/// Loads and validates a file (syntax errors too are config_error with file:line).
+std::shared_ptr<const config> load_config(const std::string& file_name, const registries& regs);
+/// Parses YAML text (`name` is what errors call it).
+std::shared_ptr<const config> parse_config_string(std::string_view yaml, const registries& regs,
+                                                  std::string name = "<embedded>");
+
+/// "127.0.0.1:6379", "[::1]:6379", "0.0.0.0:0", "localhost:6379", "*:6379" -> endpoint. Throws std::invalid_argument.
+boost::asio::ip::tcp::endpoint parse_listen_address(std::string_view address);
+
+}  // namespace turret::turretd

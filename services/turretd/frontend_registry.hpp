@@ -1,0 +1,29 @@
+#pragma once
+// frontend_registry: protocols by the name used in config (`listeners[].protocol`). Registration is explicit
+// (`reg.add("resp", resp_frontend::make_frontend())`), never through static initialisers.
+#include <services/turretd/listener.hpp>
+
+#include <map>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace turret::turretd {
+
+class frontend_registry {
+ public:
+  /// Registers a protocol. A second registration of a name is a programming error (std::logic_error).
+  void add(std::string name, frontend f);
+  /// The protocol `name`, or nullptr.
+  const frontend* find(std::string_view name) const;
+  /// Registered names, sorted.
+  std::vector<std::string> names() const;
+
+ private:
+  std::map<std::string, frontend, std::less<>> frontends_;
+};
+
+/// Registers every protocol turretd ships ("resp").
+void register_builtin_frontends(frontend_registry& reg);
+
+}  // namespace turret::turretd

@@ -1,0 +1,146 @@
+#include <services/kv/command_table.hpp>
+#include <services/kv/kv_service.hpp>
+#include <services/kv/store.hpp>
+#include <services/turretd/server.hpp>
+
+#include <boost/asio/post.hpp>
+#include <spdlog/spdlog.h>
+
+#include <unistd.h>
+
+#include <climits>
+#include <random>
+
+namespace turret::turretd {
+
+namespace asio = boost::asio;
+
+namespace {
+
+std::string endpoint_string(const asio::ip::tcp::endpoint& ep) {
+  if (ep.address().is_v6()) return "[" + ep.address().to_string() + "]:" + std::to_string(ep.port());
+  return ep.address().to_string() + ":" + std::to_string(ep.port());
+}
+
+std::string random_run_id() {
+  std::random_device rd;
+  std::mt19937_64 g((static_cast<std::uint64_t>(rd()) << 32) ^ rd());
+  static constexpr char hex[] = "0123456789abcdef";
+  std::string s(40, '0');
+  for (auto& c : s) c = hex[g() & 15];
+  return s;
+}
+
+std::string executable_path() {
+  char buf[PATH_MAX];
+  const ssize_t n = ::readlink("/proc/self/exe", buf, sizeof buf - 1);
+  return n > 0 ? std::string(buf, static_cast<std::size_t>(n)) : std::string();
+}
+
+}  // namespace
+
+server::server(std::shared_ptr<const config> cfg, std::shared_ptr<const registries> regs, std::string config_file)
+    : cfg_(std::move(cfg)),
+      regs_(std::move(regs)),
+      config_file_(std::move(config_file)),
+      shutdown_(cfg_->server.shutdown_grace) {}
+
+server::~server() {
+  if (rt_) rt_->stop();
+  expiry_timer_.reset();
+  listeners_.clear();
+  rt_.reset();
+}
+
+void server::start() {
+  rt_ = std::make_unique<runtime>(cfg_->server.threads);
+
+  store_ = std::make_shared<kv::store>(cfg_->store.options);
+  commands_ = kv::command_table::make_default();
+  auto& proc = store_->process();
+  proc.executable = executable_path();
+  proc.config_file = config_file_;
+  proc.run_id = random_run_id();
+  proc.threads = static_cast<int>(rt_->size());
+  store_->on_shutdown = [this](const kv::shutdown_request&) {
+    // Called under the store lock from a worker: only post the stop.
+    asio::post(rt_->context(0), [this] { request_shutdown(); });
+  };
+
+  const kv_pipeline pipeline =
+      kv_layer_registry::wrap_all(cfg_->pipeline, kv_pipeline(kv::kv_service(store_, commands_)));
+
+  for (const auto& lc : cfg_->listeners) {
+    const frontend* fe = regs_->frontends.find(lc.protocol);
+    listener_env env{lc.name, lc.endpoint, lc.options, *rt_, shutdown_, store_, pipeline, &state_};
+    auto l = fe->create(std::move(env));
+    try {
+      l->start();
+    } catch (const std::system_error& e) {
+      throw std::system_error(e.code(), "listener " + lc.name + " (" + lc.protocol + " " + lc.address + ")");
+    }
+    const auto ep = l->local_endpoint();
+    if (store_->process().tcp_port == 0 && lc.protocol == "resp") store_->process().tcp_port = ep.port();
+    spdlog::info("listening {} {} name={}", lc.protocol, endpoint_string(ep), lc.name);
+    listeners_.push_back(std::move(l));
+  }
+
+  shutdown_.on_stop_accepting([this] {
+    state_.store(server_state::draining, std::memory_order_release);
+    for (auto& l : listeners_) l->stop_accepting();
+  });
+  shutdown_.on_force_close([this] {
+    for (auto& l : listeners_) {
+      if (l->connections() != 0)
+        spdlog::warn("shutdown grace elapsed: closing {} remaining connection(s) of {}", l->connections(), l->name());
+      l->force_close();
+    }
+  });
+  rt_->handle_signals([this](int) { request_shutdown(); });
+
+  expiry_timer_ = std::make_unique<asio::steady_timer>(rt_->context(0));
+  arm_expiry_timer();
+
+  spdlog::info("turretd ready: {} worker thread(s), {} database(s), config {}", rt_->size(), store_->databases(),
+               config_file_.empty() ? std::string("<embedded>") : config_file_);
+  state_.store(server_state::ready, std::memory_order_release);
+}
+
+void server::arm_expiry_timer() {
+  // Redis's serverCron cadence: activeExpireCycle hz times per second (CONFIG SET hz applies at the next tick).
+  const int hz = std::max(1, store_->hz());
+  expiry_timer_->expires_after(std::chrono::microseconds(1'000'000 / hz));
+  expiry_timer_->async_wait([this](boost::system::error_code ec) {
+    if (ec || state() == server_state::stopped) return;
+    store_->active_expire_cycle();
+    arm_expiry_timer();
+  });
+}
+
+int server::run() {
+  rt_->run();
+  state_.store(server_state::stopped, std::memory_order_release);
+  spdlog::info("turretd stopped");
+  return 0;
+}
+
+void server::request_shutdown() {
+  asio::post(rt_->context(0), [this] {
+    if (state() == server_state::draining || state() == server_state::stopped) return;
+    spdlog::info("shutting down: draining connections (grace {})", format_duration(shutdown_.grace()));
+    if (expiry_timer_) expiry_timer_->cancel();
+    shutdown_.start(rt_->executor(0), [this](bool clean) {
+      if (!clean) spdlog::warn("shutdown grace elapsed with requests in flight");
+      state_.store(server_state::stopped, std::memory_order_release);
+      rt_->stop();
+    });
+  });
+}
+
+std::vector<asio::ip::tcp::endpoint> server::endpoints() const {
+  std::vector<asio::ip::tcp::endpoint> out;
+  for (const auto& l : listeners_) out.push_back(l->local_endpoint());
+  return out;
+}
+
+}  // namespace turret::turretd

@@ -1,0 +1,67 @@
+#pragma once
+// server: turretd assembled from a validated config: runtime (worker threads), the store, the pipeline (configured
+// layers around kv_service), one listener per `listeners[]` entry (created through the frontend_registry), the
+// active-expiry timer, signals and graceful shutdown.
+//
+// Shutdown (SIGINT/SIGTERM, the SHUTDOWN command, or request_shutdown()): listeners stop accepting and ask their
+// connections to finish what they are doing; after at most `server.shutdown_grace` the remaining connections are
+// closed; then the runtime stops and run() returns 0.
+#include <services/turretd/config.hpp>
+#include <services/turretd/listener.hpp>
+
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include <atomic>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace turret::kv {
+class store;
+class command_table;
+}  // namespace turret::kv
+
+namespace turret::turretd {
+
+class server {
+ public:
+  /// `config_file` is reported by INFO (empty for the embedded default).
+  server(std::shared_ptr<const config> cfg, std::shared_ptr<const registries> regs, std::string config_file = {});
+  ~server();
+  server(const server&) = delete;
+  server& operator=(const server&) = delete;
+
+  /// Creates the store and listeners and binds every address (throws std::system_error when one cannot be
+  /// bound), logs `listening <protocol> <ip:port> name=<name>` per listener, installs signal handlers.
+  void start();
+  /// Serves until shutdown completes (the calling thread runs worker context 0). Returns the exit code (0).
+  int run();
+  /// Starts the graceful shutdown (thread-safe, idempotent).
+  void request_shutdown();
+
+  server_state state() const noexcept { return state_.load(std::memory_order_acquire); }
+  /// Bound addresses, in listener order (valid after start()).
+  std::vector<boost::asio::ip::tcp::endpoint> endpoints() const;
+  const std::vector<std::unique_ptr<listener>>& listeners() const noexcept { return listeners_; }
+  kv::store& store() noexcept { return *store_; }
+  runtime& rt() noexcept { return *rt_; }
+
+ private:
+  void arm_expiry_timer();
+
+  std::shared_ptr<const config> cfg_;
+  std::shared_ptr<const registries> regs_;
+  std::string config_file_;
+  std::atomic<server_state> state_{server_state::starting};
+  // Declaration order matters: the runtime (and with it every connection coroutine) is destroyed before the
+  // coordinator and the store they refer to.
+  shutdown_coordinator shutdown_;
+  std::shared_ptr<kv::store> store_;
+  std::shared_ptr<kv::command_table> commands_;
+  std::unique_ptr<runtime> rt_;
+  std::vector<std::unique_ptr<listener>> listeners_;
+  std::unique_ptr<boost::asio::steady_timer> expiry_timer_;
+};
+
+}  // namespace turret::turretd

@@ -1,0 +1,151 @@
+#include "test_support.hpp"
+
+#include <turret/any_service.hpp>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
+
+#include <gtest/gtest.h>
+
+#include <array>
+
+namespace turret {
+namespace {
+
+using erased = any_service<test::request, int>;
+
+struct big_permit {
+  std::array<char, 256> data{};
+  int* live;
+  explicit big_permit(int* l) : live(l) { ++*live; }
+  big_permit(big_permit&& o) noexcept : data(o.data), live(std::exchange(o.live, nullptr)) {}
+  ~big_permit() {
+    if (live) --*live;
+  }
+};
+
+TEST(AnyPermitTest, SmallBufferAndRaii) {
+  static_assert(any_permit::stored_inline<test::counting_permit>);
+  static_assert(any_permit::stored_inline<unit_permit>);
+  static_assert(!any_permit::stored_inline<big_permit>);
+  int live = 0;
+  {
+    any_permit p{test::counting_permit(&live)};
+    EXPECT_EQ(live, 1);
+    EXPECT_TRUE(p.holds<test::counting_permit>());
+    EXPECT_EQ(p.get<big_permit>(), nullptr);
+    any_permit q(std::move(p));
+    EXPECT_FALSE(p.has_value());
+    EXPECT_EQ(live, 1);
+    any_permit r;
+    r = std::move(q);
+    EXPECT_EQ(live, 1);
+    r.reset();
+    EXPECT_EQ(live, 0);
+    any_permit s{test::counting_permit(&live)};
+    EXPECT_EQ(live, 1);
+  }
+  EXPECT_EQ(live, 0);  // dropped unspent: released
+  {
+    any_permit big{big_permit(&live)};  // heap path
+    any_permit moved(std::move(big));
+    EXPECT_EQ(live, 1);
+    ASSERT_NE(moved.get<big_permit>(), nullptr);
+  }
+  EXPECT_EQ(live, 0);
+}
+
+template <class S>
+std::optional<result<int>> drive(S& svc, test::request& req, bool drop_permit = false) {
+  boost::asio::io_context io;
+  std::optional<result<int>> out;
+  boost::asio::co_spawn(
+      io,
+      [&]() -> awaitable<void> {
+        auto p = co_await svc.ready(req.ctx);
+        if (!p) {
+          out.emplace(p.error());
+          co_return;
+        }
+        if (drop_permit) co_return;
+        out.emplace(co_await svc.call(std::move(*p), req));
+      },
+      boost::asio::detached);
+  io.run();
+  return out;
+}
+
+TEST(AnyServiceTest, ErasesAndSharesState) {
+  test::core_service core;
+  auto live = core.live;
+  erased svc(service_builder{}.layer(test::named_layer{"outer"}).service(core));
+  erased copy = svc;  // shares the same service
+  std::vector<std::string> trace;
+  test::request req;
+  req.trace = &trace;
+  auto r = drive(copy, req);
+  ASSERT_TRUE(r && *r);
+  EXPECT_EQ(**r, 2);
+  EXPECT_EQ(trace, (std::vector<std::string>{"outer", "core"}));
+  EXPECT_EQ(*live, 0);
+  ASSERT_NE(svc.target<test::named_service<test::core_service>>(), nullptr);
+  EXPECT_EQ(svc.target<test::core_service>(), nullptr);
+}
+
+TEST(AnyServiceTest, DroppedPermitDoesNotLeak) {
+  test::core_service core;
+  auto live = core.live;
+  erased svc(core);
+  test::request req;
+  auto r = drive(svc, req, /*drop_permit=*/true);
+  EXPECT_FALSE(r);
+  EXPECT_EQ(*live, 0);
+}
+
+TEST(AnyServiceTest, ForeignPermitRejected) {
+  erased svc(test::core_service{});
+  test::request req;
+  boost::asio::io_context io;
+  std::optional<result<int>> out;
+  boost::asio::co_spawn(
+      io, [&]() -> awaitable<void> { out.emplace(co_await svc.call(any_permit(unit_permit{}), req)); },
+      boost::asio::detached);
+  io.run();
+  ASSERT_TRUE(out);
+  EXPECT_EQ(out->error(), boost::system::errc::invalid_argument);
+}
+
+TEST(AnyServiceTest, ImmediateFastPath) {
+  erased direct(test::core_service{});
+  EXPECT_TRUE(direct.supports_immediate());
+  std::vector<std::string> trace;
+  test::request req;
+  req.trace = &trace;
+  auto r = direct.try_call_now(req);
+  ASSERT_TRUE(r && *r);
+  EXPECT_EQ(trace, (std::vector<std::string>{"core-now"}));
+
+  // named_service has no fast path: the whole chain reports "would suspend".
+  erased wrapped(test::named_layer{"x"}.wrap(test::core_service{}));
+  EXPECT_FALSE(wrapped.supports_immediate());
+  EXPECT_FALSE(wrapped.try_call_now(req));
+  // An erased chain inside an erased chain keeps the flag.
+  erased outer(direct);
+  EXPECT_TRUE(outer.supports_immediate());
+}
+
+TEST(AnyLayerTest, WrapsErasedServices) {
+  any_layer<test::request, int> identity;
+  any_layer<test::request, int> named(test::named_layer{"L"});
+  erased svc = named.wrap(identity.wrap(erased(test::core_service{})));
+  std::vector<std::string> trace;
+  test::request req;
+  req.trace = &trace;
+  auto r = drive(svc, req);
+  ASSERT_TRUE(r && *r);
+  EXPECT_EQ(trace, (std::vector<std::string>{"L", "core"}));
+}
+
+}  // namespace
+}  // namespace turret
