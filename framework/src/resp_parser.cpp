@@ -53,6 +53,36 @@ inline bool string2ll(const char* s, std::size_t slen, long long* value) noexcep
 
 inline bool has_nul(const char* p, std::size_t n) noexcept { return n && std::memchr(p, '\0', n) != nullptr; }
 
+// Fast path for a count line "<digits>\r?" starting at p (after the '*' or '$'): a plain positive number of at most
+// 18 digits without leading zero (or "0"), followed by '\r' that is not the last byte. Returns the position after
+// the 2-byte terminator, or nullptr when the general (exact Redis) path must decide. For such lines both paths agree:
+// the '\r' is the first one (digits precede it) and string2ll accepts exactly these digits.
+inline const char* fast_count(const char* p, const char* end, long long& out) noexcept {
+  if (p >= end) return nullptr;
+  unsigned long long v = static_cast<unsigned char>(*p) - '0';
+  if (v > 9) return nullptr;
+  ++p;
+  if (v == 0) {
+    if (p + 1 < end && *p == '\r') {
+      out = 0;
+      return p + 2;
+    }
+    return nullptr;
+  }
+  const char* limit = p + 17;
+  while (p < end && p < limit) {
+    const unsigned d = static_cast<unsigned char>(*p) - '0';
+    if (d > 9) break;
+    v = v * 10 + d;
+    ++p;
+  }
+  if (p + 1 < end && *p == '\r') {
+    out = static_cast<long long>(v);
+    return p + 2;
+  }
+  return nullptr;
+}
+
 inline bool c_isspace(char c) noexcept {
   return c == ' ' || c == '\t' || c == '\n' || c == '\v' || c == '\f' || c == '\r';
 }
@@ -196,10 +226,12 @@ request_parser::status request_parser::parse_multibulk(std::string_view in) {
 
   if (left == 0) {
     // "*<count>\r\n"; Redis: strchr(querybuf+qb_pos, '\r').
-    const char* cr = static_cast<const char*>(std::memchr(b, '\r', n));
     long long ll = 0;
-    if (cr == nullptr || static_cast<std::size_t>(cr - b) + 1 == n ||
-        !string2ll(b + 1, static_cast<std::size_t>(cr - b - 1), &ll)) {
+    const char* cr = nullptr;
+    if (const char* after = fast_count(b + 1, b + n, ll)) {
+      cr = after - 2;
+    } else if ((cr = static_cast<const char*>(std::memchr(b, '\r', n))) == nullptr ||
+               static_cast<std::size_t>(cr - b) + 1 == n || !string2ll(b + 1, static_cast<std::size_t>(cr - b - 1), &ll)) {
       const bool found = cr != nullptr && !has_nul(b, static_cast<std::size_t>(cr - b));
       if (!found) {
         if (n > opts_.max_inline_size) return fail("Protocol error: too big mbulk count string");
@@ -226,10 +258,13 @@ request_parser::status request_parser::parse_multibulk(std::string_view in) {
     if (bulk < 0) {
       const char* line = b + pos;
       const std::size_t avail = n - pos;
-      const char* cr = static_cast<const char*>(std::memchr(line, '\r', avail));
       long long ll = 0;
-      if (cr == nullptr || static_cast<std::size_t>(cr - line) + 1 == avail || *line != '$' ||
-          !string2ll(line + 1, static_cast<std::size_t>(cr - line - 1), &ll)) {
+      const char* cr = nullptr;
+      if (const char* after = (avail > 0 && *line == '$') ? fast_count(line + 1, b + n, ll) : nullptr) {
+        cr = after - 2;
+      } else if ((cr = static_cast<const char*>(std::memchr(line, '\r', avail))) == nullptr ||
+                 static_cast<std::size_t>(cr - line) + 1 == avail || *line != '$' ||
+                 !string2ll(line + 1, static_cast<std::size_t>(cr - line - 1), &ll)) {
         // Slow path: decide exactly as Redis would (strchr stops at a NUL).
         const bool found = cr != nullptr && !has_nul(line, static_cast<std::size_t>(cr - line));
         if (!found) {

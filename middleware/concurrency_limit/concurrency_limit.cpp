@@ -8,6 +8,10 @@
 namespace turret {
 
 struct async_semaphore::waiter {
+  // Boost 1.81's any_completion_handler move ASSIGNMENT recurses forever (it re-wraps the lvalue): only ever
+  // move-construct it.
+  waiter(handler_type h, boost::asio::any_io_executor e) : handler(std::move(h)), ex(std::move(e)) {}
+
   waiter* prev = nullptr;
   waiter* next = nullptr;
   handler_type handler;
@@ -82,9 +86,7 @@ async_semaphore::waiter* async_semaphore::grant_from_available_locked() noexcept
 }
 
 void async_semaphore::start_wait(handler_type handler, boost::asio::any_io_executor ex) {
-  auto* w = new waiter;
-  w->handler = std::move(handler);
-  w->ex = std::move(ex);
+  auto* w = new waiter(std::move(handler), std::move(ex));
   w->slot = boost::asio::get_associated_cancellation_slot(w->handler);
   // Install the cancellation handler before the waiter becomes visible to releasers (a grant posts the completion,
   // which clears the slot on the waiter's executor).

@@ -135,8 +135,9 @@ TEST_F(ConcurrencyLimitTest, CancelledWaiterNeitherLeaksNorSteals) {
 
 TEST_F(ConcurrencyLimitTest, PermitReleasedOnDropAndOnError) {
   auto svc = concurrency_limit_layer(1).wrap(mock_service{st});
+  request_context dropped;
   boost::asio::co_spawn(
-      io, [&]() -> awaitable<void> { auto p = co_await svc.ready(*new request_context); }, boost::asio::detached);
+      io, [&]() -> awaitable<void> { auto p = co_await svc.ready(dropped); }, boost::asio::detached);
   io.poll();
   EXPECT_EQ(svc.semaphore().available(), 1u);
   st->call_error = boost::asio::error::connection_reset;
@@ -180,8 +181,6 @@ TEST_F(ConcurrencyLimitTest, TimeoutBoundsTheWait) {
 
 TEST_F(ConcurrencyLimitTest, TimeoutWhileQueued) {
   auto svc = service_builder{}.layer(timeout_layer(1s, clk)).layer(concurrency_limit_layer(1)).service(mock_service{st});
-  std::optional<decltype(svc.inner())::permit_type> dummy;  // NOLINT: type check only
-  (void)dummy;
   auto& limit = svc.inner();
   std::optional<std::remove_reference_t<decltype(limit)>::permit_type> held;
   mock_request holder, waiter;

@@ -177,13 +177,20 @@ class call_base {
   asio::awaitable<grpc::Status> exec(std::span<const std::string_view> args, std::vector<kv::reply_value>& out) {
     kv::value_reply_builder builder(sess_.resp);
     kv::request req{ctx_, sess_, args, builder};
-    auto permit = co_await sh_->pipeline.ready(ctx_);
     error_code ec;
-    if (!permit) {
-      ec = permit.error();
+    // Synchronous fast path (no coroutine frames) when every layer allows it; else readiness + call.
+    std::optional<result<kv::response>> now;
+    if (sh_->pipeline.supports_immediate()) now = sh_->pipeline.try_call_now(req);
+    if (now) {
+      if (!*now) ec = now->error();
     } else {
-      auto r = co_await sh_->pipeline.call(std::move(*permit), req);
-      if (!r) ec = r.error();
+      auto permit = co_await sh_->pipeline.ready(ctx_);
+      if (!permit) {
+        ec = permit.error();
+      } else {
+        auto r = co_await sh_->pipeline.call(std::move(*permit), req);
+        if (!r) ec = r.error();
+      }
     }
     if (ec) {
       if (sctx_->IsCancelled()) co_return grpc::Status::CANCELLED;
@@ -967,8 +974,9 @@ class grpc_listener final : public turretd::listener {
     local_ = tcp::endpoint(env_endpoint_.address(), static_cast<unsigned short>(port));
     if (opts_.health) {
       if (auto* h = server_->GetHealthCheckService()) {
-        h->SetServingStatus(false);
-        follow_readiness();
+        h->SetServingStatus(std::string(kv_service_name), false);  // registers the name; SetServingStatus(bool)
+        h->SetServingStatus(false);                                // then covers "" and it
+        follow_readiness(std::chrono::milliseconds(0));
       }
     }
   }
@@ -1005,8 +1013,10 @@ class grpc_listener final : public turretd::listener {
 
  private:
   /// Health: SERVING once the server reports ready (it becomes ready after every listener started).
-  void follow_readiness() {
-    health_timer_.expires_after(std::chrono::milliseconds(20));
+  /// (Polls: the server's state is an atomic without notification; the first check runs as soon as the runtime runs,
+  /// which is after turretd became ready.)
+  void follow_readiness(std::chrono::milliseconds delay) {
+    health_timer_.expires_after(delay);
     health_timer_.async_wait([this](boost::system::error_code ec) {
       if (ec || sh_->draining.load(std::memory_order_acquire)) return;
       const auto st = sh_->state ? sh_->state->load(std::memory_order_acquire) : server_state::ready;
@@ -1014,7 +1024,7 @@ class grpc_listener final : public turretd::listener {
         if (auto* h = server_->GetHealthCheckService()) h->SetServingStatus(true);
         return;
       }
-      if (st == server_state::starting) follow_readiness();
+      if (st == server_state::starting) follow_readiness(std::chrono::milliseconds(10));
     });
   }
 

@@ -151,8 +151,8 @@ class connection final : public kv::session_host, public std::enable_shared_from
     sh_->conns.erase(this);
   }
 
-  asio::awaitable<void> run() {
-    auto self = shared_from_this();
+  /// `self` keeps the connection alive for the coroutine's life (a coroutine parameter lives in its frame).
+  asio::awaitable<void> run(std::shared_ptr<connection> self) {
     {
       std::lock_guard lk(sh_->mu);
       sh_->conns.insert(this);
@@ -369,8 +369,10 @@ class connection final : public kv::session_host, public std::enable_shared_from
         if (ec) {
           if (timed_out_) co_return co_await codec_error(408, "request_timeout", "request header timeout", route::bad_request);
           if (ec == bhttp::error::end_of_stream || ec == asio::error::eof || ec == asio::error::operation_aborted ||
-              ec == asio::error::connection_reset || killed_)
+              ec == asio::error::connection_reset || killed_) {
+            spdlog::debug("http {}: {} closed while reading a header: {}", sh_->name, sess_.addr, ec.message());
             co_return;
+          }
           if (ec == bhttp::error::header_limit || ec == bhttp::error::buffer_overflow)
             co_return co_await codec_error(431, "header_too_large", "request header fields too large", route::bad_request);
           if (ec == bhttp::error::body_limit)
@@ -589,7 +591,7 @@ asio::awaitable<void> accept_loop(std::shared_ptr<accept_core> core) {
     if (sh.opts.tcp_nodelay) sock.set_option(tcp::no_delay(true), ignored);
     auto conn_ex = sock.get_executor();
     auto conn = std::make_shared<connection>(core->shared, std::move(sock));
-    asio::co_spawn(conn_ex, conn->run(), log_exception);
+    asio::co_spawn(conn_ex, conn->run(conn), log_exception);
   }
 }
 

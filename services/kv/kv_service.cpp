@@ -45,6 +45,18 @@ std::string_view c_str_prefix(std::string_view s, std::size_t n) {
 void reject(store& st, session& s, const command_def* cmd, reply_builder& out, std::string_view msg) {
   if (s.in_multi) s.multi_error = true;
   if (cmd) ++cmd->rejected_calls;
+  if (cmd && cmd->name == "exec") {
+    // Redis's execCommandAbort: a rejected EXEC discards the transaction and says why.
+    s.queued.clear();
+    s.in_multi = false;
+    s.multi_error = false;
+    st.unwatch_all(s);
+    if (msg.substr(0, 4) == "ERR ") msg.remove_prefix(4);
+    std::string m = "EXECABORT Transaction discarded because of: ";
+    m.append(msg);
+    reply_error(st, out, m);
+    return;
+  }
   reply_error(st, out, msg);
 }
 
@@ -62,8 +74,9 @@ std::string unknown_command_error(std::span<const std::string_view> args) {
   msg.append("', with args beginning with: ");
   std::string a;
   for (std::size_t i = 1; i < args.size() && a.size() < 128; ++i) {
+    const std::size_t precision = 128 - a.size();
     a += '\'';
-    a.append(c_str_prefix(args[i], 128 - a.size() + 1 - 1));
+    a.append(c_str_prefix(args[i], precision));
     a += "' ";
   }
   msg += a;

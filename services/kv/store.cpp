@@ -751,6 +751,9 @@ void store::active_expire_cycle(long long budget_us) {
   const int dbs_per_call = databases();
   bool timelimit_exit = false;
   const ms_t now = unix_ms();
+  // databasesCron: incremental resize work for every db (Redis spends up to 1 ms per db on rehashing).
+  for (auto& db : dbs_)
+    if (db->rehashing()) db->rehash_step();
   for (int j = 0; j < dbs_per_call && !timelimit_exit; ++j) {
     keyspace& db = *dbs_[static_cast<std::size_t>(expire_current_db_ % databases())];
     expire_current_db_ = (expire_current_db_ + 1) % databases();

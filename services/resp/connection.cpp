@@ -62,8 +62,11 @@ connection::connection(std::shared_ptr<listener_shared> shared, socket_type sock
 
 connection::~connection() = default;
 
-asio::awaitable<void> connection::run() {
-  auto self = shared_from_this();
+asio::awaitable<void> connection::run(std::shared_ptr<connection> self) {
+  co_await self->run_impl();
+}
+
+asio::awaitable<void> connection::run_impl() {
   owner_ = std::this_thread::get_id();
   boost::system::error_code ec;
   sock_.non_blocking(true, ec);  // direct send() of replies; never blocks the thread
@@ -104,6 +107,11 @@ asio::awaitable<void> connection::serve() {
     if (draining_ || killed_.load(std::memory_order_relaxed)) co_return;
 
     // --- read ---------------------------------------------------------------------------------------------------
+    // One async_read_some per batch. Measured alternatives (strace -c, redis-benchmark -c 50 -P 1, per request):
+    // async_read_some costs 1 recv plus ~0.34 EAGAIN recv (Asio reads speculatively when an edge-triggered event
+    // arrived while no read was pending, and that event is often for bytes an earlier read consumed);
+    // async_wait + non-blocking recv costs 1 recv plus 1 epoll_ctl (Asio re-arms the descriptor for every
+    // non-speculative wait), i.e. more. redis-server (level-triggered epoll) does 1 read.
     auto space = in_.prepare(read_chunk);
     reading_ = true;
     auto [ec, n] = co_await sock_.async_read_some(asio::buffer(space.data(), space.size()), as_tuple_awaitable);

@@ -7,8 +7,7 @@
 // the mutex-protected outbox and atomics, and post work to the connection's own executor.
 //
 // Request path (the hot loop of run()):
-//   read_some into the input buffer (one read per readiness: after a read that filled less than the buffer Asio
-//   does not retry speculatively, so there is no EAGAIN read per request)
+//   async_read_some into the input buffer (one recv per batch, plus an occasional EAGAIN recv: see serve())
 //   -> parse every complete command in place (zero copy: arguments are views into the input buffer)
 //   -> for each: request_context reused, kv::request on the stack, pipeline.ready()+call() (the kv core executes
 //      synchronously under the store lock), reply bytes appended to one output string
@@ -71,8 +70,9 @@ class connection final : public kv::session_host, public std::enable_shared_from
   connection(const connection&) = delete;
   connection& operator=(const connection&) = delete;
 
-  /// The connection's whole life: attach the session, serve, detach. co_spawn it on the socket's executor.
-  boost::asio::awaitable<void> run();
+  /// The connection's whole life: attach the session, serve, detach. co_spawn it on the socket's executor; the
+  /// coroutine frame owns `self` (a lazily started coroutine must not rely on the caller's reference).
+  static boost::asio::awaitable<void> run(std::shared_ptr<connection> self);
 
   // kv::session_host (any thread, store lock held)
   bool deliver(const kv::pubsub_message& m) override;
@@ -91,6 +91,7 @@ class connection final : public kv::session_host, public std::enable_shared_from
   static std::int64_t steady_ms() noexcept;
 
  private:
+  boost::asio::awaitable<void> run_impl();
   boost::asio::awaitable<void> serve();
   /// After a command: refresh the subscriber flag (idle-timeout exemption).
   void finish_command();
@@ -118,7 +119,7 @@ class connection final : public kv::session_host, public std::enable_shared_from
   resp_reply_builder builder_;             ///< writes into out_ for sess_.resp
   request_context ctx_;
   bool executing_ = false;                 ///< inside a command (deliver() on this thread appends to out_)
-  bool reading_ = false;                   ///< suspended in async_read_some
+  bool reading_ = false;                   ///< suspended waiting for input
   bool push_writing_ = false;              ///< a wake-up write of the outbox is in flight
   bool push_waiter_ = false;               ///< the main loop waits for that write (push_done_)
   bool draining_ = false;

@@ -126,8 +126,10 @@ TEST(RespFrontend, PingSetGet) {
   raw_client c(s.port());
   ASSERT_TRUE(c.connected());
   EXPECT_EQ(c.roundtrip(cmd({"PING"}), "+PONG\r\n"), "+PONG\r\n");
-  EXPECT_EQ(c.roundtrip(cmd({"SET", "k", "v\r\n\0x"}), "+OK\r\n"), "+OK\r\n");
-  EXPECT_EQ(c.roundtrip(cmd({"GET", "k"}), "$4\r\nv\r\n\0\r\n"), std::string("$4\r\nv\r\n\0\r\n", 10));
+  const std::string_view binary("v\r\n\0x", 5);
+  EXPECT_EQ(c.roundtrip(cmd({"SET", "k", binary}), "+OK\r\n"), "+OK\r\n");
+  const std::string expected = "$5\r\n" + std::string(binary) + "\r\n";
+  EXPECT_EQ(c.roundtrip(cmd({"GET", "k"}), expected), expected);
   EXPECT_EQ(c.roundtrip(cmd({"GET", "missing"}), "$-1\r\n"), "$-1\r\n");
 }
 

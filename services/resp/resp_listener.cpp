@@ -83,7 +83,7 @@ asio::awaitable<void> accept_loop(std::shared_ptr<accept_core> core) {
     if (sh.opts.tcp_nodelay) sock.set_option(tcp::no_delay(true), ignored);
     auto conn_ex = sock.get_executor();
     auto conn = std::make_shared<connection>(core->shared, std::move(sock));
-    asio::co_spawn(conn_ex, conn->run(), log_exception);
+    asio::co_spawn(conn_ex, connection::run(std::move(conn)), log_exception);
   }
 }
 

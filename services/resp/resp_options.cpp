@@ -18,7 +18,7 @@ std::chrono::milliseconds seconds_or_duration(const config_node& n) {
 
 resp_options parse_resp_options(const config_node& node) {
   resp_options o;
-  if (node.is_null()) return o;
+  if (!node.defined() || node.is_null()) return o;
   node.expect_map();
   node.reject_unknown_keys({"maxclients", "timeout", "tcp_nodelay", "proto_max_bulk_len", "client_query_buffer_limit",
                             "client_output_buffer_limit_pubsub"});

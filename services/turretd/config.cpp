@@ -22,6 +22,12 @@ listeners:
   - name: resp
     protocol: resp
     address: 127.0.0.1:6379
+  - name: http
+    protocol: http
+    address: 127.0.0.1:8080
+  - name: grpc
+    protocol: grpc
+    address: 127.0.0.1:50051
 pipeline:                 # ordered, outermost first; each entry names a registered layer
   - layer: timeout
     duration: 2s
@@ -34,6 +40,7 @@ store:
 
 server_section parse_server(const config_node& n) {
   server_section s;
+  if (n.is_null()) return s;
   n.expect_map();
   n.reject_unknown_keys({"threads", "shutdown_grace"});
   s.threads = static_cast<std::size_t>(n.get_int("threads", 0, 0, 1024));
@@ -43,6 +50,7 @@ server_section parse_server(const config_node& n) {
 
 store_section parse_store(const config_node& n) {
   store_section s;
+  if (n.is_null()) return s;
   n.expect_map();
   n.reject_unknown_keys({"kind", "databases", "requirepass", "notify_keyspace_events", "hz"});
   s.kind = n.get_string("kind", "memory");
@@ -76,7 +84,23 @@ bool same_server_wide_limits(const resp_frontend::resp_options& a, const resp_fr
 
 }  // namespace
 
-std::string_view default_config_yaml() noexcept { return default_yaml; }
+std::string_view default_config_yaml() noexcept {
+  // The http/grpc listeners only when those front ends are built into this turretd.
+  static const std::string text = [] {
+    std::string t(default_yaml);
+    auto drop = [&t](std::string_view block) {
+      if (auto at = t.find(block); at != std::string::npos) t.erase(at, block.size());
+    };
+#ifndef TURRET_HAVE_HTTP
+    drop("  - name: http\n    protocol: http\n    address: 127.0.0.1:8080\n");
+#endif
+#ifndef TURRET_HAVE_GRPC
+    drop("  - name: grpc\n    protocol: grpc\n    address: 127.0.0.1:50051\n");
+#endif
+    return t;
+  }();
+  return text;
+}
 
 std::shared_ptr<const registries> make_builtin_registries() {
   auto r = std::make_shared<registries>();
@@ -119,10 +143,11 @@ std::shared_ptr<const config> parse_config(const config_node& root, const regist
   root.reject_unknown_keys({"server", "logging", "listeners", "pipeline", "store"});
 
   cfg->server = parse_server(root.child("server"));
-  cfg->logging = parse_logging_config(root.child("logging"));
+  if (root.has("logging") && !root.child("logging").is_null()) cfg->logging = parse_logging_config(root.child("logging"));
   cfg->store = parse_store(root.child("store"));
 
   // --- listeners ---
+  if (!root.has("listeners")) root.fail("missing required key 'listeners' (at least one listener is required)");
   const config_node ls = root.child("listeners");
   ls.expect_sequence();
   if (ls.is_null() || ls.size() == 0) ls.fail("at least one listener is required");
@@ -189,7 +214,8 @@ std::shared_ptr<const config> parse_config(const config_node& root, const regist
   }
 
   // --- pipeline ---
-  cfg->pipeline = regs.layers.make_all(root.child("pipeline"));
+  if (root.has("pipeline") && !root.child("pipeline").is_null())
+    cfg->pipeline = regs.layers.make_all(root.child("pipeline"));
   return cfg;
 }
 

@@ -85,7 +85,8 @@ struct registries {
 std::shared_ptr<const registries> make_builtin_registries();
 
 /// The embedded default configuration (the example): RESP on 127.0.0.1:6379, timeout 2s,
-/// concurrency_limit 10000, 16 databases.
+/// concurrency_limit 10000, 16 databases; plus HTTP on 127.0.0.1:8080 and gRPC on 127.0.0.1:50051 when those
+/// front ends are built in.
 std::string_view default_config_yaml() noexcept;
 
 /// Parses and validates a whole document. Throws config_error.

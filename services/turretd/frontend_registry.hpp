@@ -23,7 +23,8 @@ class frontend_registry {
   std::map<std::string, frontend, std::less<>> frontends_;
 };
 
-/// Registers every protocol turretd ships ("resp").
+/// Registers every protocol turretd ships: "resp", and "http" / "grpc" when their libraries are built
+/// (TURRET_HAVE_HTTP / TURRET_HAVE_GRPC).
 void register_builtin_frontends(frontend_registry& reg);
 
 }  // namespace turret::turretd

@@ -8,7 +8,7 @@ from differential import Side, parse_script, run_script
 
 def dump(path: str, port: int) -> None:
     side = Side("redis", port, 3.0)
-    c = side.conn("__setup"); c.call("FLUSHALL"); c.close(); side.conns.pop("__setup")
+    c = side.conn("__setup"); c.call("FLUSHALL"); c.close(); side.conns.pop("__setup")  # (NOAUTH with requirepass)
     import time
     for st in parse_script(open(path).read()):
         if st.kind == "sleep":
@@ -32,8 +32,10 @@ def dump(path: str, port: int) -> None:
 
 
 if __name__ == "__main__":
-    with harness.RedisServer() as a, harness.RedisServer() as b:
-        for p in sys.argv[1:]:
+    from differential import server_options
+    for p in sys.argv[1:]:
+        args, _ = server_options(open(p).read())
+        with harness.RedisServer(args) as a, harness.RedisServer(args) as b:
             print("=====", p)
             dump(p, a.port)
             for m in run_script(p, open(p).read(), a.port, b.port):

@@ -19,6 +19,8 @@ Script format (tests/differential/*.txt), one step per line; blank lines and lin
   !silent [SECONDS]           nothing at all must arrive on the current connection within SECONDS (default 0.3).
   !close                      the client closes the current connection.
   !sleep SECONDS              wait (expiry tests).
+  !server OPTION VALUE        (top of a script) run this script on its own pair of servers started with OPTION:
+                              requirepass (see SERVER_OPTIONS).
 
 Each mismatch is reported with the script line, the command and both byte strings.
 """
@@ -310,6 +312,8 @@ def parse_script(text: str) -> list[Step]:
         if line.startswith("!"):
             word, _, rest = line[1:].partition(" ")
             rest = rest.strip()
+            if word == "server":  # per-script server options: handled by test_differential (server_options)
+                continue
             if word == "conn":
                 conn = rest
             elif word == "replies":
@@ -355,6 +359,26 @@ def parse_script(text: str) -> list[Step]:
     if pipeline is not None:
         raise ValueError("!pipeline without !end")
     return steps
+
+
+# Per-script server options: name -> (redis-server arguments, turretd `store:` keys) for a value.
+SERVER_OPTIONS = {
+    "requirepass": lambda v: (["--requirepass", v], {"requirepass": f'"{v}"'}),
+}
+
+
+def server_options(text: str) -> tuple[list[str], dict]:
+    """The `!server` lines of a script as (redis-server args, turretd store keys); empty when none."""
+    redis_args, store = [], {}
+    for line in text.splitlines():
+        parts = line.strip().split()
+        if len(parts) == 3 and parts[0] == "!server":
+            if parts[1] not in SERVER_OPTIONS:
+                raise ValueError(f"unknown !server option {parts[1]}")
+            r, t = SERVER_OPTIONS[parts[1]](parts[2])
+            redis_args += r
+            store.update(t)
+    return redis_args, store
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -411,8 +435,24 @@ class Mismatch:
     actual: object     # target (turretd)
 
     def __str__(self) -> str:
-        return (f"{self.script}:{self.line}: {self.text}\n    redis-server: {self.expected!r}\n"
-                f"    turretd:      {self.actual!r}")
+        exp, act = _show(self.expected), _show(self.actual)
+        where = ""
+        if isinstance(self.expected, list) and isinstance(self.actual, list):
+            a = b"".join(x for x in self.expected if isinstance(x, bytes))
+            b = b"".join(x for x in self.actual if isinstance(x, bytes))
+            i = next((k for k in range(min(len(a), len(b))) if a[k] != b[k]), min(len(a), len(b)))
+            if a != b:
+                where = f"\n    first difference at byte {i}: {a[max(0, i - 20):i + 40]!r} vs {b[max(0, i - 20):i + 40]!r}"
+        return (f"{self.script}:{self.line}: {self.text[:200]}\n    redis-server: {exp}\n"
+                f"    turretd:      {act}{where}")
+
+
+def _show(v, limit: int = 600) -> str:
+    r = repr(v)
+    if len(r) <= limit:
+        return r
+    size = sum(len(x) for x in v if isinstance(x, bytes)) if isinstance(v, list) else len(r)
+    return f"{r[:limit]}... ({size} bytes)"
 
 
 def _apply_norm(norm, replies):
@@ -431,15 +471,21 @@ def _apply_norm(norm, replies):
 def run_script(name: str, text: str, ref_port: int, target_port: int, timeout: float = 3.0) -> list[Mismatch]:
     steps = parse_script(text)
     ref = Side("redis-server", ref_port, timeout)
-    tgt = Side("turretd", target_port, timeout)
+    # the reference has already answered when the target is read: a short wait keeps failing runs short
+    tgt = Side("turretd", target_port, min(timeout, 1.5))
     mismatches: list[Mismatch] = []
     try:
+        setup = []
         for side in (ref, tgt):  # every script starts from empty databases on fresh connections
             c = side.conn("__setup")
-            for cmd in (("FLUSHALL",), ("SELECT", "0")):
-                c.call(*cmd)
+            try:
+                setup.append(c.call("FLUSHALL"))
+            except (ConnectionClosed, ReplyTimeout) as e:
+                setup.append(f"<{e}>".encode())
             c.close()
             side.conns.pop("__setup")
+        if setup[0] != setup[1]:
+            mismatches.append(Mismatch(name, 0, "<setup> FLUSHALL", setup[0], setup[1]))
         for st in steps:
             sides = (ref, tgt)
             if st.kind == "sleep":

@@ -31,6 +31,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 import unittest
@@ -112,6 +113,7 @@ class ServerProcess:
         self.proc: subprocess.Popen | None = None
         self.port: int = 0
         self.returncode: int | None = None
+        self.signalled = False  # set once we asked it to stop (a signal or stop())
 
     @property
     def pid(self) -> int:
@@ -135,6 +137,7 @@ class ServerProcess:
         return self.proc is not None and self.proc.poll() is None
 
     def signal(self, sig: int) -> None:
+        self.signalled = True
         if self.alive():
             self.proc.send_signal(sig)
 
@@ -147,6 +150,11 @@ class ServerProcess:
         """SIGTERM, wait, SIGKILL on timeout. Idempotent. Returns the exit code."""
         if self.proc is None:
             return None
+        if self.proc.poll() is not None and not self.signalled:
+            # died on its own (crash, abort): make it visible in the test output
+            sys.stderr.write(f"\n*** {self.kind} (pid {self.proc.pid}, port {self.port}) exited unexpectedly with "
+                             f"code {self.proc.returncode}; log tail:\n{self.log_text(4000)}\n")
+        self.signalled = True
         if self.proc.poll() is None:
             try:
                 self.proc.send_signal(signal.SIGTERM)
@@ -268,6 +276,9 @@ class TurretServer(ServerProcess):
             m = LISTEN_RE.search(Path(self.log_path).read_bytes())
             if m:
                 return int(m.group(1))
+            ports = listening_ports(self.proc.pid)
+            if len(ports) == 1 and time.monotonic() > deadline - START_TIMEOUT + 0.5:
+                return ports[0]  # no log line (logging.level above info): the only listening socket is ours
             if self.proc.poll() is not None:
                 raise RuntimeError(f"exited with {self.proc.returncode}")
             time.sleep(0.02)
@@ -303,6 +314,32 @@ def start_redis(owner, extra: list[str] | None = None) -> RedisServer:
 
 # ---------------------------------------------------------------------------------------------------------------
 # /proc
+
+
+def listening_ports(pid: int) -> list[int]:
+    """TCP ports a process listens on (its socket inodes matched against /proc/net/tcp{,6} LISTEN entries)."""
+    inodes = set()
+    try:
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            try:
+                link = os.readlink(f"/proc/{pid}/fd/{fd}")
+            except OSError:
+                continue
+            if link.startswith("socket:["):
+                inodes.add(link[8:-1])
+    except OSError:
+        return []
+    ports = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            f = line.split()
+            if len(f) > 9 and f[3] == "0A" and f[9] in inodes:
+                ports.add(int(f[1].rsplit(":", 1)[1], 16))
+    return sorted(ports)
 
 
 def proc_rss_kb(pid: int) -> int:

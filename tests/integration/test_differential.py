@@ -9,7 +9,7 @@ import unittest
 from pathlib import Path
 
 import harness
-from differential import parse_script, run_script
+from differential import parse_script, run_script, server_options
 
 SCRIPTS_DIR = harness.SOURCE_DIR / "tests" / "differential"
 SCRIPTS = sorted(SCRIPTS_DIR.glob("*.txt"))
@@ -22,8 +22,17 @@ class Differential(unittest.TestCase):
         cls.target = harness.start_target(cls)
 
     def check_script(self, path: Path):
-        mismatches = run_script(path.stem, path.read_text(), self.redis.port, self.target.port)
-        self.assertTrue(self.target.alive(), f"target died during {path.name}\n{self.target.describe()}")
+        text = path.read_text()
+        redis, target = self.redis, self.target
+        redis_args, store = server_options(text)
+        if redis_args:  # this script needs its own servers (e.g. requirepass)
+            redis = harness.start_redis(self, redis_args)
+            target = harness.start_target(self, harness.turretd_yaml(store=store), redis_args)
+        try:
+            mismatches = run_script(path.stem, text, redis.port, target.port)
+        except OSError as e:
+            self.fail(f"{path.name}: {e!r}\n{target.describe()}")
+        self.assertTrue(target.alive(), f"target died during {path.name}\n{target.describe()}")
         if mismatches:
             shown = "\n".join(str(m) for m in mismatches[:60])
             more = f"\n... and {len(mismatches) - 60} more" if len(mismatches) > 60 else ""
@@ -39,6 +48,21 @@ def _make(path):
 
 for _p in SCRIPTS:
     setattr(Differential, f"test_{_p.stem}", _make(_p))
+
+
+class Runner(unittest.TestCase):
+    """The runner itself: it must report real differences (two redis-servers made to differ) and nothing else."""
+
+    def test_detects_mismatches_and_tokenizes(self):
+        from differential import tokenize
+        self.assertEqual(tokenize("SET \"a\\x00b\\r\\n\" 'x y' \"ab\"*3 plain"),
+                         [b"SET", b"a\x00b\r\n", b"x y", b"ababab", b"plain"])
+        a = harness.start_redis(self)
+        b = harness.start_redis(self, ["--maxclients", "5"])
+        script = "SET k v\nGET k\nCONFIG GET maxclients\n!norm type\nCLIENT ID\n!pipeline\nPING\nECHO x\n!end\n"
+        mismatches = run_script("selftest", script, a.port, b.port)
+        self.assertEqual([m.line for m in mismatches], [3], "\n".join(map(str, mismatches)))
+        self.assertIn("maxclients", str(mismatches[0]))
 
 
 class ScriptsParse(unittest.TestCase):

@@ -12,10 +12,20 @@ from harness import RespConn, turretd_yaml
 class MaxClients(unittest.TestCase):
     def test_maxclients_exact_error(self):
         server = harness.start_target(self, turretd_yaml(resp={"maxclients": 3}), ["--maxclients", "3"])
-        conns = [RespConn(server.port) for _ in range(3)]
-        for c in conns:
-            self.addCleanup(c.close)
-            self.assertEqual(c.call("PING"), b"+PONG\r\n")
+        conns = []
+        for _ in range(3):
+            # the start-up probe connection may take a moment to be released: retry a refused slot briefly
+            deadline = time.monotonic() + 3
+            while True:
+                c = RespConn(server.port)
+                self.addCleanup(c.close)
+                r = c.call("PING")
+                if r == b"+PONG\r\n" or time.monotonic() > deadline:
+                    break
+                c.close()
+                time.sleep(0.1)
+            self.assertEqual(r, b"+PONG\r\n")
+            conns.append(c)
         extra = RespConn(server.port)
         self.addCleanup(extra.close)
         self.assertEqual(extra.read_available(0.5), b"-ERR max number of clients reached\r\n")
@@ -31,8 +41,7 @@ class MaxClients(unittest.TestCase):
                 except Exception:
                     return False
         self.assertTrue(harness.wait_for(can_connect, 5), "a freed slot must be reusable")
-        with RespConn(server.port) as c:
-            self.assertEqual(c.call("CONFIG", "GET", "maxclients"), b"*2\r\n$10\r\nmaxclients\r\n$1\r\n3\r\n")
+        self.assertEqual(conns[0].call("CONFIG", "GET", "maxclients"), b"*2\r\n$10\r\nmaxclients\r\n$1\r\n3\r\n")
 
     def test_default_maxclients(self):
         server = harness.start_target(self)

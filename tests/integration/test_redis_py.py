@@ -278,6 +278,16 @@ class RedisPy(unittest.TestCase):
         self.assertEqual(errors, [])
         self.assertEqual(int(self.r.get("shared")), 16 * 200)
 
+    def test_resp3(self):
+        major = int(redis.__version__.split(".")[0])
+        if major < 5:
+            self.skipTest(f"redis-py {redis.__version__} has no RESP3 (5.0+); RESP3 is covered by test_differential")
+        r = self.client(protocol=3)
+        self.assertTrue(r.ping())
+        self.assertTrue(r.set("k3", "v"))
+        self.assertEqual(r.get("k3"), b"v")
+        self.assertIsNone(r.get("nosuch"))
+
     def test_client_and_server_commands(self):
         r = self.r
         self.assertTrue(r.client_setname("py"))

@@ -150,7 +150,7 @@ awaitable<result<grpc_reply>> grpc_kv_client::unary(grpc_method m, const google:
   c.request = &rq;
   c.response = &rs;
   if (o.timeout.count() > 0) c.ctx.deadline = request_context::clock::now() + o.timeout;
-  if (!o.request_id.empty()) c.ctx.set_request_id(o.request_id);
+  if (!o.request_id.empty()) c.ctx.set_request_id(std::string(o.request_id));
   co_return co_await ready_and_call(svc_, c);
 }
 
@@ -242,7 +242,7 @@ awaitable<result<bool>> grpc_kv_client::expire(std::string_view key, std::chrono
   rq.set_condition(static_cast<pb::ExpireCondition>(static_cast<int>(c)));
   pb::ExpireResponse rs;
   auto r = co_await unary(grpc_method::expire, rq, rs, o);
-  if (!r) co_return r.error();
+  if (!r) co_return result<bool>(boost::system::in_place_error, r.error());
   co_return rs.applied();
 }
 
@@ -260,7 +260,7 @@ awaitable<result<bool>> grpc_kv_client::persist(std::string_view key, call_optio
   rq.set_key(key.data(), key.size());
   pb::PersistResponse rs;
   auto r = co_await unary(grpc_method::persist, rq, rs, o);
-  if (!r) co_return r.error();
+  if (!r) co_return result<bool>(boost::system::in_place_error, r.error());
   co_return rs.removed();
 }
 
@@ -286,7 +286,7 @@ class scan_reader final : public grpc::ClientReadReactor<pb::ScanResponse> {
   scan_reader(pb::KV::Stub& stub, pb::ScanRequest rq, const call_options& o, done_fn done)
       : rq_(std::move(rq)), done_(std::move(done)) {
     if (o.timeout.count() > 0) cctx_.set_deadline(std::chrono::system_clock::now() + o.timeout);
-    if (!o.request_id.empty()) cctx_.AddMetadata("x-request-id", o.request_id);
+    if (!o.request_id.empty()) cctx_.AddMetadata("x-request-id", std::string(o.request_id));
     stub.async()->Scan(&cctx_, &rq_, this);
     StartRead(&in_);
     StartCall();

@@ -73,8 +73,9 @@ class manual_clock : public clock {
   time_point now() const noexcept override;
   std::unique_ptr<timer> make_timer(const boost::asio::any_io_executor& ex) override;
 
-  /// Moves time forward by d and completes every timer due at the new time (posted to their executors, earliest
-  /// deadline first). Returns the number of timers fired.
+  /// Moves time forward by d at once and completes every timer due at the new time (posted to their executors,
+  /// earliest deadline first). Returns the number of timers fired. Handlers observe now() == the new time, so to
+  /// simulate time passing between events, advance in steps and poll the io_context after each.
   std::size_t advance(duration d);
   /// Number of armed timers (for tests: "is anything waiting?").
   std::size_t pending_timers() const;

@@ -336,11 +336,7 @@ void client_kill(command_ctx& c) {
       auto opt = c.args[i];
       if (iequals(opt, "id") && moreargs) {
         long long tmp;
-        if (!string_to_ll(c.args[i + 1], tmp)) {
-          reply_error(c.st, c.out, "ERR value is not an integer or out of range");
-          return;
-        }
-        if (tmp < 1) {
+        if (!string_to_ll(c.args[i + 1], tmp) || tmp < 1) {
           reply_error(c.st, c.out, "ERR client-id should be greater than 0");
           return;
         }

@@ -43,7 +43,7 @@ TEST(dispatch, noauth) {
   EXPECT_EQ((*c)({"auth", "secret"}), "+OK\r\n");
   EXPECT_EQ((*c)({"ping"}), "+PONG\r\n");
   auto d = f.connect();
-  EXPECT_EQ((*d)({"hello", "3"}).substr(0, 6), "-NOAUTH");
+  EXPECT_EQ((*d)({"hello", "3"}).substr(0, 7), "-NOAUTH");
   EXPECT_EQ((*d)({"auth", "default", "secret"}), "+OK\r\n");
 }
 
@@ -180,7 +180,7 @@ TEST(connection, client_help_is_redis_text) {
 }
 
 TEST(glob, redis_stringmatchlen_cases) {
-  EXPECT_TRUE(glob_match("*", ""));
+  EXPECT_FALSE(glob_match("*", ""));  // Redis: the loop never runs on an empty string
   EXPECT_TRUE(glob_match("h?llo", "hello"));
   EXPECT_TRUE(glob_match("h*llo", "heeeello"));
   EXPECT_TRUE(glob_match("h[ae]llo", "hallo"));

@@ -32,6 +32,25 @@ TEST(transactions, execabort_on_queue_errors) {
   EXPECT_FALSE(c->s.in_multi);
 }
 
+TEST(transactions, rejected_exec_aborts_with_reason) {
+  kv_fixture f;
+  auto c = f.connect();
+  (*c)({"multi"});
+  EXPECT_EQ((*c)({"exec", "x"}),
+            "-EXECABORT Transaction discarded because of: wrong number of arguments for 'exec' command\r\n");
+  EXPECT_EQ((*c)({"exec"}), "-ERR EXEC without MULTI\r\n");
+  (*c)({"subscribe", "a"});
+  EXPECT_EQ((*c)({"exec"}),
+            "-EXECABORT Transaction discarded because of: Can't execute 'exec': only (P|S)SUBSCRIBE / "
+            "(P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context\r\n");
+  // SUBSCRIBE queued inside MULTI runs at EXEC
+  (*c)({"reset"});
+  (*c)({"multi"});
+  EXPECT_EQ((*c)({"subscribe", "a"}), "+QUEUED\r\n");
+  EXPECT_EQ((*c)({"exec"}), "*1\r\n*3\r\n$9\r\nsubscribe\r\n$1\r\na\r\n:1\r\n");
+  EXPECT_EQ((*c)({"ping"}), "*2\r\n$4\r\npong\r\n$0\r\n\r\n");
+}
+
 TEST(transactions, discard) {
   kv_fixture f;
   auto c = f.connect();

@@ -39,6 +39,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -133,11 +134,13 @@ struct set_options {
   bool return_previous = false;
 };
 
-/// Options of one call.
+/// Options of one call. Kept trivially copyable on purpose: it is passed by value (often as a default argument) to
+/// coroutines, where g++ 12 may relocate parameters bitwise. `request_id` must outlive the call.
 struct call_options {
   std::chrono::milliseconds timeout{0};  ///< 0 = no deadline (layers may still set one)
-  std::string request_id;                ///< sent as x-request-id when not empty
+  std::string_view request_id;           ///< sent as x-request-id when not empty
 };
+static_assert(std::is_trivially_copyable_v<call_options>);
 
 /// A published message received by a subscription.
 struct grpc_message {

@@ -1,0 +1,127 @@
+#!/usr/bin/env bash
+# gRPC unary Get: turretd's gRPC front end vs a bare grpc++ callback server (bench/grpc_bare_server.cpp) answering the
+# same message (a 64-byte value) from a plain hash map. Same run, alternating rounds, `h2load -c50 -m10` each.
+#
+#   bench/bench_grpc.sh [ROUNDS=5] [SECONDS=5]
+#   env: TURRET_BUILD_DIR (default build), TURRETD, GRPC_BARE_SERVER, TURRET_THREADS (turretd workers, default 1),
+#        H2LOAD_THREADS (default 1)
+#
+# Success is counted by gRPC status, not HTTP status (h2load counts every HTTP 200 as a success, even a call whose
+# grpc-status is an error): a successful Get carries exactly one DATA payload of 71 bytes (5-byte gRPC frame header +
+# the GetResponse: 0x0a 0x40 + 64 bytes) while an error is trailers-only (no DATA). OK calls = DATA bytes / 71; the
+# script also checks the data byte count is an exact multiple and that both servers answer OK before measuring.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROUNDS=${1:-5}
+SECS=${2:-5}
+BUILD=${TURRET_BUILD_DIR:-build}
+TURRETD=${TURRETD:-$BUILD/services/turretd}
+BARE=${GRPC_BARE_SERVER:-$BUILD/bench/grpc_bare_server}
+THREADS=${TURRET_THREADS:-1}
+H2T=${H2LOAD_THREADS:-1}
+if [ ! -x "$TURRETD" ] || [ ! -x "$BARE" ]; then
+  TURRET_BUILD_DIR=$BUILD scripts/build.sh turretd grpc_bare_server
+fi
+command -v h2load >/dev/null || { echo "h2load missing (apt-get install nghttp2-client)"; exit 1; }
+
+WORK=$(mktemp -d /tmp/turret-bench-grpc.XXXXXX)
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+KEY=bench:key
+VALUE=$(printf 'v%.0s' $(seq 64))
+RESP_SIZE=71
+
+# Request body: gRPC frame (flag 0, 4-byte big-endian length) + GetRequest{key: "bench:key"} (0x0a len key).
+/usr/bin/python3 - "$WORK/get.bin" "$KEY" <<'EOF'
+import struct, sys
+key = sys.argv[2].encode()
+msg = b"\x0a" + bytes([len(key)]) + key
+open(sys.argv[1], "wb").write(b"\x00" + struct.pack(">I", len(msg)) + msg)
+EOF
+
+wait_port() {  # log-file regex -> port
+  local log=$1 rx=$2 i
+  for i in $(seq 200); do
+    if grep -qE "$rx" "$log" 2>/dev/null; then grep -oE "$rx" "$log" | head -1 | grep -oE '[0-9]+$'; return 0; fi
+    sleep 0.05
+  done
+  echo "server did not start: $(cat "$log")" >&2
+  return 1
+}
+
+# turretd: RESP (to seed the key) + gRPC, no pipeline layers (the default pipeline).
+cat >"$WORK/turret.yaml" <<EOF
+server:
+  threads: $THREADS
+  shutdown_grace: 1s
+logging:
+  level: warn
+  format: text
+listeners:
+  - name: resp
+    protocol: resp
+    address: 127.0.0.1:0
+  - name: grpc
+    protocol: grpc
+    address: 127.0.0.1:0
+store:
+  kind: memory
+  databases: 16
+EOF
+# turretd logs at info level for the listening lines only when level <= info: use info and ignore the rest.
+sed -i 's/level: warn/level: info/' "$WORK/turret.yaml"
+"$TURRETD" --config "$WORK/turret.yaml" >"$WORK/turretd.log" 2>&1 &
+PIDS+=($!)
+TURRET_GRPC=$(wait_port "$WORK/turretd.log" 'listening grpc [0-9.]+:[0-9]+')
+TURRET_RESP=$(wait_port "$WORK/turretd.log" 'listening resp [0-9.]+:[0-9]+')
+redis-cli -p "$TURRET_RESP" SET "$KEY" "$VALUE" >/dev/null
+
+"$BARE" --port 0 --key "$KEY" --value-size 64 >"$WORK/bare.log" 2>&1 &
+PIDS+=($!)
+BARE_GRPC=$(wait_port "$WORK/bare.log" 'listening grpc [0-9.]+:[0-9]+')
+
+# Sanity: both answer Get with grpc-status 0 and the same 64-byte value.
+/usr/bin/python3 - "$TURRET_GRPC" "$BARE_GRPC" "$KEY" <<'EOF'
+import sys, grpc
+for port in sys.argv[1:3]:
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as ch:
+        call = ch.unary_unary("/turret.kv.v1.KV/Get")
+        key = sys.argv[3].encode()
+        rs = call(b"\x0a" + bytes([len(key)]) + key, timeout=5)
+        assert rs == b"\x0a\x40" + b"v" * 64, (port, rs)
+EOF
+
+run_h2load() {  # port -> "ok_calls_per_second total_rps"
+  local port=$1 out data secs reqs
+  out=$(h2load -c50 -m10 -t"$H2T" -D "$SECS" --warm-up-time=1 -d "$WORK/get.bin" \
+    -H 'content-type: application/grpc' -H 'te: trailers' "http://127.0.0.1:$port/turret.kv.v1.KV/Get" 2>&1)
+  data=$(echo "$out" | sed -nE 's/^traffic: .* \(([0-9]+)\) data$/\1/p; s/^traffic:.*headers.*, [0-9.]+[KMG]?B \(([0-9]+)\) data$/\1/p' | head -1)
+  secs=$(echo "$out" | sed -nE 's/^finished in ([0-9.]+)s,.*/\1/p')
+  reqs=$(echo "$out" | sed -nE 's/^finished in [0-9.]+s, ([0-9.]+) req\/s.*/\1/p')
+  if [ -z "$data" ] || [ -z "$secs" ]; then echo "h2load output not understood:" >&2; echo "$out" >&2; return 1; fi
+  if [ $((data % RESP_SIZE)) -ne 0 ]; then echo "warning: DATA bytes $data not a multiple of $RESP_SIZE" >&2; fi
+  /usr/bin/python3 -c "print(f'{$data / $RESP_SIZE / $secs:.0f} {$reqs:.0f}')"
+}
+
+echo "gRPC unary Get, h2load -c50 -m10 -D ${SECS}s, ${ROUNDS} alternating rounds; turretd threads=$THREADS"
+printf '%-6s %14s %14s %14s %14s\n' round bare_ok/s bare_req/s turretd_ok/s turretd_req/s
+BARE_R=(); TURRET_R=()
+for r in $(seq "$ROUNDS"); do
+  read -r b_ok b_all < <(run_h2load "$BARE_GRPC")
+  read -r t_ok t_all < <(run_h2load "$TURRET_GRPC")
+  BARE_R+=("$b_ok"); TURRET_R+=("$t_ok")
+  printf '%-6s %14s %14s %14s %14s\n' "$r" "$b_ok" "$b_all" "$t_ok" "$t_all"
+done
+/usr/bin/python3 - "${BARE_R[*]}" "${TURRET_R[*]}" <<'EOF'
+import statistics, sys
+bare = [float(x) for x in sys.argv[1].split()]
+turret = [float(x) for x in sys.argv[2].split()]
+mb, mt = statistics.median(bare), statistics.median(turret)
+print(f"median OK calls/s: bare grpc++ {mb:.0f}, turretd {mt:.0f}; ratio turretd/bare = {mt / mb:.3f}x (target >= 0.95x)")
+EOF

@@ -1,0 +1,230 @@
+// The gRPC front end on its own (no turretd): a listener on port 0 over a real runtime, store and pipeline, called
+// with grpc++'s generated synchronous stub. Cross-protocol and turretd-level behaviour: tests/integration/test_grpc*.py.
+#include <services/grpc/grpc_listener.hpp>
+#include <services/grpc/grpc_status.hpp>
+#include <services/kv/command_table.hpp>
+#include <services/kv/kv_service.hpp>
+#include <services/kv/store.hpp>
+#include <timeout/timeout.hpp>
+
+#include <turret/kv/v1/kv.grpc.pb.h>
+
+#include <boost/asio/error.hpp>
+#include <grpcpp/grpcpp.h>
+#include <gtest/gtest.h>
+
+#include <thread>
+
+namespace turret::grpc_frontend {
+namespace {
+
+namespace pb = ::turret::kv::v1;
+using namespace std::chrono_literals;
+
+class grpc_frontend_test : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    store_ = std::make_shared<kv::store>(kv::store_options{});
+    turretd::kv_pipeline pipe(kv::kv_service(store_, kv::command_table::make_default()));
+    turretd::listener_env env{"grpc", {boost::asio::ip::make_address("127.0.0.1"), 0}, grpc_options{}, rt_,
+                              shutdown_, store_, pipe, &state_};
+    listener_ = make_listener(std::move(env));
+    listener_->start();
+    thread_ = std::thread([this] { rt_.run(); });
+    channel_ = grpc::CreateChannel("127.0.0.1:" + std::to_string(listener_->local_endpoint().port()),
+                                   grpc::InsecureChannelCredentials());
+    stub_ = pb::KV::NewStub(channel_);
+  }
+  void TearDown() override {
+    listener_->stop_accepting();
+    rt_.stop();
+    thread_.join();
+    listener_.reset();
+  }
+
+  runtime rt_{2};
+  shutdown_coordinator shutdown_{1s};
+  std::atomic<turretd::server_state> state_{turretd::server_state::ready};
+  std::shared_ptr<kv::store> store_;
+  std::unique_ptr<turretd::listener> listener_;
+  std::thread thread_;
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<pb::KV::Stub> stub_;
+};
+
+TEST_F(grpc_frontend_test, set_get_not_found) {
+  grpc::ClientContext c1;
+  pb::SetRequest set;
+  set.set_key(std::string("k\0x", 3));
+  set.set_value(std::string("\xff\0v", 3));
+  pb::SetResponse set_rs;
+  ASSERT_TRUE(stub_->Set(&c1, set, &set_rs).ok());
+
+  grpc::ClientContext c2;
+  pb::GetRequest get;
+  get.set_key(std::string("k\0x", 3));
+  pb::GetResponse get_rs;
+  ASSERT_TRUE(stub_->Get(&c2, get, &get_rs).ok());
+  EXPECT_EQ(get_rs.value(), std::string("\xff\0v", 3));
+
+  grpc::ClientContext c3;
+  get.set_key("missing");
+  EXPECT_EQ(stub_->Get(&c3, get, &get_rs).error_code(), grpc::StatusCode::NOT_FOUND);
+}
+
+TEST_F(grpc_frontend_test, conditions_and_errors) {
+  pb::SetRequest set;
+  set.set_key("c");
+  set.set_value("1");
+  set.set_condition(pb::CONDITION_IF_EXISTS);
+  pb::SetResponse rs;
+  {
+    grpc::ClientContext c;
+    EXPECT_EQ(stub_->Set(&c, set, &rs).error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  }
+  set.set_condition(pb::CONDITION_IF_NOT_EXISTS);
+  {
+    grpc::ClientContext c;
+    EXPECT_TRUE(stub_->Set(&c, set, &rs).ok());
+  }
+  set.set_return_previous(true);
+  set.set_condition(pb::CONDITION_UNSPECIFIED);
+  set.set_value("2");
+  {
+    grpc::ClientContext c;
+    ASSERT_TRUE(stub_->Set(&c, set, &rs).ok());
+    EXPECT_TRUE(rs.had_previous());
+    EXPECT_EQ(rs.previous(), "1");
+  }
+  set.set_ttl_ms(-1);
+  {
+    grpc::ClientContext c;
+    EXPECT_EQ(stub_->Set(&c, set, &rs).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  }
+  pb::IncrRequest inc;
+  inc.set_key("c");
+  inc.set_delta(40);
+  pb::IncrResponse inc_rs;
+  {
+    grpc::ClientContext c;
+    ASSERT_TRUE(stub_->Incr(&c, inc, &inc_rs).ok());
+    EXPECT_EQ(inc_rs.value(), 42);
+  }
+  pb::SetRequest text;
+  text.set_key("t");
+  text.set_value("abc");
+  {
+    grpc::ClientContext c;
+    ASSERT_TRUE(stub_->Set(&c, text, &rs).ok());
+  }
+  inc.set_key("t");
+  {
+    grpc::ClientContext c;
+    EXPECT_EQ(stub_->Incr(&c, inc, &inc_rs).error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  }
+}
+
+TEST_F(grpc_frontend_test, ttl_scan_delete) {
+  for (int i = 0; i < 250; ++i) {
+    grpc::ClientContext c;
+    pb::SetRequest set;
+    set.set_key("scan:" + std::to_string(i));
+    set.set_value("v");
+    if (i == 0) set.set_ttl_ms(100000);
+    pb::SetResponse rs;
+    ASSERT_TRUE(stub_->Set(&c, set, &rs).ok());
+  }
+  {
+    grpc::ClientContext c;
+    pb::TtlRequest rq;
+    rq.set_key("scan:0");
+    pb::TtlResponse rs;
+    ASSERT_TRUE(stub_->Ttl(&c, rq, &rs).ok());
+    EXPECT_GT(rs.ttl_ms(), 90000);
+  }
+  {
+    grpc::ClientContext c;
+    pb::ScanRequest rq;
+    rq.set_prefix("scan:");
+    rq.set_batch_size(10);
+    auto reader = stub_->Scan(&c, rq);
+    pb::ScanResponse rs;
+    std::set<std::string> keys;
+    int batches = 0;
+    while (reader->Read(&rs)) {
+      ++batches;
+      for (const auto& k : rs.keys()) keys.insert(k);
+    }
+    EXPECT_TRUE(reader->Finish().ok());
+    EXPECT_EQ(keys.size(), 250u);
+    EXPECT_GT(batches, 1);
+  }
+  {
+    grpc::ClientContext c;
+    pb::DeleteRequest rq;
+    rq.add_keys("scan:1");
+    rq.add_keys("scan:2");
+    rq.add_keys("nope");
+    pb::DeleteResponse rs;
+    ASSERT_TRUE(stub_->Delete(&c, rq, &rs).ok());
+    EXPECT_EQ(rs.deleted(), 2);
+  }
+}
+
+TEST_F(grpc_frontend_test, subscribe_receives_publish_and_cancel_ends_it) {
+  grpc::ClientContext sc;
+  pb::SubscribeRequest sub;
+  sub.add_channels("news");
+  auto reader = stub_->Subscribe(&sc, sub);
+  pb::SubscribeResponse ev;
+  ASSERT_TRUE(reader->Read(&ev));
+  ASSERT_TRUE(ev.has_subscribed());
+  EXPECT_EQ(ev.subscribed().count(), 1);
+  {
+    grpc::ClientContext c;
+    pb::PublishRequest rq;
+    rq.set_channel("news");
+    rq.set_message(std::string("hi\0", 3));
+    pb::PublishResponse rs;
+    ASSERT_TRUE(stub_->Publish(&c, rq, &rs).ok());
+    EXPECT_EQ(rs.receivers(), 1);
+  }
+  ASSERT_TRUE(reader->Read(&ev));
+  ASSERT_TRUE(ev.has_message());
+  EXPECT_EQ(ev.message().channel(), "news");
+  EXPECT_EQ(ev.message().payload(), std::string("hi\0", 3));
+  sc.TryCancel();
+  while (reader->Read(&ev)) {
+  }
+  EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::CANCELLED);
+  // The session is detached once the stream is done.
+  for (int i = 0; i < 100 && store_->numsub("news") != 0; ++i) std::this_thread::sleep_for(10ms);
+  EXPECT_EQ(store_->numsub("news"), 0u);
+}
+
+TEST_F(grpc_frontend_test, draining_refuses_new_calls) {
+  listener_->stop_accepting();
+  grpc::ClientContext c;
+  c.set_deadline(std::chrono::system_clock::now() + 2s);
+  pb::GetRequest rq;
+  rq.set_key("k");
+  pb::GetResponse rs;
+  const auto code = stub_->Get(&c, rq, &rs).error_code();
+  EXPECT_TRUE(code == grpc::StatusCode::UNAVAILABLE) << code;
+}
+
+TEST(grpc_status_mapping, pipeline_and_reply_errors) {
+  EXPECT_EQ(pipeline_error_code(timeout_errc::elapsed, false), grpc::StatusCode::DEADLINE_EXCEEDED);
+  EXPECT_EQ(pipeline_error_code(boost::asio::error::operation_aborted, false), grpc::StatusCode::CANCELLED);
+  EXPECT_EQ(pipeline_error_code(boost::asio::error::operation_aborted, true), grpc::StatusCode::DEADLINE_EXCEEDED);
+  EXPECT_EQ(reply_error_code("WRONGTYPE Operation against a key holding the wrong kind of value"),
+            grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_EQ(reply_error_code("ERR value is not an integer or out of range"), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_EQ(reply_error_code("ERR syntax error"), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(reply_error_code("NOAUTH Authentication required."), grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_EQ(reply_error_code("OOM command not allowed when used memory > 'maxmemory'."),
+            grpc::StatusCode::RESOURCE_EXHAUSTED);
+}
+
+}  // namespace
+}  // namespace turret::grpc_frontend

@@ -1,0 +1,127 @@
+// Consumer of the installed turret package: a custom service and a custom layer, composed with the built-in
+// layers statically and from YAML. Prints one line per check and "consumer: ok" when all passed (exit code 0).
+#include <turret/middleware/builtin.hpp>        // installed-only spelling of the middleware headers
+#include <timeout/timeout.hpp>                  // the spelling used inside turret's tree works too
+#include <turret/any_service.hpp>
+#include <turret/config.hpp>
+#include <turret/layer.hpp>
+#include <turret/registry.hpp>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/bind_cancellation_slot.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#ifdef CONSUMER_HAVE_HTTP_CLIENT
+#include <turret/clients/http_client.hpp>
+#endif
+
+#include <cctype>
+#include <chrono>
+#include <iostream>
+#include <string>
+
+namespace asio = boost::asio;
+using namespace std::chrono_literals;
+
+struct request {
+  std::string text;
+  bool slow = false;  // wait 10 s (cancellable) before answering
+  turret::request_context ctx;
+  turret::request_context& context() noexcept { return ctx; }
+};
+
+// The service: upper-cases its input.
+struct upper_service {
+  using response_type = std::string;
+  using permit_type = turret::unit_permit;
+  turret::awaitable<turret::result<permit_type>> ready(turret::request_context&) { co_return permit_type{}; }
+  turret::awaitable<turret::result<std::string>> call(permit_type, request& req) {
+    if (req.slow) {
+      asio::steady_timer t(co_await asio::this_coro::executor, 10s);
+      auto [ec] = co_await t.async_wait(asio::bind_cancellation_slot(req.ctx.cancel_slot(), asio::as_tuple(asio::use_awaitable)));
+      if (ec) co_return ec;
+    }
+    std::string out = req.text;
+    for (char& c : out) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+    co_return out;
+  }
+};
+
+// A custom layer: appends a suffix to every successful response.
+template <class S>
+struct suffix_service {
+  using response_type = std::string;
+  using permit_type = typename S::permit_type;
+  S inner;
+  std::string suffix;
+  turret::awaitable<turret::result<permit_type>> ready(turret::request_context& ctx) { return inner.ready(ctx); }
+  turret::awaitable<turret::result<std::string>> call(permit_type p, auto& req) {
+    auto r = co_await inner.call(std::move(p), req);
+    if (r) *r += suffix;
+    co_return r;
+  }
+};
+struct suffix_layer {
+  std::string suffix;
+  template <class S>
+  suffix_service<S> wrap(S inner) const { return {std::move(inner), suffix}; }
+};
+
+int failures = 0;
+
+template <class S>
+turret::awaitable<void> check(const char* label, S& svc, std::string text, bool slow, std::string expected) {
+  request req;
+  req.text = std::move(text);
+  req.slow = slow;
+  auto r = co_await turret::ready_and_call(svc, req);
+  const std::string got = r ? *r : "error: " + r.error().message();
+  const bool ok = got == expected;
+  if (!ok) ++failures;
+  std::cout << label << ": " << got << (ok ? "" : "  <-- expected: " + expected) << "\n";
+}
+
+turret::awaitable<void> run() {
+  auto stat = turret::service_builder{}
+                  .layer(turret::timeout_layer(50ms))
+                  .layer(turret::concurrency_limit_layer(8))
+                  .layer(suffix_layer{"!"})
+                  .service(upper_service{});
+  co_await check("static", stat, "hello", false, "HELLO!");
+  co_await check("static timeout", stat, "hello", true, "error: request timed out");
+
+  turret::layer_registry<request, std::string> reg;
+  turret::register_builtin_layers(reg);
+  reg.add("suffix", [](const turret::config_node& e) -> turret::any_layer<request, std::string> {
+    e.reject_unknown_keys({"layer", "text"});
+    return suffix_layer{e.get_string("text")};
+  });
+  auto cfg = turret::load_config_string(
+      "pipeline:\n  - {layer: timeout, duration: 50ms}\n  - {layer: concurrency_limit, max: 8}\n"
+      "  - {layer: suffix, text: '?'}\n", "consumer.yaml");
+  auto dyn = reg.build(cfg.child("pipeline"), turret::any_service<request, std::string>(upper_service{}));
+  co_await check("config", dyn, "world", false, "WORLD?");
+  co_await check("config timeout", dyn, "world", true, "error: request timed out");
+
+#ifdef CONSUMER_HAVE_HTTP_CLIENT
+  const std::string enc = turret::clients::url_encode_segment("a b/c");
+  if (enc != "a%20b%2Fc") ++failures;
+  std::cout << "http_client: " << enc << "\n";
+#endif
+}
+
+int main() {
+  asio::io_context io(1);
+  asio::co_spawn(io, run(), [](std::exception_ptr e) {
+    if (e) {
+      std::cout << "exception\n";
+      ++failures;
+    }
+  });
+  io.run();
+  std::cout << (failures == 0 ? "consumer: ok" : "consumer: FAILED") << "\n";
+  return failures == 0 ? 0 : 1;
+}
