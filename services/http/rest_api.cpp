@@ -579,16 +579,29 @@ awaitable<void> rest_api::handle(const rest_request& req, request_context& ctx, 
       bool b64 = q.get("encoding") == std::optional<std::string_view>("base64");
       const std::string match = glob_prefix(prefix);
       const std::string count = std::to_string(limit);
-      const std::string_view args[] = {"SCAN", cursor, "MATCH", match, "COUNT", count};
-      auto r = co_await exec(ctx, sess, args);
-      if (!r) co_return fail(r.error());
-      if (r->is_error()) co_return set_reply_error(out, r->str);
-      if (r->elements.size() != 2) co_return set_error(out, 500, "internal", "unexpected SCAN reply");
+      // SCAN's COUNT bounds the buckets visited, not the keys returned: a selective prefix gives mostly empty
+      // pages. Keep scanning (a bounded number of steps, each its own request through the pipeline) until the
+      // page has `limit` keys or the scan is complete, so a client rarely sees empty pages.
+      constexpr int max_steps = 64;
+      std::string next(cursor);
+      std::vector<kv::reply_value> pages;
+      std::size_t found = 0;
+      for (int step = 0; step < max_steps; ++step) {
+        const std::string_view args[] = {"SCAN", next, "MATCH", match, "COUNT", count};
+        auto r = co_await exec(ctx, sess, args);
+        if (!r) co_return fail(r.error());
+        if (r->is_error()) co_return set_reply_error(out, r->str);
+        if (r->elements.size() != 2) co_return set_error(out, 500, "internal", "unexpected SCAN reply");
+        next = r->elements[0].str;
+        found += r->elements[1].elements.size();
+        pages.push_back(std::move(*r));
+        if (next == "0" || found >= static_cast<std::size_t>(limit)) break;
+      }
       json::object root;
       std::vector<const kv::reply_value*> items;
-      for (const auto& e : r->elements[1].elements) items.push_back(&e);
+      for (const auto& p : pages)
+        for (const auto& e : p.elements[1].elements) items.push_back(&e);
       bytes_array(root, "keys", items, b64);
-      const std::string& next = r->elements[0].str;
       if (next == "0") root["next_cursor"] = nullptr;
       else root["next_cursor"] = next;
       co_return set_json(out, 200, root);

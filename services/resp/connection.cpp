@@ -1,6 +1,7 @@
 #include <services/kv/command_table.hpp>
 #include <services/kv/store.hpp>
 #include <services/resp/connection.hpp>
+#include <turret/metrics.hpp>
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/buffer.hpp>
@@ -10,6 +11,7 @@
 #include <spdlog/spdlog.h>
 
 #include <optional>
+#include <unordered_map>
 
 namespace turret::resp_frontend {
 
@@ -29,6 +31,25 @@ std::string endpoint_string(const asio::ip::tcp::endpoint& ep) {
   return (addr.is_v6() ? boost::asio::ip::make_address_v4(boost::asio::ip::v4_mapped, addr.to_v6()).to_string()
                        : addr.to_string()) +
          ":" + std::to_string(ep.port());
+}
+
+/// Request metrics series of one command (turret_requests_total / turret_request_duration_seconds with
+/// frontend="resp"). Looked up once per thread and command: labels come from the command table (unknown
+/// commands share "unknown"), so a client cannot create series at will.
+struct command_series {
+  metrics::counter* ok;
+  metrics::counter* err;
+  metrics::histogram* duration;
+};
+
+command_series& series_for(const kv::command_def* def) {
+  thread_local std::unordered_map<const kv::command_def*, command_series> cache;
+  if (auto it = cache.find(def); it != cache.end()) return it->second;
+  auto& m = metrics::request_metrics::get();
+  const std::string_view name = def ? def->name : std::string_view("unknown");
+  command_series s{&m.requests.with({"resp", name, "ok"}), &m.requests.with({"resp", name, "err"}),
+                   &m.duration.with({"resp", name})};
+  return cache.emplace(def, s).first->second;
 }
 
 /// The pipeline's synchronous fast path when it has one (see the Service contract), else nullopt.
@@ -84,9 +105,14 @@ asio::awaitable<void> connection::run_impl() {
     shared_->conns.insert(this);
   }
   shared_->store->attach(sess_);
+  auto& rm = metrics::request_metrics::get();
+  rm.connections_total.with({"resp"}).inc();
+  metrics::gauge& open = rm.connections.with({"resp"});
+  open.inc();
 
   co_await serve();
 
+  open.add(-1);
   shared_->store->detach(sess_);  // no deliver()/kill() after this returns
   sess_.host = nullptr;
   {
@@ -102,6 +128,7 @@ asio::awaitable<void> connection::serve() {
   kv::store& st = *shared_->store;
   const kv::client_limits& limits = st.limits();
   long long bulk_limit = -1;
+  const kv::command_table* table = st.commands();
 
   for (;;) {
     if (draining_ || killed_.load(std::memory_order_relaxed)) co_return;
@@ -118,8 +145,13 @@ asio::awaitable<void> connection::serve() {
     reading_ = false;
     if (ec) co_return;  // EOF, reset, cancelled by drain()/kill()
     in_.commit(n);
-    last_active_ms_.store(steady_ms(), std::memory_order_relaxed);
+    auto t0 = std::chrono::steady_clock::now();  // per-command latency: each command ends where the next starts
+    last_active_ms_.store(
+        std::chrono::duration_cast<std::chrono::milliseconds>(t0.time_since_epoch()).count(),
+        std::memory_order_relaxed);
     st.stats().net_input_bytes.fetch_add(n, std::memory_order_relaxed);
+    qbuf_.store(in_.size(), std::memory_order_relaxed);  // as Redis: CLIENT LIST of itself shows the current command
+    qbuf_cap_.store(in_.capacity(), std::memory_order_relaxed);
 
     // CONFIG SET proto-max-bulk-len applies from the next read on.
     if (const long long b = limits.proto_max_bulk_len.load(std::memory_order_relaxed); b != bulk_limit) {
@@ -145,6 +177,8 @@ asio::awaitable<void> connection::serve() {
         break;
       }
       const auto args = parser_.args();
+      const kv::command_def* def = table ? table->find(args[0]) : nullptr;
+      const std::size_t mark = out_.size();
       ctx_.reset_for_next_request();
       kv::request req{ctx_, sess_, args, builder_};
 
@@ -164,6 +198,14 @@ asio::awaitable<void> connection::serve() {
         builder_.error(msg);
       }
       finish_command();
+      {
+        const auto t1 = std::chrono::steady_clock::now();
+        command_series& cs = series_for(def);
+        const bool failed = !*r || (out_.size() > mark && out_[mark] == '-');
+        (failed ? cs.err : cs.ok)->inc();
+        cs.duration->observe(std::chrono::duration<double>(t1 - t0).count());
+        t0 = t1;
+      }
       if (sess_.close_after_reply || killed_.load(std::memory_order_relaxed)) {
         close_after = true;
         break;

@@ -125,6 +125,7 @@ int server::run() {
 }
 
 void server::request_shutdown() {
+  if (!rt_) return;
   asio::post(rt_->context(0), [this] {
     if (state() == server_state::draining || state() == server_state::stopped) return;
     spdlog::info("shutting down: draining connections (grace {})", format_duration(shutdown_.grace()));

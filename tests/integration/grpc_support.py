@@ -123,7 +123,13 @@ class GrpcTurret:
 
     def __init__(self, **kw) -> None:
         harness.require_turretd(unittest.TestCase)
-        self.server = harness.TurretServer(turretd_grpc_yaml(**kw))
+        try:
+            self.server = harness.TurretServer(turretd_grpc_yaml(**kw))
+        except RuntimeError as e:
+            # Until turretd registers the "grpc" protocol (services/turretd/frontend_registry.cpp) say so plainly.
+            if "protocol" in str(e) and "grpc" in str(e) and "unknown" in str(e).lower():
+                raise unittest.SkipTest("turretd has no 'grpc' front end registered") from None
+            raise
         try:
             self.grpc_port = self._port(GRPC_LISTEN_RE)
             self.http_port = self._port(HTTP_LISTEN_RE) if kw.get("http") else 0

@@ -206,8 +206,11 @@ class RedisServer(ServerProcess):
                 return
             except RuntimeError as e:
                 last_err = e
+                self.signalled = True
                 self.stop()
-        raise RuntimeError(f"redis-server failed to start: {last_err}\n{self.log_text()}")
+        message = f"redis-server failed to start: {last_err}\n{self.log_text()}"
+        self.cleanup()
+        raise RuntimeError(message)
 
 
 LISTEN_RE = re.compile(rb"listening\s+(?:on\s+)?resp\S*\s+\S*?:(\d+)")
@@ -266,9 +269,12 @@ class TurretServer(ServerProcess):
             self.port = self._wait_port()
             wait_accepting(self.port, self.proc)
         except Exception as e:
+            self.signalled = True
             self.stop()
-            raise RuntimeError(f"turretd failed to start: {e}\nconfig:\n{Path(self.config_path).read_text()}\n"
-                               f"log:\n{self.log_text()}") from None
+            message = (f"turretd failed to start: {e}\nconfig:\n{Path(self.config_path).read_text()}\n"
+                       f"log:\n{self.log_text()}")
+            self.cleanup()
+            raise RuntimeError(message) from None
 
     def _wait_port(self) -> int:
         deadline = time.monotonic() + START_TIMEOUT

@@ -166,6 +166,44 @@ class RedisPy(unittest.TestCase):
         self.assertEqual(int(self.r.get("counter")), threads * per_thread)
         self.assertEqual(len(retries), threads)
 
+    def test_exec_is_atomic_for_other_clients(self):
+        """4 writers run MULTI; INCR x; INCR y; EXEC while a reader polls MGET x y: it must never see x != y."""
+        self.r.mset({"x": 0, "y": 0})
+        stop = threading.Event()
+        errors, torn = [], []
+
+        def writer():
+            try:
+                c = self.client()
+                for _ in range(300):
+                    p = c.pipeline(transaction=True)
+                    p.incr("x").incr("y")
+                    p.execute()
+            except Exception as e:
+                errors.append(e)
+
+        def reader():
+            try:
+                c = self.client()
+                while not stop.is_set():
+                    x, y = c.mget("x", "y")
+                    if x != y:
+                        torn.append((x, y))
+            except Exception as e:
+                errors.append(e)
+        rd = threading.Thread(target=reader)
+        rd.start()
+        ws = [threading.Thread(target=writer) for _ in range(4)]
+        for t in ws:
+            t.start()
+        for t in ws:
+            t.join(60)
+        stop.set()
+        rd.join(10)
+        self.assertEqual(errors, [])
+        self.assertEqual(torn, [])
+        self.assertEqual(self.r.mget("x", "y"), [b"1200", b"1200"])
+
     def test_transaction_helper(self):
         self.r.set("a", 5)
 
