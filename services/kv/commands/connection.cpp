@@ -152,7 +152,7 @@ void hello_cmd(command_ctx& c) {
   }
   if (c.st.auth_required(c.sess)) {
     reply_error(c.st, c.out,
-                "NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> "
+                "NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO "
                 "AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol "
                 "version at the same time");
     return;

@@ -71,6 +71,12 @@ void publish_cmd(command_ctx& c) {
 }
 
 void pubsub_channels(command_ctx& c) {
+  if (c.args.size() > 3) {  // PUBSUB CHANNELS [pattern]: Redis reports the extra arguments this way
+    std::string msg = "ERR unknown subcommand or wrong number of arguments for '";
+    msg.append(c.args[1]);
+    msg += "'. Try PUBSUB HELP.";
+    return c.out.error(msg);
+  }
   auto chans = c.args.size() == 2 ? c.st.channels({}, true) : c.st.channels(c.args[2], false);
   c.out.array(chans.size());
   for (auto ch : chans) c.out.bulk(ch);

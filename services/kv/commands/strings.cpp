@@ -428,8 +428,11 @@ void cmd_lcs(command_ctx& c) {
 
   const std::uint32_t alen = static_cast<std::uint32_t>(a.size()), blen = static_cast<std::uint32_t>(b.size());
   const unsigned long long cells = static_cast<unsigned long long>(alen + 1) * (blen + 1);
+  // Redis 7.0: refuse a DP table larger than proto-max-bulk-len before trying to allocate it.
+  if (cells * sizeof(std::uint32_t) > static_cast<unsigned long long>(proto_max_bulk_len(c)))
+    return c.out.error("ERR Insufficient memory, transient memory for LCS exceeds proto-max-bulk-len");
   std::unique_ptr<std::uint32_t[]> table(new (std::nothrow) std::uint32_t[cells]);
-  if (!table) return c.out.error("ERR Insufficient memory");
+  if (!table) return c.out.error("ERR Insufficient memory, failed allocating transient memory for LCS");
   auto L = [&](std::uint32_t i, std::uint32_t j) -> std::uint32_t& { return table[j + static_cast<std::size_t>(i) * (blen + 1)]; };
   for (std::uint32_t i = 0; i <= alen; ++i) {
     for (std::uint32_t j = 0; j <= blen; ++j) {
