@@ -1,0 +1,129 @@
+"""One turretd with RESP, HTTP and gRPC listeners: the three front ends reach the same core through the same pipeline.
+
+Checks the promises of the front-end issue that span protocols: a value set over one protocol is read over the
+others (binary keys and values included), a PUBLISH over HTTP reaches a RESP SUBSCRIBE, an SSE stream and a gRPC
+Subscribe stream, and a TTL set over gRPC is seen by RESP and HTTP."""
+from __future__ import annotations
+
+import threading
+import unittest
+
+import harness
+from grpc_support import HAVE_GRPC, start_grpc_turret, stubs
+from test_http import SseStream, q, request
+
+if HAVE_GRPC:
+    import grpc
+
+try:
+    import redis
+except ImportError:  # pragma: no cover
+    redis = None
+
+BINARY_KEY = b"k\x00\r\n\xff\xfe key"
+BINARY_VALUE = bytes(range(256)) * 4
+
+
+@unittest.skipUnless(HAVE_GRPC and redis, "python3-grpcio and python3-redis are required")
+class CrossProtocol(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.pb = stubs()
+        cls.t = start_grpc_turret(cls, http=True)
+        cls.channel = grpc.insecure_channel(cls.t.target)
+        cls.addClassCleanup(cls.channel.close)
+        cls.kv = cls.pb["kv_grpc"].KVStub(cls.channel)
+        cls.m = cls.pb["kv"]
+        cls.r = redis.Redis(port=cls.t.resp_port, socket_timeout=5)
+        cls.addClassCleanup(cls.r.close)
+        cls.http = cls.t.http_port
+
+    def setUp(self):
+        self.r.flushall()
+
+    def grpc_get(self, key: bytes):
+        try:
+            return self.kv.Get(self.m.GetRequest(key=key), timeout=5).value
+        except grpc.RpcError as e:
+            if e.code() == grpc.StatusCode.NOT_FOUND:
+                return None
+            raise
+
+    def http_get(self, key: bytes):
+        r = request(self.http, "GET", "/v1/kv/" + q(key))
+        if r.status == 404:
+            return None
+        self.assertEqual(r.status, 200, r.body)
+        return r.body
+
+    def test_resp_set_is_read_over_http_and_grpc(self):
+        self.r.set("greeting", b"hello")
+        self.assertEqual(self.http_get(b"greeting"), b"hello")
+        self.assertEqual(self.grpc_get(b"greeting"), b"hello")
+
+    def test_binary_keys_and_values_survive_every_protocol(self):
+        writers = {
+            "resp": lambda k, v: self.r.set(k, v),
+            "http": lambda k, v: self.assertIn(request(self.http, "PUT", "/v1/kv/" + q(k), v).status, (200, 201)),
+            "grpc": lambda k, v: self.kv.Set(self.m.SetRequest(key=k, value=v), timeout=5),
+        }
+        readers = {"resp": self.r.get, "http": self.http_get, "grpc": self.grpc_get}
+        for wname, write in writers.items():
+            key = BINARY_KEY + wname.encode()
+            value = BINARY_VALUE + wname.encode()
+            write(key, value)
+            for rname, read in readers.items():
+                with self.subTest(written=wname, read=rname):
+                    self.assertEqual(read(key), value)
+
+    def test_grpc_ttl_is_seen_by_resp_and_http(self):
+        self.kv.Set(self.m.SetRequest(key=b"session", value=b"v", ttl_ms=90_000), timeout=5)
+        self.assertIn(self.r.ttl("session"), (89, 90))
+        ttl_ms = request(self.http, "GET", "/v1/kv/session/ttl").json()["ttl_ms"]
+        self.assertTrue(88_000 < ttl_ms <= 90_000, ttl_ms)
+        # and the other way round: PERSIST over RESP is seen by gRPC
+        self.r.persist("session")
+        self.assertLess(self.kv.Ttl(self.m.TtlRequest(key=b"session"), timeout=5).ttl_ms, 0)
+
+    def test_http_publish_reaches_resp_sse_and_grpc_subscribers(self):
+        ps = self.r.pubsub()
+        self.addCleanup(ps.close)
+        ps.subscribe("news")
+        self.assertEqual(ps.get_message(timeout=5)["type"], "subscribe")
+
+        sse = SseStream(self.http, "/v1/subscribe/news")
+        self.addCleanup(sse.close)
+        sse.read_until(b"event: subscribed")
+
+        call = self.kv.Subscribe(self.m.SubscribeRequest(channels=[b"news"]), timeout=30)
+        self.addCleanup(call.cancel)
+        self.assertTrue(next(call).HasField("subscribed"))
+        got = {}
+        reader = threading.Thread(target=lambda: got.setdefault("grpc", next(call).message), daemon=True)
+        reader.start()
+
+        r = request(self.http, "POST", "/v1/publish/news", b"extra! extra!")
+        self.assertEqual((r.status, r.json()), (200, {"receivers": 3}))
+
+        msg = ps.get_message(timeout=5)
+        self.assertEqual((msg["type"], msg["channel"], msg["data"]), ("message", b"news", b"extra! extra!"))
+        sse.read_until(b"extra! extra!")
+        self.assertIn({"channel": "news", "message": "extra! extra!"},
+                      [{k: e[k] for k in ("channel", "message") if k in e} for e in sse.events()])
+        reader.join(timeout=5)
+        self.assertIn("grpc", got, "the gRPC Subscribe stream got no message")
+        self.assertEqual((got["grpc"].channel, got["grpc"].payload), (b"news", b"extra! extra!"))
+
+    def test_one_keyspace_sixteen_databases(self):
+        # HTTP and gRPC sessions use database 0, like a fresh RESP connection.
+        self.r.execute_command("SELECT", 1)
+        self.r.set("only-in-db1", "x")
+        self.r.execute_command("SELECT", 0)
+        self.assertIsNone(self.http_get(b"only-in-db1"))
+        self.assertIsNone(self.grpc_get(b"only-in-db1"))
+        request(self.http, "PUT", "/v1/kv/in-db0", b"y")
+        self.assertEqual(self.r.get("in-db0"), b"y")
+
+
+if __name__ == "__main__":
+    unittest.main()
