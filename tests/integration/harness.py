@@ -78,6 +78,19 @@ def require_turretd(test: unittest.TestCase | type) -> str:
     return TURRETD
 
 
+SANITIZER_RE = re.compile(r"^(?:==\d+==\s*)?(?:ERROR: (?:Address|Leak|Memory|UndefinedBehavior)Sanitizer|"
+                          r"WARNING: ThreadSanitizer|ThreadSanitizer:|SUMMARY: \w+Sanitizer)|"
+                          r"^\S+:\d+:\d+: runtime error: ", re.M)
+
+
+def sanitizer_report(text: str, limit: int = 12000) -> str | None:
+    """The part of a process log from its first sanitizer report on (None when there is none)."""
+    m = SANITIZER_RE.search(text)
+    if not m:
+        return None
+    return text[m.start():m.start() + limit]
+
+
 def free_port() -> int:
     """A TCP port that was free a moment ago (bind 0, read, close). Only for servers that cannot bind 0 themselves."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
@@ -147,10 +160,15 @@ class ServerProcess:
         return self.returncode
 
     def stop(self, timeout: float = STOP_TIMEOUT) -> int | None:
-        """SIGTERM, wait, SIGKILL on timeout. Idempotent. Returns the exit code."""
+        """SIGTERM, wait, SIGKILL on timeout. Idempotent. Returns the exit code.
+
+        Raises AssertionError (once) when the server crashed (died on its own before being asked to stop, or was
+        killed by a signal we did not send) or when its log holds a sanitizer report (ASan, UBSan, LSan, TSan), so
+        such a test fails instead of passing on a server that misbehaved."""
         if self.proc is None:
             return None
-        if self.proc.poll() is not None and not self.signalled:
+        crashed = self.proc.poll() is not None and not self.signalled
+        if crashed:
             # died on its own (crash, abort): make it visible in the test output
             sys.stderr.write(f"\n*** {self.kind} (pid {self.proc.pid}, port {self.port}) exited unexpectedly with "
                              f"code {self.proc.returncode}; log tail:\n{self.log_text(4000)}\n")
@@ -165,11 +183,22 @@ class ServerProcess:
         self.returncode = self.proc.returncode
         with contextlib.suppress(Exception):
             self._log_file.close()
+        if not getattr(self, "_checked", False):
+            self._checked = True
+            report = sanitizer_report(self.log_text(200000))
+            if report:
+                raise AssertionError(f"{self.kind} (pid {self.proc.pid}) sanitizer report:\n{report}")
+            if crashed or (self.returncode is not None and self.returncode < 0
+                           and -self.returncode not in (signal.SIGTERM, signal.SIGKILL, signal.SIGINT)):
+                raise AssertionError(f"{self.kind} (pid {self.proc.pid}) crashed with code {self.returncode}; "
+                                     f"log tail:\n{self.log_text(4000)}")
         return self.returncode
 
     def cleanup(self) -> None:
-        self.stop()
-        shutil.rmtree(self.tmpdir, ignore_errors=True)
+        try:
+            self.stop()
+        finally:
+            shutil.rmtree(self.tmpdir, ignore_errors=True)
 
     def __enter__(self):
         return self
@@ -227,12 +256,20 @@ def _yaml_lines(d: dict, indent: int) -> list[str]:
     return out
 
 
-def turretd_yaml(resp: dict | None = None, store: dict | None = None, top_extra: str = "", threads: int = 0,
+# server.threads of generated configs unless a test passes its own: $TURRET_TEST_THREADS (scripts/sanitize.sh sets 4 so
+# that pub/sub delivery, CLIENT KILL etc. cross worker threads even on a one-core machine), else 0 = one per core.
+DEFAULT_THREADS = int(os.environ.get("TURRET_TEST_THREADS", "0") or 0)
+
+
+def turretd_yaml(resp: dict | None = None, store: dict | None = None, top_extra: str = "", threads: int | None = None,
                  level: str = "info", shutdown_grace: str = "5s") -> str:
     """A turretd config with one RESP listener on 127.0.0.1:0.
 
+    threads: server.threads (None: DEFAULT_THREADS).
     resp: the listener's `resp:` section (maxclients, timeout, proto_max_bulk_len, client_output_buffer_limit_pubsub:
     {hard, soft, soft_seconds} ...); store: extra keys of `store:` (requirepass, notify_keyspace_events, hz)."""
+    if threads is None:
+        threads = DEFAULT_THREADS
     lines = [
         "server:",
         f"  threads: {threads}",
@@ -270,7 +307,10 @@ class TurretServer(ServerProcess):
             wait_accepting(self.port, self.proc)
         except Exception as e:
             self.signalled = True
-            self.stop()
+            try:
+                self.stop()
+            except AssertionError as report:  # a sanitizer report or crash: part of the failure message
+                e = f"{e}\n{report}"
             message = (f"turretd failed to start: {e}\nconfig:\n{Path(self.config_path).read_text()}\n"
                        f"log:\n{self.log_text()}")
             self.cleanup()

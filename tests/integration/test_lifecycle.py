@@ -36,7 +36,7 @@ class CommandLine(unittest.TestCase):
         self.assertRegex(out, r"turretd\D*\d+\.\d+\.\d+")
 
     def test_check_config_ok(self):
-        path = self.write("ok.yaml", turretd_yaml())
+        path = self.write("ok.yaml", turretd_yaml(threads=0))
         p = run_turretd("--check-config", path)
         self.assertEqual(p.returncode, 0, p.stderr)
         self.assertIn(b"OK", p.stdout + p.stderr)
@@ -49,7 +49,7 @@ class CommandLine(unittest.TestCase):
         self.assertEqual(p.returncode, 0, p.stderr)
 
     def test_check_config_errors_name_file_line_and_key(self):
-        base = turretd_yaml().splitlines()
+        base = turretd_yaml(threads=0).splitlines()
 
         def variant(replace_from, replace_to):
             lines = [l.replace(replace_from, replace_to) if replace_from in l else l for l in base]
@@ -63,9 +63,9 @@ class CommandLine(unittest.TestCase):
             ("bad_protocol.yaml", variant("protocol: resp", "protocol: carrier-pigeon"), 9, "protocol"),
             ("bad_address.yaml", variant("address: 127.0.0.1:0", "address: not-an-address:99999"), 10, "address"),
             ("bad_databases.yaml", variant("databases: 16", "databases: -1"), 13, "databases"),
-            ("unknown_key.yaml", turretd_yaml().replace("  threads: 0\n", "  threads: 0\n  thread: 4\n"), 3,
+            ("unknown_key.yaml", turretd_yaml(threads=0).replace("  threads: 0\n", "  threads: 0\n  thread: 4\n"), 3,
              "thread"),
-            ("bad_resp.yaml", turretd_yaml(resp={"maxclients": "lots"}), 12, "maxclients"),
+            ("bad_resp.yaml", turretd_yaml(resp={"maxclients": "lots"}, threads=0), 12, "maxclients"),
         ]
         for name, text, line, key in cases:
             with self.subTest(case=name):
@@ -86,7 +86,7 @@ class CommandLine(unittest.TestCase):
         self.assertIn("nope.yaml", (p.stderr + p.stdout).decode())
 
     def test_config_error_at_startup(self):
-        path = self.write("bad.yaml", turretd_yaml().replace("level: info", "level: chatty"))
+        path = self.write("bad.yaml", turretd_yaml(threads=0).replace("level: info", "level: chatty"))
         p = run_turretd("--config", path)
         self.assertNotEqual(p.returncode, 0)
         self.assertIn(f"{path}:5:", (p.stderr + p.stdout).decode())

@@ -155,7 +155,8 @@ class client {
   /// DEL key...: number of keys removed.
   boost::asio::awaitable<result<long long>> del(std::span<const std::string_view> keys);
   boost::asio::awaitable<result<long long>> del(std::string_view key) {
-    return del(std::span<const std::string_view>(&key, 1));
+    const std::array<std::string_view, 1> keys{key};  // lives in this coroutine's frame
+    co_return co_await del(std::span<const std::string_view>(keys));
   }
   /// PUBLISH: number of clients that received the message.
   boost::asio::awaitable<result<long long>> publish(std::string_view channel, std::string_view msg);
