@@ -19,11 +19,25 @@ runtime::runtime(std::size_t threads) {
   }
 }
 
+namespace {
+// execution_context::shutdown() is protected; this names it through a derived class (standard access rules).
+struct context_teardown : boost::asio::io_context {
+  static void shutdown_services(boost::asio::io_context& ctx) {
+    auto fn = &context_teardown::shutdown;  // execution_context::shutdown, a void (execution_context::*)()
+    (ctx.*fn)();
+  }
+};
+}  // namespace
+
 runtime::~runtime() {
   stop();
   signals_.reset();
-  // io_contexts are destroyed in reverse order of creation after the guards.
   guards_.clear();
+  // Two phases. First shut every context down: this destroys the pending handlers of all of them (suspended
+  // coroutine frames, accept operations holding a socket for another context, handlers owning timers...) while
+  // the services of every context are still alive, since an I/O object is often owned by a handler queued on a
+  // different context than its own. Only then destroy the contexts (reverse order of creation).
+  for (auto& c : contexts_) context_teardown::shutdown_services(*c);
   while (!contexts_.empty()) contexts_.pop_back();
 }
 
@@ -93,7 +107,7 @@ void shutdown_coordinator::start(boost::asio::any_io_executor ex, std::function<
   if (draining_.exchange(true, std::memory_order_acq_rel)) return;
   done_ = std::move(done);
   deadline_ = std::chrono::steady_clock::now() + grace_;
-  timer_ = std::make_unique<boost::asio::steady_timer>(ex);
+  ex_ = ex;
   boost::asio::post(ex, [this] {
     for (auto& f : stop_accepting_) f();
     poll();
@@ -111,8 +125,11 @@ void shutdown_coordinator::poll() {
     if (auto d = std::move(done_)) d(idle);
     return;
   }
-  timer_->expires_at(std::min(deadline_, now + std::chrono::milliseconds(5)));
-  timer_->async_wait([this](const boost::system::error_code& ec) {
+  // The timer is owned by its pending wait, not by the coordinator: when the runtime stops before the sequence
+  // ends, the context's teardown destroys it together with the handler, before the context itself (a member timer
+  // would outlive the io_context it belongs to, since the coordinator outlives the runtime).
+  auto timer = std::make_shared<boost::asio::steady_timer>(ex_, std::min(deadline_, now + std::chrono::milliseconds(5)));
+  timer->async_wait([this, timer](const boost::system::error_code& ec) {
     if (!ec) poll();
   });
 }

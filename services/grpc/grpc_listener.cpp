@@ -7,6 +7,7 @@
 #include <turret/kv/v1/kv.grpc.pb.h>
 
 #include <boost/asio/co_spawn.hpp>
+#include <boost/container/small_vector.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -56,10 +57,18 @@ tcp::endpoint parse_peer(std::string_view p) {
   }
   unsigned short port = 0;
   std::from_chars(p.data(), p.data() + p.size(), port);
-  boost::system::error_code ec;
-  auto addr = asio::ip::make_address(std::string(host), ec);
-  if (ec) return {};
-  return {addr, port};
+  // Every call parses its peer: remember the last host per thread (clients mostly share one address; the port
+  // differs per connection), which saves make_address's inet_pton calls.
+  thread_local std::string last_host;
+  thread_local asio::ip::address last_addr;
+  if (host.empty() || host != std::string_view(last_host)) {
+    boost::system::error_code ec;
+    auto addr = asio::ip::make_address(std::string(host), ec);
+    if (ec) return {};
+    last_host.assign(host);
+    last_addr = addr;
+  }
+  return {last_addr, port};
 }
 
 std::string_view sv(const std::string& s) noexcept { return {s.data(), s.size()}; }
@@ -125,27 +134,50 @@ struct listener_shared {
   void for_each_open(F f);
 };
 
+/// Fills a call's context (protocol "grpc", peer, request id from `x-request-id` metadata, echoed; the client's
+/// deadline) and session from grpc's server context. Used by both unary drivers and the streaming calls.
+static void init_call(listener_shared& sh, grpc::CallbackServerContext* sctx, request_context& ctx, kv::session& sess) {
+  ctx.protocol = "grpc";
+  ctx.peer = parse_peer(sctx->peer());
+  const auto& md = sctx->client_metadata();
+  if (auto it = md.find("x-request-id"); it != md.end() && it->second.size() != 0 && it->second.size() <= 128) {
+    ctx.set_request_id(std::string(it->second.data(), it->second.size()));
+    sctx->AddInitialMetadata("x-request-id", ctx.request_id());
+  }
+  const auto deadline = sctx->deadline();
+  if (deadline != std::chrono::system_clock::time_point::max()) {
+    const auto left = deadline - std::chrono::system_clock::now();
+    ctx.deadline = request_context::clock::now() + std::chrono::duration_cast<request_context::clock::duration>(left);
+  }
+  sess.protocol_name = "grpc";
+  sess.authenticated = sh.store->requirepass().empty();
+}
+
+/// The status of a call whose pipeline failed with `ec` (a layer's error: timeout, limit, draining...).
+static grpc::Status pipeline_status(listener_shared& sh, grpc::CallbackServerContext* sctx, request_context& ctx,
+                             const error_code& ec, std::string_view command) {
+  if (sctx->IsCancelled()) return grpc::Status::CANCELLED;
+  const bool late = request_context::clock::now() >= ctx.deadline;
+  const auto code = pipeline_error_code(ec, late);
+  spdlog::debug("grpc {}: request_id={} {} failed: {}", sh.name, ctx.request_id(), command, ec.message());
+  return grpc::Status(code, ec.message());
+}
+
+/// The status of a command's top-level replies: the first Redis error reply, else OK (INTERNAL when none).
+static grpc::Status replies_status(const std::vector<kv::reply_value>& out) {
+  for (const auto& v : out) {
+    if (v.is_error()) return grpc::Status(reply_error_code(v.str), v.str);
+  }
+  if (out.empty()) return grpc::Status(grpc::StatusCode::INTERNAL, "no reply");
+  return grpc::Status::OK;
+}
+
 /// Per-call state common to every RPC: context, session, reply builder, reference count, the one-time finish claim.
 class call_base {
  public:
   call_base(std::shared_ptr<listener_shared> sh, grpc::CallbackServerContext* sctx)
       : sh_(std::move(sh)), sctx_(sctx), ex_(sh_->rt.next_executor()), track_(sh_->shutdown.track()) {
-    ctx_.protocol = "grpc";
-    const std::string peer = sctx->peer();
-    ctx_.peer = parse_peer(peer);
-    const auto& md = sctx->client_metadata();
-    if (auto it = md.find("x-request-id"); it != md.end() && it->second.size() != 0 && it->second.size() <= 128) {
-      ctx_.set_request_id(std::string(it->second.data(), it->second.size()));
-      sctx->AddInitialMetadata("x-request-id", ctx_.request_id());
-    }
-    const auto deadline = sctx->deadline();
-    if (deadline != std::chrono::system_clock::time_point::max()) {
-      const auto left = deadline - std::chrono::system_clock::now();
-      ctx_.deadline = request_context::clock::now() +
-                      std::chrono::duration_cast<request_context::clock::duration>(left);
-    }
-    sess_.protocol_name = "grpc";
-    sess_.authenticated = sh_->store->requirepass().empty();
+    init_call(*sh_, sctx, ctx_, sess_);
     sh_->add(this);
   }
   virtual ~call_base() = default;
@@ -192,19 +224,9 @@ class call_base {
         if (!r) ec = r.error();
       }
     }
-    if (ec) {
-      if (sctx_->IsCancelled()) co_return grpc::Status::CANCELLED;
-      const bool late = request_context::clock::now() >= ctx_.deadline;
-      const auto code = pipeline_error_code(ec, late);
-      spdlog::debug("grpc {}: request_id={} {} failed: {}", sh_->name, ctx_.request_id(), args[0], ec.message());
-      co_return grpc::Status(code, ec.message());
-    }
+    if (ec) co_return pipeline_status(*sh_, sctx_, ctx_, ec, args[0]);
     out = builder.take();
-    for (const auto& v : out) {
-      if (v.is_error()) co_return grpc::Status(reply_error_code(v.str), v.str);
-    }
-    if (out.empty()) co_return grpc::Status(grpc::StatusCode::INTERNAL, "no reply");
-    co_return grpc::Status::OK;
+    co_return replies_status(out);
   }
 
   /// As exec() for a single-reply command: the reply in `out`.
@@ -290,10 +312,97 @@ void log_exception(std::string_view what, std::exception_ptr e) {
   }
 }
 
+/// The reply builder of the inline unary driver: a command's first top-level reply, built without the reply list
+/// of value_reply_builder when it is a scalar (GET's bulk is copied once, into `first_`, then moved into the
+/// response). Containers, raw RESP and any further top-level replies go to an inner value_reply_builder.
+class unary_reply_builder final : public kv::reply_builder {
+ public:
+  explicit unary_reply_builder(int protocol) : inner_(protocol) {}
+
+  void simple(std::string_view s) override { leaf(kind::simple, s, [&] { inner_.simple(s); }); }
+  void error(std::string_view s) override { leaf(kind::error, s, [&] { inner_.error(s); }); }
+  void integer(long long v) override {
+    if (take_scalar()) {
+      first_.type = kind::integer;
+      first_.integer = v;
+    } else {
+      inner_.integer(v);
+    }
+  }
+  void bulk(std::string_view s) override { leaf(kind::bulk, s, [&] { inner_.bulk(s); }); }
+  void null_bulk() override { leaf(kind::null, {}, [&] { inner_.null_bulk(); }); }
+  void null_array() override { leaf(kind::null, {}, [&] { inner_.null_array(); }); }
+  void array(std::size_t n) override { nested().array(n); }
+  void map(std::size_t n) override { nested().map(n); }
+  void set(std::size_t n) override { nested().set(n); }
+  void push(std::size_t n) override { nested().push(n); }
+  void dbl(double v) override { nested().dbl(v); }
+  void boolean(bool v) override { nested().boolean(v); }
+  void verbatim(std::string_view s, std::string_view format = "txt") override { nested().verbatim(s, format); }
+  void big_number(std::string_view digits) override { nested().big_number(digits); }
+  void raw(std::string_view resp_bytes) override { nested().raw(resp_bytes); }
+  int protocol() const noexcept override { return inner_.protocol(); }
+
+  /// The first reply in `out`; the status as replies_status() gives it for all the top-level replies.
+  grpc::Status take_first(kv::reply_value& out) {
+    if (state_ == first::none) return grpc::Status(grpc::StatusCode::INTERNAL, "no reply");
+    if (state_ == first::scalar && first_.is_error()) return grpc::Status(reply_error_code(first_.str), first_.str);
+    auto rest = inner_.take();
+    if (auto st = replies_status(rest); !st.ok() && !rest.empty()) return st;
+    if (state_ == first::scalar) out = std::move(first_);
+    else if (!rest.empty()) out = std::move(rest.front());
+    else return grpc::Status(grpc::StatusCode::INTERNAL, "no reply");
+    return grpc::Status::OK;
+  }
+
+ private:
+  using kind = kv::reply_value::kind;
+  enum class first : std::uint8_t { none, scalar, inner };
+
+  /// True when this top-level scalar is the first reply (then stored in first_).
+  bool take_scalar() noexcept {
+    if (state_ != first::none || !inner_.complete()) return false;
+    state_ = first::scalar;
+    return true;
+  }
+  template <class F>
+  void leaf(kind k, std::string_view s, F forward) {
+    if (take_scalar()) {
+      first_.type = k;
+      first_.str.assign(s.data(), s.size());
+    } else {
+      forward();
+    }
+  }
+  /// Everything that is not stored in first_ (the first reply, when it is not a plain scalar, becomes inner's first).
+  kv::value_reply_builder& nested() noexcept {
+    if (state_ == first::none) state_ = first::inner;
+    return inner_;
+  }
+
+  kv::value_reply_builder inner_;
+  kv::reply_value first_;
+  first state_ = first::none;
+};
+
 // ---------------------------------------------------------------------------------------------------------------
-// Unary calls. Each operation is a struct with the message types and
-//   static awaitable<grpc::Status> run(call_base&, const Request&, Response&)
-// that issues its command(s) through call_base::exec and fills the response.
+// Unary calls. Each operation is a struct with the message types and two pure, synchronous functions:
+//   static grpc::Status command(const Request&, int step, cmd_args&)
+//       builds the command of step `step` (0, 1, ...); a non-OK status ends the call at once (invalid argument);
+//   static std::optional<grpc::Status> reply(const Request&, int step, kv::reply_value&, Response&)
+//       interprets that command's (non-error) reply: the call's final status, or nullopt = run step + 1.
+//       It writes the response only together with a final status.
+// Both drivers below use them: the inline one (kv_service_impl::unary, grpc's thread, pipeline's try_call_now) and
+// the asynchronous one (unary_call, on the runtime, readiness + call), which can take over at any step because
+// try_call_now has no side effect when it declines.
+
+/// The arguments of one command: string views into the request message, the literals, and `num` (decimal).
+struct cmd_args {
+  boost::container::small_vector<std::string_view, 8> v;
+  number num{0LL};
+  void push(std::string_view s) { v.push_back(s); }
+  std::span<const std::string_view> view() const noexcept { return {v.data(), v.size()}; }
+};
 
 template <class Op>
 class unary_call final : public call_base, public grpc::ServerUnaryReactor {
@@ -301,9 +410,10 @@ class unary_call final : public call_base, public grpc::ServerUnaryReactor {
   using request_type = typename Op::request;
   using response_type = typename Op::response;
 
+  /// `first_step`: the step to start from (the inline driver ran the ones before it).
   unary_call(std::shared_ptr<listener_shared> sh, grpc::CallbackServerContext* sctx, const request_type* rq,
-             response_type* rs)
-      : call_base(std::move(sh), sctx), rq_(rq), rs_(rs) {}
+             response_type* rs, int first_step)
+      : call_base(std::move(sh), sctx), rq_(rq), rs_(rs), step_(first_step) {}
 
   void start() {
     asio::co_spawn(ex_, run(), [this](std::exception_ptr e) {
@@ -322,8 +432,20 @@ class unary_call final : public call_base, public grpc::ServerUnaryReactor {
   }
 
  private:
+  asio::awaitable<grpc::Status> steps() {
+    for (;; ++step_) {
+      cmd_args a;
+      grpc::Status st = Op::command(*rq_, step_, a);
+      if (!st.ok()) co_return st;
+      kv::reply_value v;
+      st = co_await exec1(a.view(), v);
+      if (!st.ok()) co_return st;
+      if (auto done = Op::reply(*rq_, step_, v, local_)) co_return std::move(*done);
+    }
+  }
+
   asio::awaitable<void> run() {
-    grpc::Status st = co_await Op::run(*this, *rq_, local_);
+    grpc::Status st = co_await steps();
     if (!try_claim()) co_return;
     if (st.ok()) rs_->Swap(&local_);
     Finish(std::move(st));
@@ -332,27 +454,28 @@ class unary_call final : public call_base, public grpc::ServerUnaryReactor {
   const request_type* rq_;
   response_type* rs_;
   response_type local_;
+  int step_;
 };
-
-using awaitable_status = asio::awaitable<grpc::Status>;
 
 grpc::Status invalid(std::string msg) { return {grpc::StatusCode::INVALID_ARGUMENT, std::move(msg)}; }
 grpc::Status not_found() { return {grpc::StatusCode::NOT_FOUND, "key not found"}; }
 grpc::Status unexpected(const kv::reply_value&) { return {grpc::StatusCode::INTERNAL, "unexpected reply"}; }
+using final_status = std::optional<grpc::Status>;
 
 struct get_op {
   using request = pb::GetRequest;
   using response = pb::GetResponse;
   static constexpr std::string_view name = "Get";
-  static awaitable_status run(call_base& c, const request& rq, response& rs) {
-    const std::string_view args[] = {"GET", sv(rq.key())};
-    kv::reply_value v;
-    auto st = co_await c.exec1(args, v);
-    if (!st.ok()) co_return st;
-    if (v.is_null()) co_return not_found();
-    if (v.type != kv::reply_value::kind::bulk) co_return unexpected(v);
+  static grpc::Status command(const request& rq, int, cmd_args& a) {
+    a.push("GET");
+    a.push(sv(rq.key()));
+    return grpc::Status::OK;
+  }
+  static final_status reply(const request&, int, kv::reply_value& v, response& rs) {
+    if (v.is_null()) return not_found();
+    if (v.type != kv::reply_value::kind::bulk) return unexpected(v);
     *rs.mutable_value() = std::move(v.str);
-    co_return grpc::Status::OK;
+    return grpc::Status::OK;
   }
 };
 
@@ -360,38 +483,39 @@ struct set_op {
   using request = pb::SetRequest;
   using response = pb::SetResponse;
   static constexpr std::string_view name = "Set";
-  static awaitable_status run(call_base& c, const request& rq, response& rs) {
-    if (rq.ttl_ms() < 0) co_return invalid("ttl_ms must not be negative");
-    if (rq.keep_ttl() && rq.ttl_ms() != 0) co_return invalid("keep_ttl and ttl_ms are mutually exclusive");
-    std::string_view args[8] = {"SET", sv(rq.key()), sv(rq.value())};
-    std::size_t n = 3;
-    number ttl(static_cast<long long>(rq.ttl_ms()));
+  static grpc::Status command(const request& rq, int, cmd_args& a) {
+    if (rq.ttl_ms() < 0) return invalid("ttl_ms must not be negative");
+    if (rq.keep_ttl() && rq.ttl_ms() != 0) return invalid("keep_ttl and ttl_ms are mutually exclusive");
+    a.push("SET");
+    a.push(sv(rq.key()));
+    a.push(sv(rq.value()));
     if (rq.ttl_ms() > 0) {
-      args[n++] = "PX";
-      args[n++] = ttl.view();
+      a.num = number(static_cast<long long>(rq.ttl_ms()));
+      a.push("PX");
+      a.push(a.num.view());
     }
-    if (rq.keep_ttl()) args[n++] = "KEEPTTL";
+    if (rq.keep_ttl()) a.push("KEEPTTL");
     switch (rq.condition()) {
-      case pb::CONDITION_IF_NOT_EXISTS: args[n++] = "NX"; break;
-      case pb::CONDITION_IF_EXISTS: args[n++] = "XX"; break;
+      case pb::CONDITION_IF_NOT_EXISTS: a.push("NX"); break;
+      case pb::CONDITION_IF_EXISTS: a.push("XX"); break;
       case pb::CONDITION_UNSPECIFIED: break;
-      default: co_return invalid("unknown condition");
+      default: return invalid("unknown condition");
     }
-    if (rq.return_previous()) args[n++] = "GET";
-    kv::reply_value v;
-    auto st = co_await c.exec1(std::span(args, n), v);
-    if (!st.ok()) co_return st;
+    if (rq.return_previous()) a.push("GET");
+    return grpc::Status::OK;
+  }
+  static final_status reply(const request& rq, int, kv::reply_value& v, response& rs) {
     if (!rq.return_previous()) {
-      if (v.is_null()) co_return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, "condition not met");
-      co_return grpc::Status::OK;
+      if (v.is_null()) return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, "condition not met");
+      return grpc::Status::OK;
     }
     // SET ... GET: the reply is the old value either way; the condition failed when NX found a value or XX none.
     const bool had = !v.is_null();
     if ((rq.condition() == pb::CONDITION_IF_NOT_EXISTS && had) || (rq.condition() == pb::CONDITION_IF_EXISTS && !had))
-      co_return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, "condition not met");
+      return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, "condition not met");
     rs.set_had_previous(had);
     if (had) *rs.mutable_previous() = std::move(v.str);
-    co_return grpc::Status::OK;
+    return grpc::Status::OK;
   }
 };
 
@@ -399,17 +523,16 @@ struct delete_op {
   using request = pb::DeleteRequest;
   using response = pb::DeleteResponse;
   static constexpr std::string_view name = "Delete";
-  static awaitable_status run(call_base& c, const request& rq, response& rs) {
-    if (rq.keys_size() == 0) co_return invalid("keys must not be empty");
-    std::vector<std::string_view> args;
-    args.reserve(static_cast<std::size_t>(rq.keys_size()) + 1);
-    args.push_back("DEL");
-    for (const auto& k : rq.keys()) args.push_back(sv(k));
-    kv::reply_value v;
-    auto st = co_await c.exec1(args, v);
-    if (!st.ok()) co_return st;
+  static grpc::Status command(const request& rq, int, cmd_args& a) {
+    if (rq.keys_size() == 0) return invalid("keys must not be empty");
+    a.v.reserve(static_cast<std::size_t>(rq.keys_size()) + 1);
+    a.push("DEL");
+    for (const auto& k : rq.keys()) a.push(sv(k));
+    return grpc::Status::OK;
+  }
+  static final_status reply(const request&, int, kv::reply_value& v, response& rs) {
     rs.set_deleted(v.integer);
-    co_return grpc::Status::OK;
+    return grpc::Status::OK;
   }
 };
 
@@ -417,15 +540,14 @@ struct mget_op {
   using request = pb::MGetRequest;
   using response = pb::MGetResponse;
   static constexpr std::string_view name = "MGet";
-  static awaitable_status run(call_base& c, const request& rq, response& rs) {
-    if (rq.keys_size() == 0) co_return invalid("keys must not be empty");
-    std::vector<std::string_view> args;
-    args.reserve(static_cast<std::size_t>(rq.keys_size()) + 1);
-    args.push_back("MGET");
-    for (const auto& k : rq.keys()) args.push_back(sv(k));
-    kv::reply_value v;
-    auto st = co_await c.exec1(args, v);
-    if (!st.ok()) co_return st;
+  static grpc::Status command(const request& rq, int, cmd_args& a) {
+    if (rq.keys_size() == 0) return invalid("keys must not be empty");
+    a.v.reserve(static_cast<std::size_t>(rq.keys_size()) + 1);
+    a.push("MGET");
+    for (const auto& k : rq.keys()) a.push(sv(k));
+    return grpc::Status::OK;
+  }
+  static final_status reply(const request&, int, kv::reply_value& v, response& rs) {
     rs.mutable_values()->Reserve(static_cast<int>(v.elements.size()));
     for (auto& e : v.elements) {
       auto* o = rs.add_values();
@@ -434,7 +556,7 @@ struct mget_op {
         *o->mutable_value() = std::move(e.str);
       }
     }
-    co_return grpc::Status::OK;
+    return grpc::Status::OK;
   }
 };
 
@@ -442,21 +564,20 @@ struct mset_op {
   using request = pb::MSetRequest;
   using response = pb::MSetResponse;
   static constexpr std::string_view name = "MSet";
-  static awaitable_status run(call_base& c, const request& rq, response&) {
-    if (rq.entries_size() == 0) co_return invalid("entries must not be empty");
-    std::vector<std::string_view> args;
-    args.reserve(static_cast<std::size_t>(rq.entries_size()) * 2 + 1);
-    args.push_back(rq.if_none_exist() ? "MSETNX" : "MSET");
+  static grpc::Status command(const request& rq, int, cmd_args& a) {
+    if (rq.entries_size() == 0) return invalid("entries must not be empty");
+    a.v.reserve(static_cast<std::size_t>(rq.entries_size()) * 2 + 1);
+    a.push(rq.if_none_exist() ? "MSETNX" : "MSET");
     for (const auto& e : rq.entries()) {
-      args.push_back(sv(e.key()));
-      args.push_back(sv(e.value()));
+      a.push(sv(e.key()));
+      a.push(sv(e.value()));
     }
-    kv::reply_value v;
-    auto st = co_await c.exec1(args, v);
-    if (!st.ok()) co_return st;
+    return grpc::Status::OK;
+  }
+  static final_status reply(const request& rq, int, kv::reply_value& v, response&) {
     if (rq.if_none_exist() && v.integer == 0)
-      co_return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, "a key already exists");
-    co_return grpc::Status::OK;
+      return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, "a key already exists");
+    return grpc::Status::OK;
   }
 };
 
@@ -464,14 +585,16 @@ struct incr_op {
   using request = pb::IncrRequest;
   using response = pb::IncrResponse;
   static constexpr std::string_view name = "Incr";
-  static awaitable_status run(call_base& c, const request& rq, response& rs) {
-    number delta(static_cast<long long>(rq.delta()));
-    const std::string_view args[] = {"INCRBY", sv(rq.key()), delta.view()};
-    kv::reply_value v;
-    auto st = co_await c.exec1(args, v);
-    if (!st.ok()) co_return st;
+  static grpc::Status command(const request& rq, int, cmd_args& a) {
+    a.num = number(static_cast<long long>(rq.delta()));
+    a.push("INCRBY");
+    a.push(sv(rq.key()));
+    a.push(a.num.view());
+    return grpc::Status::OK;
+  }
+  static final_status reply(const request&, int, kv::reply_value& v, response& rs) {
     rs.set_value(v.integer);
-    co_return grpc::Status::OK;
+    return grpc::Status::OK;
   }
 };
 
@@ -479,24 +602,25 @@ struct expire_op {
   using request = pb::ExpireRequest;
   using response = pb::ExpireResponse;
   static constexpr std::string_view name = "Expire";
-  static awaitable_status run(call_base& c, const request& rq, response& rs) {
-    number ttl(static_cast<long long>(rq.ttl_ms()));
-    std::string_view args[4] = {"PEXPIRE", sv(rq.key()), ttl.view()};
-    std::size_t n = 3;
+  static grpc::Status command(const request& rq, int, cmd_args& a) {
+    a.num = number(static_cast<long long>(rq.ttl_ms()));
+    a.push("PEXPIRE");
+    a.push(sv(rq.key()));
+    a.push(a.num.view());
     switch (rq.condition()) {
       case pb::EXPIRE_CONDITION_UNSPECIFIED: break;
-      case pb::EXPIRE_CONDITION_IF_NO_TTL: args[n++] = "NX"; break;
-      case pb::EXPIRE_CONDITION_IF_HAS_TTL: args[n++] = "XX"; break;
-      case pb::EXPIRE_CONDITION_IF_GREATER: args[n++] = "GT"; break;
-      case pb::EXPIRE_CONDITION_IF_LESS: args[n++] = "LT"; break;
-      default: co_return invalid("unknown condition");
+      case pb::EXPIRE_CONDITION_IF_NO_TTL: a.push("NX"); break;
+      case pb::EXPIRE_CONDITION_IF_HAS_TTL: a.push("XX"); break;
+      case pb::EXPIRE_CONDITION_IF_GREATER: a.push("GT"); break;
+      case pb::EXPIRE_CONDITION_IF_LESS: a.push("LT"); break;
+      default: return invalid("unknown condition");
     }
-    kv::reply_value v;
-    auto st = co_await c.exec1(std::span(args, n), v);
-    if (!st.ok()) co_return st;
-    if (v.integer == 0 && rq.condition() == pb::EXPIRE_CONDITION_UNSPECIFIED) co_return not_found();
+    return grpc::Status::OK;
+  }
+  static final_status reply(const request& rq, int, kv::reply_value& v, response& rs) {
+    if (v.integer == 0 && rq.condition() == pb::EXPIRE_CONDITION_UNSPECIFIED) return not_found();
     rs.set_applied(v.integer != 0);
-    co_return grpc::Status::OK;
+    return grpc::Status::OK;
   }
 };
 
@@ -504,36 +628,37 @@ struct ttl_op {
   using request = pb::TtlRequest;
   using response = pb::TtlResponse;
   static constexpr std::string_view name = "Ttl";
-  static awaitable_status run(call_base& c, const request& rq, response& rs) {
-    const std::string_view args[] = {"PTTL", sv(rq.key())};
-    kv::reply_value v;
-    auto st = co_await c.exec1(args, v);
-    if (!st.ok()) co_return st;
-    if (v.integer == -2) co_return not_found();
+  static grpc::Status command(const request& rq, int, cmd_args& a) {
+    a.push("PTTL");
+    a.push(sv(rq.key()));
+    return grpc::Status::OK;
+  }
+  static final_status reply(const request&, int, kv::reply_value& v, response& rs) {
+    if (v.integer == -2) return not_found();
     rs.set_ttl_ms(v.integer);
-    co_return grpc::Status::OK;
+    return grpc::Status::OK;
   }
 };
 
+/// PERSIST, then (when it removed nothing) PTTL to tell "missing" (-2) from "no TTL".
 struct persist_op {
   using request = pb::PersistRequest;
   using response = pb::PersistResponse;
   static constexpr std::string_view name = "Persist";
-  static awaitable_status run(call_base& c, const request& rq, response& rs) {
-    const std::string_view args[] = {"PERSIST", sv(rq.key())};
-    kv::reply_value v;
-    auto st = co_await c.exec1(args, v);
-    if (!st.ok()) co_return st;
-    if (v.integer == 0) {
-      // 0: no TTL removed; tell "missing" from "no TTL" (PTTL -2 = missing).
-      const std::string_view ttl_args[] = {"PTTL", sv(rq.key())};
-      kv::reply_value t;
-      st = co_await c.exec1(ttl_args, t);
-      if (!st.ok()) co_return st;
-      if (t.integer == -2) co_return not_found();
+  static grpc::Status command(const request& rq, int step, cmd_args& a) {
+    a.push(step == 0 ? "PERSIST" : "PTTL");
+    a.push(sv(rq.key()));
+    return grpc::Status::OK;
+  }
+  static final_status reply(const request&, int step, kv::reply_value& v, response& rs) {
+    if (step == 0) {
+      if (v.integer == 0) return std::nullopt;  // no TTL removed: missing or persistent?
+      rs.set_removed(true);
+      return grpc::Status::OK;
     }
-    rs.set_removed(v.integer != 0);
-    co_return grpc::Status::OK;
+    if (v.integer == -2) return not_found();
+    rs.set_removed(false);
+    return grpc::Status::OK;
   }
 };
 
@@ -541,13 +666,15 @@ struct publish_op {
   using request = pb::PublishRequest;
   using response = pb::PublishResponse;
   static constexpr std::string_view name = "Publish";
-  static awaitable_status run(call_base& c, const request& rq, response& rs) {
-    const std::string_view args[] = {"PUBLISH", sv(rq.channel()), sv(rq.message())};
-    kv::reply_value v;
-    auto st = co_await c.exec1(args, v);
-    if (!st.ok()) co_return st;
+  static grpc::Status command(const request& rq, int, cmd_args& a) {
+    a.push("PUBLISH");
+    a.push(sv(rq.channel()));
+    a.push(sv(rq.message()));
+    return grpc::Status::OK;
+  }
+  static final_status reply(const request&, int, kv::reply_value& v, response& rs) {
     rs.set_receivers(v.integer);
-    co_return grpc::Status::OK;
+    return grpc::Status::OK;
   }
 };
 
@@ -808,7 +935,14 @@ class subscribe_call final : public call_base,
     if (finish_pending_) {
       finished_ = true;
       grpc::Status s = std::move(final_);
+      // Leave the store before the client can see the status, so that a PUBLISH sent after it no longer counts
+      // this subscriber (otherwise that waits for OnDone). Only once subscribe() is done with the session
+      // (held_ == false); else the destructor detaches. The store lock is taken without mutex_ (deliver() takes
+      // them in the other order).
+      const bool detach_now = !held_ && attached_;
+      if (detach_now) attached_ = false;
       lk.unlock();
+      if (detach_now) shared().store->detach(sess_);
       if (try_claim()) Finish(std::move(s));
       return;
     }
@@ -822,7 +956,7 @@ class subscribe_call final : public call_base,
 
   pb::SubscribeRequest rq_;
   const std::size_t limit_;
-  bool attached_ = false;  // runtime thread, then the destructor
+  bool attached_ = false;  // set by subscribe() before held_ = false; then under mutex_ (pump), then the destructor
 
   mutable std::mutex mutex_;
   std::deque<pb::SubscribeResponse> queue_;
@@ -914,17 +1048,48 @@ class kv_service_impl final : public pb::KV::CallbackService {
     return finished<Base>(grpc::Status(grpc::StatusCode::UNAVAILABLE, "server is shutting down"));
   }
 
+  /// A unary call. Inline driver: when the pipeline has the synchronous fast path (every layer implements
+  /// try_call_now, see immediate_service in turret/service.hpp), the call's commands run right here on grpc's
+  /// thread and the call finishes before the handler returns: no call object, no hop to the runtime and back, no
+  /// coroutine. This keeps the front end's contract (never block grpc's threads): try_call_now never waits; the core
+  /// holds the store mutex for a few hundred nanoseconds, like any short lock. When a layer would have to suspend
+  /// (try_call_now declines, without side effect: a concurrency limit with no free slot, a layer without fast path)
+  /// the call continues from that step on the runtime (unary_call: readiness + call, with the client's
+  /// cancellation and deadline bound to the request's context). Inline calls are not listed in connections() and
+  /// need no cancellation: nothing of theirs outlives the handler except grpc's own finishing of the call.
   template <class Op>
   grpc::ServerUnaryReactor* unary(grpc::CallbackServerContext* c, const typename Op::request* rq,
                                   typename Op::response* rs) {
-    if (sh_->draining.load(std::memory_order_acquire)) {
-      auto* r = c->DefaultReactor();
-      r->Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE, "server is shutting down"));
-      return r;
+    if (sh_->draining.load(std::memory_order_acquire)) return finish_default(c, grpc::Status(grpc::StatusCode::UNAVAILABLE, "server is shutting down"));
+    int step = 0;
+    if (sh_->pipeline.supports_immediate()) {
+      request_context ctx;
+      kv::session sess;
+      init_call(*sh_, c, ctx, sess);
+      for (;; ++step) {
+        cmd_args a;
+        grpc::Status st = Op::command(*rq, step, a);
+        if (!st.ok()) return finish_default(c, std::move(st));
+        unary_reply_builder builder(sess.resp);
+        kv::request req{ctx, sess, a.view(), builder};
+        auto now = sh_->pipeline.try_call_now(req);
+        if (!now) break;  // would suspend: continue from this step on the runtime
+        if (!*now) return finish_default(c, pipeline_status(*sh_, c, ctx, now->error(), a.v[0]));
+        kv::reply_value v;
+        st = builder.take_first(v);
+        if (!st.ok()) return finish_default(c, std::move(st));
+        if (auto done = Op::reply(*rq, step, v, *rs)) return finish_default(c, std::move(*done));
+      }
     }
-    auto* call = new unary_call<Op>(sh_, c, rq, rs);
+    auto* call = new unary_call<Op>(sh_, c, rq, rs, step);
     call->start();
     return call;
+  }
+
+  static grpc::ServerUnaryReactor* finish_default(grpc::CallbackServerContext* c, grpc::Status s) {
+    auto* r = c->DefaultReactor();
+    r->Finish(std::move(s));
+    return r;
   }
 
   std::shared_ptr<listener_shared> sh_;

@@ -2,6 +2,7 @@
 // Dispatcher internals shared by kv_service (requests) and the transaction family (EXEC runs the queue).
 // Everything here runs with the store lock held.
 #include <services/kv/command_table.hpp>
+#include <services/kv/numbers.hpp>
 #include <services/kv/store.hpp>
 
 #include <string>
@@ -22,8 +23,6 @@ std::string unknown_command_error(std::span<const std::string_view> args);
 /// Writes an error reply as Redis's addReplyErrorSds does (CR/LF in the text become spaces), counts it.
 void reply_error(store& st, reply_builder& out, std::string_view msg);
 
-/// Redis's string2ll: strict base-10 long long (no spaces, no '+', no leading zeros).
-bool string_to_ll(std::string_view s, long long& out) noexcept;
 
 /// Current unix time in milliseconds (the value handlers get as ctx.now).
 ms_t unix_time_ms() noexcept;

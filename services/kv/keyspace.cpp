@@ -21,6 +21,13 @@ namespace {
 // A multiply-fold hash: 128-bit products folded to 64 bits, 16 bytes per round (three lanes above 48 bytes).
 // Seeded per keyspace so that hash flooding needs the (random) seed.
 
+// memcpy/memcmp of possibly empty string_views: an empty view may have data() == nullptr, which memcpy and
+// memcmp must not receive even with a zero length (UBSan: nonnull-attribute).
+inline void copy_bytes(void* dst, const void* src, std::size_t n) noexcept {
+  if (n) std::memcpy(dst, src, n);
+}
+inline bool same_bytes(const void* a, const void* b, std::size_t n) noexcept { return n == 0 || std::memcmp(a, b, n) == 0; }
+
 inline std::uint64_t rd64(const unsigned char* p) noexcept {
   std::uint64_t v;
   std::memcpy(&v, p, 8);
@@ -257,7 +264,7 @@ struct keyspace::impl {
       if (s == empty_slot) return npos;
       if ((s >> tag_shift) == tag && s != tomb_slot) {
         const unsigned char* p = B(slot_ptr(s));
-        if (e_klen(p) == key.size() && std::memcmp(e_key(p), key.data(), key.size()) == 0) return i;
+        if (e_klen(p) == key.size() && same_bytes(e_key(p), key.data(), key.size())) return i;
       }
     }
   }
@@ -424,7 +431,7 @@ struct keyspace::impl {
     std::uint8_t f = static_cast<std::uint8_t>(type_exp | (needs_wide(key.size(), vl) ? f_wide : 0));
     entry* e = alloc_entry(hdr_size(f) + key.size() + vl + extra);
     write_base(B(e), f, static_cast<std::uint32_t>(key.size()), static_cast<std::uint32_t>(vl));
-    std::memcpy(B(e) + hdr_size(f), key.data(), key.size());
+    copy_bytes(B(e) + hdr_size(f), key.data(), key.size());
     return e;
   }
 
@@ -448,9 +455,13 @@ struct keyspace::impl {
 
   // Replace the pointer of entry `from` (at loc) by `to` everywhere (slot, expires vector).
   void repoint(location loc, entry* to) noexcept {
+    repoint_slot(loc, to);
+    if (B(to)[0] & f_expire) expires[e_xidx(B(to))] = to;
+  }
+  // Only the slot: for an entry that is not (yet) in the expires vector, whose index field is not set.
+  static void repoint_slot(location loc, entry* to) noexcept {
     slot_t s = loc.t->slots[loc.i];
     loc.t->slots[loc.i] = (s & ~ptr_mask) | reinterpret_cast<slot_t>(to);
-    if (B(to)[0] & f_expire) expires[e_xidx(B(to))] = to;
   }
 };
 
@@ -508,7 +519,7 @@ entry* keyspace::set(std::string_view key, std::string_view value, ms_t expire_a
       if (had_exp && !exp_flag) m.xremove(p);
       impl::relayout(p, value.size(), exp_flag, 0);
       p[0] = static_cast<std::uint8_t>((p[0] & ~f_type_mask) | type);
-      std::memcpy(p + hdr_size(p[0]) + key.size(), value.data(), value.size());
+      copy_bytes(p + hdr_size(p[0]) + key.size(), value.data(), value.size());
       if (exp_flag) {
         set_e_expire(p, expire_at);
         if (!had_exp) m.xadd(e);
@@ -517,7 +528,7 @@ entry* keyspace::set(std::string_view key, std::string_view value, ms_t expire_a
     }
     // Needs a new block.
     entry* n = m.make_entry(key, value.size(), static_cast<std::uint8_t>(type | exp_flag));
-    std::memcpy(B(n) + hdr_size(B(n)[0]) + key.size(), value.data(), value.size());
+    copy_bytes(B(n) + hdr_size(B(n)[0]) + key.size(), value.data(), value.size());
     if (had_exp) {
       std::uint32_t xi = e_xidx(p);
       if (exp_flag) {
@@ -537,7 +548,7 @@ entry* keyspace::set(std::string_view key, std::string_view value, ms_t expire_a
   }
   m.reserve_one();
   entry* n = m.make_entry(key, value.size(), static_cast<std::uint8_t>(type | exp_flag));
-  std::memcpy(B(n) + hdr_size(B(n)[0]) + key.size(), value.data(), value.size());
+  copy_bytes(B(n) + hdr_size(B(n)[0]) + key.size(), value.data(), value.size());
   if (exp_flag) {
     set_e_expire(B(n), expire_at);
     m.xadd(n);
@@ -648,7 +659,7 @@ void keyspace::set_expire(entry*& e, ms_t at) {
     assert(loc);
     entry* n = m.make_entry(key_of(e), vl, static_cast<std::uint8_t>((p[0] & f_type_mask) | f_expire));
     std::memcpy(B(n) + hdr_size(B(n)[0]) + kl, p + hdr_size(p[0]) + kl, vl);
-    m.repoint(loc, n);  // no expires-vector entry yet
+    impl::repoint_slot(loc, n);  // no expires-vector entry yet (xadd below): its index field is still unset
     m.free_entry(e);
     e = n;
     p = B(n);

@@ -303,3 +303,27 @@ TEST(Keyspace, MemoryOneMillion16x16) {
     EXPECT_EQ(ks.size(), 1000000u);
   }
 }
+
+TEST(Keyspace, SetExpireRelocatingEntryKeepsExpiresIndexConsistent) {
+  // Adding a TTL grows the header; when the block has no room the entry moves. The moved entry must not be looked
+  // up in the expires vector before it is added (its index field is uninitialised): this used to write through a
+  // garbage index (ASan: SEGV in repoint). Every value size hits both the in-place and the relocating path.
+  keyspace ks(0);
+  for (std::size_t n = 0; n < 300; ++n) {
+    const std::string k = key_n(n);
+    const std::string v(n, 'v');
+    ks.set(k, v);
+    entry* e = ks.find_raw(k);
+    ASSERT_NE(e, nullptr);
+    ks.set_expire(e, 1000 + static_cast<ms_t>(n));
+    EXPECT_EQ(ks.find_raw(k), e);
+    EXPECT_EQ(ks.expire_of(e), 1000 + static_cast<ms_t>(n));
+    EXPECT_EQ(keyspace::value_of(e), v);
+  }
+  EXPECT_EQ(ks.expires_size(), 300u);
+  std::size_t removed = 0;
+  for (int round = 0; round < 10000 && ks.expires_size() > 0; ++round) removed += ks.active_expire(1'000'000, 20);
+  EXPECT_EQ(removed, 300u);
+  EXPECT_EQ(ks.size(), 0u);
+  EXPECT_EQ(ks.expires_size(), 0u);
+}

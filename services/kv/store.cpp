@@ -1,4 +1,5 @@
 #include <services/kv/store.hpp>
+#include <services/kv/numbers.hpp>
 
 #include <services/kv/glob.hpp>
 
@@ -29,37 +30,6 @@ void erase_one(std::vector<session*>& v, session* s) {
   if (it != v.end()) v.erase(it);
 }
 
-// Redis's string2ll: strict decimal, no spaces, no '+', no leading zeros.
-bool parse_ll(std::string_view s, long long& out) {
-  if (s.empty() || s.size() > 20) return false;
-  if (s.size() == 1 && s[0] == '0') {
-    out = 0;
-    return true;
-  }
-  std::size_t i = 0;
-  bool neg = false;
-  if (s[0] == '-') {
-    neg = true;
-    i = 1;
-    if (s.size() == 1) return false;
-  }
-  if (s[i] < '1' || s[i] > '9') return false;
-  unsigned long long v = 0;
-  for (; i < s.size(); ++i) {
-    if (s[i] < '0' || s[i] > '9') return false;
-    unsigned long long d = static_cast<unsigned long long>(s[i] - '0');
-    if (v > (ULLONG_MAX - d) / 10) return false;
-    v = v * 10 + d;
-  }
-  if (neg) {
-    if (v > static_cast<unsigned long long>(LLONG_MAX) + 1) return false;
-    out = static_cast<long long>(0 - v);
-  } else {
-    if (v > static_cast<unsigned long long>(LLONG_MAX)) return false;
-    out = static_cast<long long>(v);
-  }
-  return true;
-}
 
 // Redis's memtoull: number with optional unit b, k, kb, m, mb, g, gb (case-insensitive).
 bool parse_memory(std::string_view s, unsigned long long& out) {

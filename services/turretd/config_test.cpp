@@ -61,8 +61,7 @@ TEST(TurretdConfig, EmbeddedDefaultMatchesTheIssueExample) {
 }
 
 TEST(TurretdConfig, DeployFileIsValid) {
-  std::string root = __FILE__;  // <source>/services/turretd/config_test.cpp
-  root.resize(root.rfind("/services/"));
+  const std::string root = TURRET_SOURCE_DIR;  // set by services/CMakeLists.txt (__FILE__ is relative under ccache)
   auto cfg = load_config(root + "/deploy/turret.yaml", regs());
   ASSERT_GE(cfg->listeners.size(), 1u);
   EXPECT_EQ(cfg->store.options.databases, 16);

@@ -120,7 +120,7 @@ class shutdown_coordinator {
   std::vector<std::function<void()>> stop_accepting_;
   std::vector<std::function<void()>> force_close_;
   std::function<void(bool)> done_;
-  std::unique_ptr<boost::asio::steady_timer> timer_;
+  boost::asio::any_io_executor ex_;
   std::chrono::steady_clock::time_point deadline_;
 };
 

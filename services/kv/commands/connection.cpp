@@ -37,7 +37,7 @@ void quit_cmd(command_ctx& c) {
 }
 
 bool get_int(command_ctx& c, std::string_view s, long long& v, std::string_view err) {
-  if (!string_to_ll(s, v) || v < INT_MIN || v > INT_MAX) {
+  if (!parse_ll(s, v) || v < INT_MIN || v > INT_MAX) {
     reply_error(c.st, c.out, err.empty() ? "ERR value is not an integer or out of range" : err);
     return false;
   }
@@ -121,7 +121,7 @@ void hello_cmd(command_ctx& c) {
   long long ver = 0;
   std::size_t next = 1;
   if (c.args.size() >= 2) {
-    if (!string_to_ll(c.args[next++], ver)) {
+    if (!parse_ll(c.args[next++], ver)) {
       reply_error(c.st, c.out, "ERR Protocol version is not an integer or out of range");
       return;
     }
@@ -287,7 +287,7 @@ void client_list(command_ctx& c) {
     by_id = true;
     for (std::size_t j = 3; j < c.args.size(); ++j) {
       long long id;
-      if (!string_to_ll(c.args[j], id)) {
+      if (!parse_ll(c.args[j], id)) {
         reply_error(c.st, c.out, "ERR Invalid client ID");
         return;
       }
@@ -336,7 +336,7 @@ void client_kill(command_ctx& c) {
       auto opt = c.args[i];
       if (iequals(opt, "id") && moreargs) {
         long long tmp;
-        if (!string_to_ll(c.args[i + 1], tmp) || tmp < 1) {
+        if (!parse_ll(c.args[i + 1], tmp) || tmp < 1) {
           reply_error(c.st, c.out, "ERR client-id should be greater than 0");
           return;
         }
@@ -425,36 +425,6 @@ void client_help(command_ctx& c) { c.out.raw(c.st.commands()->find("client")->he
 
 }  // namespace
 
-bool string_to_ll(std::string_view s, long long& out) noexcept {
-  if (s.empty() || s.size() > 20) return false;
-  if (s.size() == 1 && s[0] == '0') {
-    out = 0;
-    return true;
-  }
-  std::size_t i = 0;
-  bool neg = false;
-  if (s[0] == '-') {
-    neg = true;
-    i = 1;
-    if (s.size() == 1) return false;
-  }
-  if (s[i] < '1' || s[i] > '9') return false;
-  unsigned long long v = 0;
-  for (; i < s.size(); ++i) {
-    if (s[i] < '0' || s[i] > '9') return false;
-    unsigned long long d = static_cast<unsigned long long>(s[i] - '0');
-    if (v > (ULLONG_MAX - d) / 10) return false;
-    v = v * 10 + d;
-  }
-  if (neg) {
-    if (v > static_cast<unsigned long long>(LLONG_MAX) + 1) return false;
-    out = static_cast<long long>(0 - v);
-  } else {
-    if (v > static_cast<unsigned long long>(LLONG_MAX)) return false;
-    out = static_cast<long long>(v);
-  }
-  return true;
-}
 
 void register_connection_commands(command_table& t) {
   t.add("ping", ping_cmd);

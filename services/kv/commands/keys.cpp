@@ -103,7 +103,7 @@ void scan_cmd(command_ctx& c) {
   for (std::size_t i = 2; i < c.args.size();) {
     std::size_t j = c.args.size() - i;
     if (iequals(c.args[i], "count") && j >= 2) {
-      if (!string_to_ll(c.args[i + 1], count)) {
+      if (!parse_ll(c.args[i + 1], count)) {
         reply_error(c.st, c.out, err_not_int);
         return;
       }
@@ -198,7 +198,7 @@ void copy_cmd(command_ctx& c) {
       replace = true;
     } else if (iequals(c.args[j], "db") && additional >= 1) {
       long long id;
-      if (!string_to_ll(c.args[j + 1], id)) {
+      if (!parse_ll(c.args[j + 1], id)) {
         reply_error(c.st, c.out, err_not_int);
         return;
       }
@@ -241,7 +241,7 @@ void copy_cmd(command_ctx& c) {
 void move_cmd(command_ctx& c) {
   keyspace& src = c.db();
   long long id;
-  if (!string_to_ll(c.args[2], id) || id < INT_MIN || id > INT_MAX) {
+  if (!parse_ll(c.args[2], id) || id < INT_MIN || id > INT_MAX) {
     reply_error(c.st, c.out, err_not_int);
     return;
   }
@@ -308,7 +308,7 @@ void expire_generic(command_ctx& c, ms_t basetime, bool seconds) {
     return;
   }
   long long when;
-  if (!string_to_ll(c.args[2], when)) {
+  if (!parse_ll(c.args[2], when)) {
     reply_error(c.st, c.out, err_not_int);
     return;
   }

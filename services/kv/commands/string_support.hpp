@@ -3,6 +3,7 @@
 // formatting rules, its error texts, and the lookups of db.c (lazy expiry + keyspace hit/miss statistics).
 // Internal to services/kv/commands; handlers run under the store lock.
 #include <services/kv/command.hpp>
+#include <services/kv/numbers.hpp>
 #include <services/kv/store.hpp>
 
 #include <climits>
@@ -11,45 +12,14 @@
 
 namespace turret::kv::detail {
 
+using kv::parse_ll;
+
 inline constexpr std::string_view err_not_int = "ERR value is not an integer or out of range";
 inline constexpr std::string_view err_syntax = "ERR syntax error";
 inline constexpr std::string_view err_wrongtype = "WRONGTYPE Operation against a key holding the wrong kind of value";
 inline constexpr std::string_view err_not_float = "ERR value is not a valid float";
 inline constexpr std::string_view err_too_big = "ERR string exceeds maximum allowed size (proto-max-bulk-len)";
 
-/// Redis's string2ll: optional '-', no '+', no spaces, no leading zeros (except "0"), no "-0", in range.
-inline bool parse_ll(std::string_view s, long long& out) noexcept {
-  const char* p = s.data();
-  std::size_t n = s.size(), i = 0;
-  if (n == 0 || n > 20) return false;
-  if (n == 1 && p[0] == '0') {
-    out = 0;
-    return true;
-  }
-  bool neg = false;
-  if (p[0] == '-') {
-    neg = true;
-    if (++i == n) return false;
-  }
-  if (p[i] < '1' || p[i] > '9') return false;
-  unsigned long long v = static_cast<unsigned long long>(p[i++] - '0');
-  for (; i < n; ++i) {
-    if (p[i] < '0' || p[i] > '9') return false;
-    if (v > ULLONG_MAX / 10) return false;
-    v *= 10;
-    unsigned long long d = static_cast<unsigned long long>(p[i] - '0');
-    if (v > ULLONG_MAX - d) return false;
-    v += d;
-  }
-  if (neg) {
-    if (v > static_cast<unsigned long long>(LLONG_MAX) + 1) return false;
-    out = static_cast<long long>(0 - v);
-  } else {
-    if (v > static_cast<unsigned long long>(LLONG_MAX)) return false;
-    out = static_cast<long long>(v);
-  }
-  return true;
-}
 
 /// Decimal formatting of a long long into buf (at least 21 bytes); returns the length.
 inline std::size_t format_ll(char* buf, long long value) noexcept {

@@ -239,7 +239,7 @@ void store_value(command_ctx& c, std::string_view key, entry* e, std::string_vie
     return;
   }
   auto dst = db.resize_value(e, v.size());
-  std::memcpy(dst.data(), v.data(), v.size());
+  if (!v.empty()) std::memcpy(dst.data(), v.data(), v.size());
 }
 
 void incr_decr(command_ctx& c, long long incr) {
@@ -338,7 +338,7 @@ void cmd_append(command_ctx& c) {
     total = old + add.size();
     if (static_cast<long long>(total) > proto_max_bulk_len(c)) return c.out.error(err_too_big);
     auto v = c.db().resize_value(e, total);
-    std::memcpy(v.data() + old, add.data(), add.size());
+    if (!add.empty()) std::memcpy(v.data() + old, add.data(), add.size());
   }
   modified(c, key, "append");
   c.out.integer(static_cast<long long>(total));
@@ -389,7 +389,7 @@ void cmd_setrange(command_ctx& c) {
   std::size_t need = static_cast<std::size_t>(offset) + val.size();
   std::size_t cur = keyspace::value_of(e).size();
   std::span<char> v = need > cur ? db.resize_value(e, need) : db.mutable_value(e);
-  std::memcpy(v.data() + offset, val.data(), val.size());
+  if (!val.empty()) std::memcpy(v.data() + offset, val.data(), val.size());
   modified(c, key, "setrange");
   c.out.integer(static_cast<long long>(v.size()));
 }
