@@ -1,4 +1,5 @@
 #pragma once
+#include <turret/percent_encoding.hpp>
 // Routing of the REST API (no Beast here: unit-testable and cheap to compile).
 //
 // Routes (see docs/openapi.json, which a test checks against route_table()):
@@ -67,7 +68,7 @@ match_result match(method m, std::string_view path);
 /// Decodes %XX escapes (and '+' as a space when `plus_is_space`, for query strings). nullopt on a malformed escape.
 std::optional<std::string> percent_decode(std::string_view s, bool plus_is_space = false);
 /// Encodes every byte outside RFC 3986's unreserved set as %XX.
-std::string percent_encode(std::string_view s);
+using turret::percent_encode;  // framework/include/turret/percent_encoding.hpp
 
 /// A parsed query string: decoded (name, value) pairs in order. `ok` is false when an escape is malformed.
 struct query {

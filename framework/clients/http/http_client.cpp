@@ -17,6 +17,8 @@
 #include <charconv>
 #include <ostream>
 
+#include <turret/percent_encoding.hpp>
+
 namespace turret::clients {
 
 namespace asio = boost::asio;
@@ -39,20 +41,6 @@ const boost::system::error_category& http_client_category() noexcept {
   return c;
 }
 
-std::string url_encode_segment(std::string_view s) {
-  static constexpr char hex[] = "0123456789ABCDEF";
-  std::string out;
-  for (unsigned char c : s) {
-    if (std::isalnum(c) || c == '-' || c == '.' || c == '_' || c == '~') {
-      out.push_back(static_cast<char>(c));
-    } else {
-      out.push_back('%');
-      out.push_back(hex[c >> 4]);
-      out.push_back(hex[c & 15]);
-    }
-  }
-  return out;
-}
 
 struct http_client::impl {
   impl(asio::any_io_executor ex, std::string h, std::uint16_t p) : host(std::move(h)), port(p), sock(ex) {}
@@ -131,7 +119,7 @@ asio::awaitable<result<http_response>> http_client::request(std::string_view met
 }
 
 asio::awaitable<result<std::optional<std::string>>> http_client::get(std::string_view key) {
-  auto r = co_await request("GET", "/v1/kv/" + url_encode_segment(key));
+  auto r = co_await request("GET", "/v1/kv/" + percent_encode(key));
   if (!r) co_return r.error();
   if (r->status == 404) co_return std::optional<std::string>();
   if (r->status != 200) co_return make_error_code(http_client_errc::status);
@@ -140,7 +128,7 @@ asio::awaitable<result<std::optional<std::string>>> http_client::get(std::string
 
 asio::awaitable<result<bool>> http_client::set(std::string_view key, std::string_view value,
                                                std::optional<std::chrono::milliseconds> ttl) {
-  std::string target = "/v1/kv/" + url_encode_segment(key);
+  std::string target = "/v1/kv/" + percent_encode(key);
   if (ttl) target += "?ttl_ms=" + std::to_string(ttl->count());
   auto r = co_await request("PUT", target, value, "application/octet-stream");
   if (!r) co_return result<bool>(boost::system::in_place_error, r.error());
@@ -150,7 +138,7 @@ asio::awaitable<result<bool>> http_client::set(std::string_view key, std::string
 }
 
 asio::awaitable<result<bool>> http_client::del(std::string_view key) {
-  auto r = co_await request("DELETE", "/v1/kv/" + url_encode_segment(key));
+  auto r = co_await request("DELETE", "/v1/kv/" + percent_encode(key));
   if (!r) co_return result<bool>(boost::system::in_place_error, r.error());
   if (r->status == 204) co_return true;
   if (r->status == 404) co_return false;
@@ -158,7 +146,7 @@ asio::awaitable<result<bool>> http_client::del(std::string_view key) {
 }
 
 asio::awaitable<result<long long>> http_client::incr(std::string_view key, long long by) {
-  auto r = co_await request("POST", "/v1/kv/" + url_encode_segment(key) + "/incr?by=" + std::to_string(by));
+  auto r = co_await request("POST", "/v1/kv/" + percent_encode(key) + "/incr?by=" + std::to_string(by));
   if (!r) co_return r.error();
   if (r->status != 200) co_return make_error_code(http_client_errc::status);
   long long v = 0;
@@ -168,7 +156,7 @@ asio::awaitable<result<long long>> http_client::incr(std::string_view key, long 
 }
 
 asio::awaitable<result<std::optional<long long>>> http_client::ttl(std::string_view key) {
-  auto r = co_await request("GET", "/v1/kv/" + url_encode_segment(key) + "/ttl");
+  auto r = co_await request("GET", "/v1/kv/" + percent_encode(key) + "/ttl");
   if (!r) co_return r.error();
   if (r->status != 200) co_return make_error_code(http_client_errc::status);
   boost::system::error_code jec;
@@ -181,7 +169,7 @@ asio::awaitable<result<std::optional<long long>>> http_client::ttl(std::string_v
 }
 
 asio::awaitable<result<long long>> http_client::publish(std::string_view channel, std::string_view message) {
-  auto r = co_await request("POST", "/v1/publish/" + url_encode_segment(channel), message, "application/octet-stream");
+  auto r = co_await request("POST", "/v1/publish/" + percent_encode(channel), message, "application/octet-stream");
   if (!r) co_return r.error();
   if (r->status != 200) co_return make_error_code(http_client_errc::status);
   boost::system::error_code jec;
@@ -256,7 +244,7 @@ asio::awaitable<int> run_cli(http_client& c, std::vector<std::string> a, std::os
         co_return 1;
       }
     }
-    auto r = co_await c.request("PUT", "/v1/kv/" + url_encode_segment(a[1]) + q, a[2], "application/octet-stream");
+    auto r = co_await c.request("PUT", "/v1/kv/" + percent_encode(a[1]) + q, a[2], "application/octet-stream");
     if (!r) co_return fail(r.error());
     if (r->status == 412) {
       out << "(nil)\n";
@@ -275,7 +263,7 @@ asio::awaitable<int> run_cli(http_client& c, std::vector<std::string> a, std::os
         if (!r) co_return fail(r.error());
         n += *r ? 1 : 0;
       } else {
-        auto r = co_await c.request("HEAD", "/v1/kv/" + url_encode_segment(a[i]));
+        auto r = co_await c.request("HEAD", "/v1/kv/" + percent_encode(a[i]));
         if (!r) co_return fail(r.error());
         n += r->status == 200 ? 1 : 0;
       }
@@ -315,7 +303,7 @@ asio::awaitable<int> run_cli(http_client& c, std::vector<std::string> a, std::os
   }
   if (cmd == "EXPIRE" || cmd == "PEXPIRE") {
     if (!arity(3, 3)) co_return 1;
-    auto r = co_await c.request("PUT", "/v1/kv/" + url_encode_segment(a[1]) + "/ttl?" +
+    auto r = co_await c.request("PUT", "/v1/kv/" + percent_encode(a[1]) + "/ttl?" +
                                            (cmd == "EXPIRE" ? std::string("ttl=") : std::string("ttl_ms=")) + a[2]);
     if (!r) co_return fail(r.error());
     if (r->status != 204 && r->status != 404) co_return fail(make_error_code(http_client_errc::status));
@@ -326,7 +314,7 @@ asio::awaitable<int> run_cli(http_client& c, std::vector<std::string> a, std::os
     if (!arity(2, 2)) co_return 1;
     auto t = co_await c.ttl(a[1]);
     const bool had_ttl = t && *t && **t >= 0;
-    auto r = co_await c.request("DELETE", "/v1/kv/" + url_encode_segment(a[1]) + "/ttl");
+    auto r = co_await c.request("DELETE", "/v1/kv/" + percent_encode(a[1]) + "/ttl");
     if (!r) co_return fail(r.error());
     out << "(integer) " << (had_ttl && r->status == 204 ? 1 : 0) << "\n";
     co_return 0;
