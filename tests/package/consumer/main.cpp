@@ -107,7 +107,7 @@ turret::awaitable<void> run() {
   co_await check("config timeout", dyn, "world", true, "error: request timed out");
 
 #ifdef CONSUMER_HAVE_HTTP_CLIENT
-  const std::string enc = turret::clients::url_encode_segment("a b/c");
+  const std::string enc = turret::percent_encode("a b/c");
   if (enc != "a%20b%2Fc") ++failures;
   std::cout << "http_client: " << enc << "\n";
 #endif

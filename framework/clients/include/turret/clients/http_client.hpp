@@ -1,4 +1,5 @@
 #pragma once
+#include <turret/percent_encoding.hpp>  // turret::percent_encode for path segments
 // http_client: a small HTTP/1.1 client of turret's REST API (Boost.Beast inside, coroutines outside).
 //
 //   turret::clients::http_client kv(co_await boost::asio::this_coro::executor, "127.0.0.1", 8080);
@@ -67,8 +68,6 @@ class http_client {
   http_response last_;
 };
 
-/// Percent-encodes one path segment (RFC 3986 unreserved bytes kept).
-std::string url_encode_segment(std::string_view s);
 
 /// `turret-cli --protocol http`: runs one redis-style command (GET, SET [EX s|PX ms] [NX|XX], DEL, INCR, INCRBY,
 /// DECR, TTL, PTTL, EXPIRE, PEXPIRE, PERSIST, MGET, MSET, PUBLISH, PING, EXISTS) as REST calls and prints
