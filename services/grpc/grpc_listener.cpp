@@ -1,5 +1,6 @@
 // The gRPC front end (see grpc_listener.hpp for the design). All grpc++ code of turretd lives in this file.
 #include <services/grpc/grpc_listener.hpp>
+#include <services/grpc/grpc_reflection.hpp>
 #include <services/grpc/grpc_status.hpp>
 #include <services/kv/store.hpp>
 #include <services/kv/value_reply_builder.hpp>
@@ -11,7 +12,6 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
-#include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/health_check_service_interface.h>
 #include <spdlog/spdlog.h>
@@ -134,11 +134,16 @@ struct listener_shared {
   void for_each_open(F f);
 };
 
-/// Fills a call's context (protocol "grpc", peer, request id from `x-request-id` metadata, echoed; the client's
-/// deadline) and session from grpc's server context. Used by both unary drivers and the streaming calls.
+/// The peer of a call, for request_context::peer() (resolved on first use: grpc++ builds the string per call).
+static tcp::endpoint resolve_peer(const void* sctx) {
+  return parse_peer(static_cast<const grpc::CallbackServerContext*>(sctx)->peer());
+}
+
+/// Fills a call's context (protocol "grpc", peer (lazily), request id from `x-request-id` metadata, echoed; the
+/// client's deadline) and session from grpc's server context. Used by both unary drivers and the streaming calls.
 static void init_call(listener_shared& sh, grpc::CallbackServerContext* sctx, request_context& ctx, kv::session& sess) {
   ctx.protocol = "grpc";
-  ctx.peer = parse_peer(sctx->peer());
+  ctx.set_peer_resolver(&resolve_peer, sctx);
   const auto& md = sctx->client_metadata();
   if (auto it = md.find("x-request-id"); it != md.end() && it->second.size() != 0 && it->second.size() <= 128) {
     ctx.set_request_id(std::string(it->second.data(), it->second.size()));
@@ -169,7 +174,7 @@ static grpc::Status replies_status(const std::vector<kv::reply_value>& out) {
     if (v.is_error()) return grpc::Status(reply_error_code(v.str), v.str);
   }
   if (out.empty()) return grpc::Status(grpc::StatusCode::INTERNAL, "no reply");
-  return grpc::Status::OK;
+  return grpc::Status();
 }
 
 /// Per-call state common to every RPC: context, session, reply builder, reference count, the one-time finish claim.
@@ -317,21 +322,21 @@ void log_exception(std::string_view what, std::exception_ptr e) {
 /// response). Containers, raw RESP and any further top-level replies go to an inner value_reply_builder.
 class unary_reply_builder final : public kv::reply_builder {
  public:
-  explicit unary_reply_builder(int protocol) : inner_(protocol) {}
+  explicit unary_reply_builder(int protocol) : protocol_(protocol) {}
 
-  void simple(std::string_view s) override { leaf(kind::simple, s, [&] { inner_.simple(s); }); }
-  void error(std::string_view s) override { leaf(kind::error, s, [&] { inner_.error(s); }); }
+  void simple(std::string_view s) override { leaf(kind::simple, s, [&] { rest().simple(s); }); }
+  void error(std::string_view s) override { leaf(kind::error, s, [&] { rest().error(s); }); }
   void integer(long long v) override {
     if (take_scalar()) {
       first_.type = kind::integer;
       first_.integer = v;
     } else {
-      inner_.integer(v);
+      rest().integer(v);
     }
   }
-  void bulk(std::string_view s) override { leaf(kind::bulk, s, [&] { inner_.bulk(s); }); }
-  void null_bulk() override { leaf(kind::null, {}, [&] { inner_.null_bulk(); }); }
-  void null_array() override { leaf(kind::null, {}, [&] { inner_.null_array(); }); }
+  void bulk(std::string_view s) override { leaf(kind::bulk, s, [&] { rest().bulk(s); }); }
+  void null_bulk() override { leaf(kind::null, {}, [&] { rest().null_bulk(); }); }
+  void null_array() override { leaf(kind::null, {}, [&] { rest().null_array(); }); }
   void array(std::size_t n) override { nested().array(n); }
   void map(std::size_t n) override { nested().map(n); }
   void set(std::size_t n) override { nested().set(n); }
@@ -341,27 +346,33 @@ class unary_reply_builder final : public kv::reply_builder {
   void verbatim(std::string_view s, std::string_view format = "txt") override { nested().verbatim(s, format); }
   void big_number(std::string_view digits) override { nested().big_number(digits); }
   void raw(std::string_view resp_bytes) override { nested().raw(resp_bytes); }
-  int protocol() const noexcept override { return inner_.protocol(); }
+  int protocol() const noexcept override { return protocol_; }
 
   /// The first reply in `out`; the status as replies_status() gives it for all the top-level replies.
   grpc::Status take_first(kv::reply_value& out) {
     if (state_ == first::none) return grpc::Status(grpc::StatusCode::INTERNAL, "no reply");
     if (state_ == first::scalar && first_.is_error()) return grpc::Status(reply_error_code(first_.str), first_.str);
-    auto rest = inner_.take();
-    if (auto st = replies_status(rest); !st.ok() && !rest.empty()) return st;
-    if (state_ == first::scalar) out = std::move(first_);
-    else if (!rest.empty()) out = std::move(rest.front());
-    else return grpc::Status(grpc::StatusCode::INTERNAL, "no reply");
-    return grpc::Status::OK;
+    if (inner_) {  // containers, or more than one top-level reply
+      auto more = inner_->take();
+      if (auto st = replies_status(more); !st.ok() && !more.empty()) return st;
+      if (state_ == first::inner) {
+        if (more.empty()) return grpc::Status(grpc::StatusCode::INTERNAL, "no reply");
+        out = std::move(more.front());
+        return grpc::Status();
+      }
+    }
+    out = std::move(first_);
+    return grpc::Status();
   }
 
  private:
   using kind = kv::reply_value::kind;
   enum class first : std::uint8_t { none, scalar, inner };
 
-  /// True when this top-level scalar is the first reply (then stored in first_).
+  /// True when this top-level scalar is the first reply (then stored in first_). (While state_ is none nothing went
+  /// to inner_, so no container is open.)
   bool take_scalar() noexcept {
-    if (state_ != first::none || !inner_.complete()) return false;
+    if (state_ != first::none) return false;
     state_ = first::scalar;
     return true;
   }
@@ -374,13 +385,19 @@ class unary_reply_builder final : public kv::reply_builder {
       forward();
     }
   }
-  /// Everything that is not stored in first_ (the first reply, when it is not a plain scalar, becomes inner's first).
-  kv::value_reply_builder& nested() noexcept {
+  /// Everything that is not stored in first_ (built on first use: GET, SET, INCR... never need it).
+  kv::value_reply_builder& rest() {
+    if (!inner_) inner_.emplace(protocol_);
+    return *inner_;
+  }
+  /// A container or RESP3 type: when it is the first reply, it becomes inner's first.
+  kv::value_reply_builder& nested() {
     if (state_ == first::none) state_ = first::inner;
-    return inner_;
+    return rest();
   }
 
-  kv::value_reply_builder inner_;
+  int protocol_;
+  std::optional<kv::value_reply_builder> inner_;
   kv::reply_value first_;
   first state_ = first::none;
 };
@@ -469,13 +486,13 @@ struct get_op {
   static grpc::Status command(const request& rq, int, cmd_args& a) {
     a.push("GET");
     a.push(sv(rq.key()));
-    return grpc::Status::OK;
+    return grpc::Status();
   }
   static final_status reply(const request&, int, kv::reply_value& v, response& rs) {
     if (v.is_null()) return not_found();
     if (v.type != kv::reply_value::kind::bulk) return unexpected(v);
     *rs.mutable_value() = std::move(v.str);
-    return grpc::Status::OK;
+    return grpc::Status();
   }
 };
 
@@ -502,12 +519,12 @@ struct set_op {
       default: return invalid("unknown condition");
     }
     if (rq.return_previous()) a.push("GET");
-    return grpc::Status::OK;
+    return grpc::Status();
   }
   static final_status reply(const request& rq, int, kv::reply_value& v, response& rs) {
     if (!rq.return_previous()) {
       if (v.is_null()) return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, "condition not met");
-      return grpc::Status::OK;
+      return grpc::Status();
     }
     // SET ... GET: the reply is the old value either way; the condition failed when NX found a value or XX none.
     const bool had = !v.is_null();
@@ -515,7 +532,7 @@ struct set_op {
       return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, "condition not met");
     rs.set_had_previous(had);
     if (had) *rs.mutable_previous() = std::move(v.str);
-    return grpc::Status::OK;
+    return grpc::Status();
   }
 };
 
@@ -528,11 +545,11 @@ struct delete_op {
     a.v.reserve(static_cast<std::size_t>(rq.keys_size()) + 1);
     a.push("DEL");
     for (const auto& k : rq.keys()) a.push(sv(k));
-    return grpc::Status::OK;
+    return grpc::Status();
   }
   static final_status reply(const request&, int, kv::reply_value& v, response& rs) {
     rs.set_deleted(v.integer);
-    return grpc::Status::OK;
+    return grpc::Status();
   }
 };
 
@@ -545,7 +562,7 @@ struct mget_op {
     a.v.reserve(static_cast<std::size_t>(rq.keys_size()) + 1);
     a.push("MGET");
     for (const auto& k : rq.keys()) a.push(sv(k));
-    return grpc::Status::OK;
+    return grpc::Status();
   }
   static final_status reply(const request&, int, kv::reply_value& v, response& rs) {
     rs.mutable_values()->Reserve(static_cast<int>(v.elements.size()));
@@ -556,7 +573,7 @@ struct mget_op {
         *o->mutable_value() = std::move(e.str);
       }
     }
-    return grpc::Status::OK;
+    return grpc::Status();
   }
 };
 
@@ -572,12 +589,12 @@ struct mset_op {
       a.push(sv(e.key()));
       a.push(sv(e.value()));
     }
-    return grpc::Status::OK;
+    return grpc::Status();
   }
   static final_status reply(const request& rq, int, kv::reply_value& v, response&) {
     if (rq.if_none_exist() && v.integer == 0)
       return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, "a key already exists");
-    return grpc::Status::OK;
+    return grpc::Status();
   }
 };
 
@@ -590,11 +607,11 @@ struct incr_op {
     a.push("INCRBY");
     a.push(sv(rq.key()));
     a.push(a.num.view());
-    return grpc::Status::OK;
+    return grpc::Status();
   }
   static final_status reply(const request&, int, kv::reply_value& v, response& rs) {
     rs.set_value(v.integer);
-    return grpc::Status::OK;
+    return grpc::Status();
   }
 };
 
@@ -615,12 +632,12 @@ struct expire_op {
       case pb::EXPIRE_CONDITION_IF_LESS: a.push("LT"); break;
       default: return invalid("unknown condition");
     }
-    return grpc::Status::OK;
+    return grpc::Status();
   }
   static final_status reply(const request& rq, int, kv::reply_value& v, response& rs) {
     if (v.integer == 0 && rq.condition() == pb::EXPIRE_CONDITION_UNSPECIFIED) return not_found();
     rs.set_applied(v.integer != 0);
-    return grpc::Status::OK;
+    return grpc::Status();
   }
 };
 
@@ -631,12 +648,12 @@ struct ttl_op {
   static grpc::Status command(const request& rq, int, cmd_args& a) {
     a.push("PTTL");
     a.push(sv(rq.key()));
-    return grpc::Status::OK;
+    return grpc::Status();
   }
   static final_status reply(const request&, int, kv::reply_value& v, response& rs) {
     if (v.integer == -2) return not_found();
     rs.set_ttl_ms(v.integer);
-    return grpc::Status::OK;
+    return grpc::Status();
   }
 };
 
@@ -648,17 +665,17 @@ struct persist_op {
   static grpc::Status command(const request& rq, int step, cmd_args& a) {
     a.push(step == 0 ? "PERSIST" : "PTTL");
     a.push(sv(rq.key()));
-    return grpc::Status::OK;
+    return grpc::Status();
   }
   static final_status reply(const request&, int step, kv::reply_value& v, response& rs) {
     if (step == 0) {
       if (v.integer == 0) return std::nullopt;  // no TTL removed: missing or persistent?
       rs.set_removed(true);
-      return grpc::Status::OK;
+      return grpc::Status();
     }
     if (v.integer == -2) return not_found();
     rs.set_removed(false);
-    return grpc::Status::OK;
+    return grpc::Status();
   }
 };
 
@@ -670,11 +687,11 @@ struct publish_op {
     a.push("PUBLISH");
     a.push(sv(rq.channel()));
     a.push(sv(rq.message()));
-    return grpc::Status::OK;
+    return grpc::Status();
   }
   static final_status reply(const request&, int, kv::reply_value& v, response& rs) {
     rs.set_receivers(v.integer);
-    return grpc::Status::OK;
+    return grpc::Status();
   }
 };
 
@@ -799,8 +816,8 @@ class subscribe_call final : public call_base,
       : call_base(std::move(sh), sctx), rq_(*rq), limit_(shared().opts.subscribe_buffer) {
     sess_.host = this;
     sess_.is_subscriber_only_front_end = true;
-    const std::string peer = sctx->peer();
-    sess_.addr = ctx_.peer.port() ? endpoint_string(ctx_.peer) : peer;
+    const auto& peer = ctx_.peer();
+    sess_.addr = peer.port() ? endpoint_string(peer) : sctx->peer();
     // The confirmation goes first; it is held (not written) until the subscriptions are in place, so that no
     // message can overtake it.
     pb::SubscribeResponse first;
@@ -1126,17 +1143,22 @@ class grpc_listener final : public turretd::listener {
   std::string_view protocol() const noexcept override { return "grpc"; }
 
   void start() override {
-    static std::once_flag reflection_once;
-    if (opts_.reflection) std::call_once(reflection_once, [] { grpc::reflection::InitProtoReflectionServerBuilderPlugin(); });
     grpc::EnableDefaultHealthCheckService(opts_.health);
 
     grpc::ServerBuilder builder;
     int port = 0;
     builder.AddListeningPort(endpoint_string(env_endpoint_), grpc::InsecureServerCredentials(), &port);
     builder.RegisterService(&service_);
+    if (opts_.reflection) {
+      std::vector<std::string> names{std::string(kv_service_name)};
+      if (opts_.health) names.emplace_back("grpc.health.v1.Health");
+      reflection_ = make_reflection_services(std::move(names));
+      for (auto& s : reflection_) builder.RegisterService(s.get());
+    }
     builder.SetMaxReceiveMessageSize(static_cast<int>(opts_.max_receive_message_size));
     builder.SetMaxSendMessageSize(static_cast<int>(opts_.max_send_message_size));
     builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS, static_cast<int>(opts_.max_concurrent_streams));
+    builder.AddChannelArgument(GRPC_ARG_ENABLE_CHANNELZ, 0);
     server_ = builder.BuildAndStart();
     if (!server_ || port == 0)
       throw std::system_error(std::make_error_code(std::errc::address_in_use),
@@ -1202,6 +1224,7 @@ class grpc_listener final : public turretd::listener {
   grpc_options opts_;
   std::shared_ptr<listener_shared> sh_;
   kv_service_impl service_;
+  std::vector<std::unique_ptr<grpc::Service>> reflection_;  // before server_: destroyed after it
   std::unique_ptr<grpc::Server> server_;
   tcp::endpoint local_;
   asio::steady_timer health_timer_;

@@ -8,7 +8,7 @@
 //     subscribe_buffer: 1024          # messages queued per Subscribe stream before it ends with RESOURCE_EXHAUSTED
 //     scan_batch: 100                 # default keys examined per Scan batch (Redis COUNT)
 //     health: true                    # grpc.health.v1.Health, following the server's readiness
-//     reflection: true                # grpc.reflection.v1alpha.ServerReflection
+//     reflection: true                # grpc.reflection.v1 and v1alpha ServerReflection
 #include <turret/config.hpp>
 
 #include <cstddef>

@@ -135,7 +135,7 @@ class connection final : public kv::session_host, public std::enable_shared_from
     fd_ = static_cast<int>(sock_.native_handle());
     const auto peer = sock_.remote_endpoint(ec);
     ctx_.protocol = "http";
-    if (!ec) ctx_.peer = peer;
+    if (!ec) ctx_.set_peer(peer);
     sess_.protocol_name = "http";
     sess_.addr = ec ? std::string("?:0") : endpoint_string(peer);
     sess_.laddr = sh_->laddr;

@@ -149,7 +149,7 @@ void process_command(store& st, session& s, std::span<const std::string_view> ar
     reject(st, s, cmd, out, msg);
     return;
   }
-  s.last_command.assign(cmd->name);
+  s.last_command = cmd->name;
   if (s.in_multi && !(cmd->dispatch & dispatch_not_queued)) {
     auto& q = s.queued.emplace_back();
     q.reserve(args.size());

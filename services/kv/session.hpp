@@ -66,7 +66,7 @@ struct session {
   // Bookkeeping for CLIENT LIST / INFO
   ms_t created_ms = 0;
   ms_t last_interaction_ms = 0;
-  std::string last_command = "NULL";    ///< "client|list" style, as CLIENT LIST cmd=
+  std::string_view last_command = "NULL";  ///< "client|list" style, as CLIENT LIST cmd= (static: command_def::name)
   std::uint64_t commands_processed = 0;
 
   session_host* host = nullptr;         ///< null for internal sessions (tests)

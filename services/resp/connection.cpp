@@ -99,7 +99,7 @@ asio::awaitable<void> connection::run_impl() {
   sess_.protocol_name = "resp";
   sess_.host = this;
   ctx_.protocol = "resp";
-  ctx_.peer = sock_.remote_endpoint(ec);
+  ctx_.set_peer(sock_.remote_endpoint(ec));
   {
     std::lock_guard lk(shared_->mu);
     shared_->conns.insert(this);

@@ -43,6 +43,7 @@ def stubs() -> dict[str, object]:
         (protos, "turret/kv/v1/kv.proto"),
         (GRPC_PROTO_DIR, "grpc/health/v1/health.proto"),
         (GRPC_PROTO_DIR, "grpc/reflection/v1alpha/reflection.proto"),
+        (GRPC_PROTO_DIR, "grpc/reflection/v1/reflection.proto"),
     ]
     for include, proto in jobs:
         subprocess.run([PYTHON, "-m", "grpc_tools.protoc", f"-I{include}", f"--python_out={out}",
@@ -56,6 +57,8 @@ def stubs() -> dict[str, object]:
         "health_grpc": _import_from(out, "grpc/health/v1/health_pb2_grpc"),
         "refl": _import_from(out, "grpc/reflection/v1alpha/reflection_pb2"),
         "refl_grpc": _import_from(out, "grpc/reflection/v1alpha/reflection_pb2_grpc"),
+        "refl_v1": _import_from(out, "grpc/reflection/v1/reflection_pb2"),
+        "refl_v1_grpc": _import_from(out, "grpc/reflection/v1/reflection_pb2_grpc"),
     }
     return _generated
 

@@ -286,6 +286,42 @@ class GrpcTest(unittest.TestCase):
             iter([rp.ServerReflectionRequest(file_containing_symbol="turret.kv.v1.KV")]), timeout=5))
         self.assertTrue(replies[0].file_descriptor_response.file_descriptor_proto)
 
+    def test_reflection_v1_stream(self):
+        """grpc.reflection.v1 (what current grpcurl and grpcui ask first): several requests on one stream, each
+        answered in order; files come with their dependencies; unknown names get NOT_FOUND error responses."""
+        from google.protobuf import descriptor_pb2
+        r = self.pb["refl_v1_grpc"].ServerReflectionStub(self.channel)
+        rp = self.pb["refl_v1"]
+        reqs = [rp.ServerReflectionRequest(host="h", list_services=""),
+                rp.ServerReflectionRequest(file_containing_symbol="turret.kv.v1.KV.Get"),
+                rp.ServerReflectionRequest(file_by_filename="turret/kv/v1/kv.proto"),
+                rp.ServerReflectionRequest(file_containing_symbol="grpc.health.v1.Health"),
+                rp.ServerReflectionRequest(file_containing_symbol="no.such.Symbol"),
+                rp.ServerReflectionRequest(file_by_filename="nope.proto"),
+                rp.ServerReflectionRequest(all_extension_numbers_of_type="google.protobuf.FieldOptions"),
+                rp.ServerReflectionRequest()]
+        replies = list(r.ServerReflectionInfo(iter(reqs), timeout=5))
+        self.assertEqual(len(replies), len(reqs))
+        for q, a in zip(reqs, replies):
+            self.assertEqual(a.original_request, q)
+        self.assertEqual(replies[0].valid_host, "h")
+        names = {s.name for s in replies[0].list_services_response.service}
+        self.assertEqual(names, {"turret.kv.v1.KV", "grpc.health.v1.Health", "grpc.reflection.v1.ServerReflection",
+                                 "grpc.reflection.v1alpha.ServerReflection"})
+        for i in (1, 2):
+            files = [descriptor_pb2.FileDescriptorProto.FromString(b)
+                     for b in replies[i].file_descriptor_response.file_descriptor_proto]
+            self.assertEqual(files[0].name, "turret/kv/v1/kv.proto")
+            self.assertIn("KV", [s.name for s in files[0].service])
+            self.assertEqual({f.name for f in files[1:]}, set(files[0].dependency))
+        health = descriptor_pb2.FileDescriptorProto.FromString(
+            replies[3].file_descriptor_response.file_descriptor_proto[0])
+        self.assertEqual(health.name, "grpc/health/v1/health.proto")
+        for i in (4, 5):
+            self.assertEqual(replies[i].error_response.error_code, grpc.StatusCode.NOT_FOUND.value[0])
+        self.assertEqual(replies[6].all_extension_numbers_response.base_type_name, "google.protobuf.FieldOptions")
+        self.assertEqual(replies[7].error_response.error_code, grpc.StatusCode.UNIMPLEMENTED.value[0])
+
     # -- malformed --------------------------------------------------------------------------------------------------
     def test_malformed_protobuf(self):
         raw = self.channel.unary_unary("/turret.kv.v1.KV/Get")  # bytes in, bytes out
@@ -339,6 +375,21 @@ class GrpcLimitsTest(unittest.TestCase):
             self.assertEqual(code_of(kv.Set, m.SetRequest(key=b"big", value=b"x" * 10000), timeout=5),
                              grpc.StatusCode.RESOURCE_EXHAUSTED)
             kv.Set(m.SetRequest(key=b"small", value=b"y"), timeout=5)
+
+    def test_reflection_and_health_can_be_turned_off(self):
+        pb = stubs()
+        t = start_grpc_turret(self, grpc={"reflection": False, "health": False})
+        with grpc.insecure_channel(t.target) as ch:
+            for v in ("refl", "refl_v1"):
+                r = pb[v + "_grpc"].ServerReflectionStub(ch)
+                req = pb[v].ServerReflectionRequest(list_services="")
+                self.assertEqual(code_of(lambda: list(r.ServerReflectionInfo(iter([req]), timeout=5))),
+                                 grpc.StatusCode.UNIMPLEMENTED, v)
+            h = pb["health_grpc"].HealthStub(ch)
+            self.assertEqual(code_of(h.Check, pb["health"].HealthCheckRequest(service=""), timeout=5),
+                             grpc.StatusCode.UNIMPLEMENTED)
+            kv = pb["kv_grpc"].KVStub(ch)
+            kv.Set(pb["kv"].SetRequest(key=b"k", value=b"v"), timeout=5)
 
     def test_slow_subscriber_resource_exhausted(self):
         pb = stubs()

@@ -26,10 +26,32 @@ namespace turret {
 struct request_context {
   using clock = std::chrono::steady_clock;
 
+  using endpoint = boost::asio::ip::tcp::endpoint;
+
   std::string_view protocol;                 ///< "resp", "http" or "grpc" (static storage)
-  boost::asio::ip::tcp::endpoint peer;       ///< remote address of the client
   std::string identity;                      ///< authenticated principal; empty = anonymous
   clock::time_point deadline = clock::time_point::max();
+
+  /// Remote address of the client (unspecified when not TCP). A front end either sets it (set_peer: a connection's
+  /// address, known once) or, where finding it costs something per request (grpc++ builds a string per call),
+  /// installs a resolver that runs on first use: most requests never ask.
+  const endpoint& peer() {
+    if (peer_resolver_ != nullptr) {
+      peer_ = peer_resolver_(peer_source_);
+      peer_resolver_ = nullptr;
+    }
+    return peer_;
+  }
+  void set_peer(const endpoint& ep) noexcept {
+    peer_ = ep;
+    peer_resolver_ = nullptr;
+  }
+  /// `fn(source)` gives the peer when first asked; `source` must stay valid while the request can run.
+  using peer_resolver = endpoint (*)(const void* source);
+  void set_peer_resolver(peer_resolver fn, const void* source) noexcept {
+    peer_resolver_ = fn;
+    peer_source_ = source;
+  }
 
   /// Request id: the one the client sent (x-request-id, gRPC metadata) or one generated on first use.
   const std::string& request_id() {
@@ -67,6 +89,9 @@ struct request_context {
   }
 
  private:
+  endpoint peer_;
+  peer_resolver peer_resolver_ = nullptr;
+  const void* peer_source_ = nullptr;
   std::string request_id_;
   boost::asio::cancellation_signal cancel_;
   bool cancelled_ = false;

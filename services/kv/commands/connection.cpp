@@ -243,7 +243,8 @@ void append_client_info(std::string& o, const session& s, ms_t now) {
   o += " omem=" + std::to_string(b.omem);
   o += " tot-mem=" + std::to_string(b.tot_mem);
   o += " events=r";
-  o += " cmd=" + s.last_command;
+  o += " cmd=";
+  o += s.last_command;
   o += " user=" + s.user;
   o += " redir=-1";
   o += " resp=" + std::to_string(s.resp);

@@ -67,14 +67,14 @@ void exec_cmd(command_ctx& c) {
       reply_error(c.st, c.out, unknown_command_error(argv));
       continue;
     }
-    s.last_command.assign(cmd->name);
+    s.last_command = cmd->name;
     command_ctx sub{c.st, s, argv, c.out, c.now};
     call_command(*cmd, sub);
   }
   s.in_exec = false;
   s.in_multi = false;
   s.multi_error = false;
-  s.last_command.assign("exec");
+  s.last_command = "exec";
 }
 
 void watch_cmd(command_ctx& c) {
