@@ -1,6 +1,8 @@
 #include <turret/metrics.hpp>
 
 #include <algorithm>
+#include <functional>
+#include <map>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -245,10 +247,23 @@ void registry::gauge_callback(std::string_view name, std::string_view help, std:
 }
 
 std::string registry::expose() const {
+  // Callback gauges run outside the registry lock: a callback takes its component's own locks (the store's), and
+  // that component may register metrics while holding them; calling it under mu_ would order the two locks both
+  // ways (TSan: lock-order inversion between the store's gauges and /metrics).
+  std::vector<std::pair<std::string, std::function<double()>>> callbacks;
+  {
+    std::lock_guard lock(mu_);
+    for (const auto& [name, e] : families_)
+      if (e.callback) callbacks.emplace_back(name, e.callback);
+  }
+  std::map<std::string, double, std::less<>> values;
+  for (auto& [name, fn] : callbacks) values.emplace(name, fn());
+
   std::string out;
   out.reserve(4096);
   std::lock_guard lock(mu_);
   for (const auto& [name, e] : families_) {
+    if (e.callback && !values.count(name)) continue;  // registered meanwhile: next time
     out += "# HELP ";
     out += name;
     out.push_back(' ');
@@ -259,7 +274,7 @@ std::string registry::expose() const {
     if (e.callback) {
       out += name;
       out.push_back(' ');
-      out += format_value(e.callback());
+      out += format_value(values.find(name)->second);
       out.push_back('\n');
     } else if (e.c) {
       e.c->for_each([&](const std::vector<std::string>& labels, const metrics::counter& c) {

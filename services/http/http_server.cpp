@@ -664,10 +664,12 @@ class http_listener final : public turretd::listener {
     static std::mutex mu;
     static std::weak_ptr<kv::store> current;
     static bool registered = false;
-    std::lock_guard lk(mu);
-    current = st;
-    if (registered) return;
-    registered = true;
+    {
+      std::lock_guard lk(mu);  // not held while registering: the callbacks take mu under the registry's lock
+      current = st;
+      if (registered) return;
+      registered = true;
+    }
     auto& reg = metrics::default_registry();
     reg.gauge_callback("turret_keys", "Keys in all databases.", [] {
       std::shared_ptr<kv::store> s;
