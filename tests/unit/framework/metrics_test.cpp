@@ -1,0 +1,96 @@
+// The Prometheus registry: exposition format, per-thread counter shards, and callback gauges.
+#include <turret/metrics.hpp>
+
+#include <gtest/gtest.h>
+
+#include <future>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+namespace turret::metrics {
+namespace {
+
+TEST(MetricsTest, ExposesCountersGaugesAndHistogramsInTextFormat) {
+  registry reg;
+  auto& req = reg.counter("t_requests_total", "Requests.", {"frontend", "status"});
+  req.with({"http", "200"}).inc(3);
+  req.with({"resp", "ok"}).inc();
+  reg.gauge("t_connections", "Open connections.").with({}).set(7);
+  auto& h = reg.histogram("t_seconds", "Latency.", {}, {0.1, 1});
+  h.with({}).observe(0.05);
+  h.with({}).observe(0.5);
+  h.with({}).observe(5);
+  const std::string out = reg.expose();
+  EXPECT_NE(out.find("# HELP t_requests_total Requests.\n# TYPE t_requests_total counter\n"), std::string::npos);
+  EXPECT_NE(out.find("t_requests_total{frontend=\"http\",status=\"200\"} 3\n"), std::string::npos) << out;
+  EXPECT_NE(out.find("t_requests_total{frontend=\"resp\",status=\"ok\"} 1\n"), std::string::npos) << out;
+  EXPECT_NE(out.find("# TYPE t_connections gauge\nt_connections 7\n"), std::string::npos) << out;
+  EXPECT_NE(out.find("t_seconds_bucket{le=\"0.1\"} 1\n"), std::string::npos) << out;
+  EXPECT_NE(out.find("t_seconds_bucket{le=\"1\"} 2\n"), std::string::npos) << out;
+  EXPECT_NE(out.find("t_seconds_bucket{le=\"+Inf\"} 3\n"), std::string::npos) << out;
+  EXPECT_NE(out.find("t_seconds_count 3\n"), std::string::npos) << out;
+  // Families sorted by name.
+  EXPECT_LT(out.find("t_connections"), out.find("t_requests_total"));
+  EXPECT_LT(out.find("t_requests_total"), out.find("t_seconds"));
+}
+
+TEST(MetricsTest, CounterShardsSumAcrossThreads) {
+  registry reg;
+  auto& c = reg.counter("t_total", "Total.").with({});
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 8; ++t)
+    threads.emplace_back([&] {
+      for (int i = 0; i < 10000; ++i) c.inc();
+    });
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(c.value(), 80000u);
+}
+
+TEST(MetricsTest, RejectsBadNamesAndTypeClashes) {
+  registry reg;
+  EXPECT_THROW(reg.counter("1bad", "x"), std::invalid_argument);
+  reg.counter("t_x", "x");
+  EXPECT_THROW(reg.gauge("t_x", "x"), std::invalid_argument);
+  EXPECT_THROW(reg.gauge_callback("t_x", "x", [] { return 1.0; }), std::invalid_argument);
+}
+
+TEST(MetricsTest, CallbackGaugesRunAtExpositionAndCanBeReplaced) {
+  registry reg;
+  int calls = 0;
+  reg.gauge_callback("t_keys", "Keys.", [&] { return static_cast<double>(++calls); });
+  EXPECT_NE(reg.expose().find("t_keys 1\n"), std::string::npos);
+  EXPECT_NE(reg.expose().find("t_keys 2\n"), std::string::npos);
+  reg.gauge_callback("t_keys", "Keys.", [] { return 42.0; });
+  EXPECT_NE(reg.expose().find("t_keys 42\n"), std::string::npos);
+}
+
+// A callback runs outside the registry's lock: it may take a component lock that the component also holds while it
+// registers metrics (the store's lock and the HTTP front end's gauges), and it may itself register metrics.
+TEST(MetricsTest, CallbacksRunOutsideTheRegistryLock) {
+  registry reg;
+  std::mutex component;
+  reg.gauge_callback("t_cb", "Takes the component lock.", [&] {
+    std::lock_guard lk(component);
+    return 1.0;
+  });
+  reg.gauge_callback("t_registers", "Registers a metric from the callback.", [&] {
+    reg.counter("t_late_total", "Registered during exposition.");
+    return 2.0;
+  });
+  // Another thread holds the component lock and registers a metric meanwhile: with callbacks run under the
+  // registry lock this would deadlock (each thread waiting for the other's lock).
+  std::unique_lock hold(component);
+  auto scrape = std::async(std::launch::async, [&] { return reg.expose(); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  reg.counter("t_while_held_total", "Registered while the component lock is held.");
+  hold.unlock();
+  ASSERT_EQ(scrape.wait_for(std::chrono::seconds(10)), std::future_status::ready);
+  const std::string out = scrape.get();
+  EXPECT_NE(out.find("t_cb 1\n"), std::string::npos) << out;
+  EXPECT_NE(out.find("t_registers 2\n"), std::string::npos) << out;
+  EXPECT_NE(reg.expose().find("# TYPE t_late_total counter"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace turret::metrics
