@@ -41,7 +41,7 @@ struct command_ctx {
   session& sess;
   std::span<const std::string_view> args;  ///< args[0] is the command name as sent (subcommand in args[1])
   reply_builder& out;
-  ms_t now;                                ///< unix ms, sampled once per command (as Redis's mstime cache)
+  command_time now;                        ///< unix ms, read on first use and fixed for the command (Redis's mstime)
 
   keyspace& db() const;                    ///< the session's selected database
 };

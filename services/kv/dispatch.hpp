@@ -12,7 +12,8 @@ namespace turret::kv {
 
 /// Redis's processCommand after the lookup: unknown command/subcommand, arity, NOAUTH, no-multi, RESP2 pub/sub
 /// restriction, MULTI queueing, then the call. `out` receives the reply.
-void process_command(store& st, session& s, std::span<const std::string_view> args, reply_builder& out, ms_t now);
+void process_command(store& st, session& s, std::span<const std::string_view> args, reply_builder& out,
+                     command_time now = {});
 
 /// Redis's call(): run the handler and account for it (commandstats, client bookkeeping).
 void call_command(const command_def& cmd, command_ctx& ctx);
@@ -23,8 +24,5 @@ std::string unknown_command_error(std::span<const std::string_view> args);
 /// Writes an error reply as Redis's addReplyErrorSds does (CR/LF in the text become spaces), counts it.
 void reply_error(store& st, reply_builder& out, std::string_view msg);
 
-
-/// Current unix time in milliseconds (the value handlers get as ctx.now).
-ms_t unix_time_ms() noexcept;
 
 }  // namespace turret::kv

@@ -494,6 +494,16 @@ entry* keyspace::find(std::string_view key, ms_t now) {
   return e;
 }
 
+entry* keyspace::find(std::string_view key, const command_time& now) {
+  if (impl_->rehashing()) impl_->step(8);
+  entry* e = find_raw(key);
+  if (e && (B(e)[0] & f_expire) && now.get() > e_expire(B(e))) {
+    expire_entry(e);
+    return nullptr;
+  }
+  return e;
+}
+
 void keyspace::expire_entry(entry* e) {
   if (on_expired) on_expired(key_of(e));
   erase(e);

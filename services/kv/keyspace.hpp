@@ -33,6 +33,27 @@ namespace turret::kv {
 using ms_t = std::int64_t;          ///< unix time in milliseconds
 inline constexpr ms_t no_expiry = -1;
 
+/// Current unix time in milliseconds (CLOCK_REALTIME).
+ms_t unix_time_ms() noexcept;
+
+/// A command's time: read from the clock on first use, then fixed for the rest of the command (Redis's per-command
+/// mstime snapshot). Most commands never need it (a GET of a key without a TTL), so most commands read no clock.
+/// Converts to ms_t; pass it on by reference to keep it lazy (keyspace::find does).
+class command_time {
+ public:
+  command_time() = default;
+  explicit command_time(ms_t fixed) noexcept : ms_(fixed) {}
+  ms_t get() const noexcept {
+    if (ms_ == unset) ms_ = unix_time_ms();
+    return ms_;
+  }
+  operator ms_t() const noexcept { return get(); }  // NOLINT(google-explicit-constructor): a time, used as one
+
+ private:
+  static constexpr ms_t unset = INT64_MIN;
+  mutable ms_t ms_ = unset;
+};
+
 enum class value_type : std::uint8_t { string = 0 };
 
 /// A stored key/value. Pointers to entries are invalidated by any insert, erase, resize or rehash of their keyspace.
@@ -49,6 +70,8 @@ class keyspace {
 
   /// Lookup with lazy expiry: an expired key is deleted (on_expired is called) and reported missing.
   entry* find(std::string_view key, ms_t now);
+  /// As find(key, ms_t), reading the clock only when the key has a TTL.
+  entry* find(std::string_view key, const command_time& now);
   /// Lookup without expiring anything (for SCAN/KEYS filtering and internal use).
   entry* find_raw(std::string_view key) const;
 

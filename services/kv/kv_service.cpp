@@ -68,6 +68,15 @@ ms_t unix_time_ms() noexcept {
   return static_cast<ms_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
 }
 
+namespace {
+/// CLOCK_REALTIME_COARSE: the last tick's time (a few ms old), without reading the clock source.
+ms_t coarse_unix_time_ms() noexcept {
+  struct timespec ts;
+  ::clock_gettime(CLOCK_REALTIME_COARSE, &ts);
+  return static_cast<ms_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
+}
+}  // namespace
+
 std::string unknown_command_error(std::span<const std::string_view> args) {
   std::string msg = "ERR unknown command '";
   msg.append(c_str_prefix(args[0], 128));
@@ -109,10 +118,11 @@ void call_command(const command_def& cmd, command_ctx& ctx) {
   ++ctx.sess.commands_processed;
 }
 
-void process_command(store& st, session& s, std::span<const std::string_view> args, reply_builder& out, ms_t now) {
+void process_command(store& st, session& s, std::span<const std::string_view> args, reply_builder& out,
+                     command_time now) {
   const command_table& table = *st.commands();
   const command_def* cmd = table.lookup(args);
-  s.last_interaction_ms = now;
+  s.last_interaction_ms = coarse_unix_time_ms();  // CLIENT LIST idle= (seconds): a coarse clock is enough
   if (!cmd) {
     const command_def* base = table.find(args[0]);
     if (base && base->is_container()) {
@@ -169,7 +179,7 @@ kv_service::kv_service(std::shared_ptr<store> st, std::shared_ptr<const command_
 void kv_service::execute(request& req) {
   if (req.args.empty()) return;
   session& s = req.sess;
-  const ms_t now = unix_time_ms();
+  const command_time now;  // read on first use: a GET of a key without TTL reads no clock
   std::lock_guard lock(store_->mutex());
   if (s.replies == reply_mode::on && !s.reply_skip_pending) [[likely]] {
     process_command(*store_, s, req.args, req.out, now);

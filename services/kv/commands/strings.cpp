@@ -89,7 +89,7 @@ bool expire_at_ms(command_ctx& c, std::string_view arg, unsigned flags, std::str
   }
   if (seconds) ms *= 1000;
   if (flags & (f_ex | f_px)) {
-    if (__builtin_add_overflow(ms, c.now, &ms)) ms = -1;
+    if (__builtin_add_overflow(ms, c.now.get(), &ms)) ms = -1;
   }
   if (ms <= 0) {
     expire_time_error(c, cmd);

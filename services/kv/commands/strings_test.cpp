@@ -104,7 +104,7 @@ struct harness {
     }
     const command_def* def = table().find(args[0]);
     if (!def || !def->handler) return "<no handler>";
-    command_ctx ctx{st, sess, std::span<const std::string_view>(args), out, now};
+    command_ctx ctx{st, sess, std::span<const std::string_view>(args), out, command_time(now)};
     def->handler(ctx);
     return out.out;
   }

@@ -60,6 +60,7 @@ void exec_cmd(command_ctx& c) {
   c.out.array(queue.size());
   s.in_exec = true;
   std::vector<std::string_view> argv;
+  c.now.get();  // one time for every queued command (copies below keep it)
   for (auto& q : queue) {
     argv.assign(q.begin(), q.end());
     const command_def* cmd = table.lookup(argv);
