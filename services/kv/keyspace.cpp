@@ -484,15 +484,7 @@ entry* keyspace::find_raw(std::string_view key) const {
   return nullptr;
 }
 
-entry* keyspace::find(std::string_view key, ms_t now) {
-  if (impl_->rehashing()) impl_->step(8);
-  entry* e = find_raw(key);
-  if (e && (B(e)[0] & f_expire) && now > e_expire(B(e))) {
-    expire_entry(e);
-    return nullptr;
-  }
-  return e;
-}
+entry* keyspace::find(std::string_view key, ms_t now) { return find(key, command_time(now)); }
 
 entry* keyspace::find(std::string_view key, const command_time& now) {
   if (impl_->rehashing()) impl_->step(8);
