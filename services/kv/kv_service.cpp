@@ -62,20 +62,17 @@ void reject(store& st, session& s, const command_def* cmd, reply_builder& out, s
 
 }  // namespace
 
-ms_t unix_time_ms() noexcept {
-  struct timespec ts;
-  ::clock_gettime(CLOCK_REALTIME, &ts);
-  return static_cast<ms_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
-}
-
 namespace {
-/// CLOCK_REALTIME_COARSE: the last tick's time (a few ms old), without reading the clock source.
-ms_t coarse_unix_time_ms() noexcept {
+ms_t clock_ms(clockid_t id) noexcept {
   struct timespec ts;
-  ::clock_gettime(CLOCK_REALTIME_COARSE, &ts);
+  ::clock_gettime(id, &ts);
   return static_cast<ms_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
 }
+/// CLOCK_REALTIME_COARSE: the last tick's time (a few ms old), without reading the clock source.
+ms_t coarse_unix_time_ms() noexcept { return clock_ms(CLOCK_REALTIME_COARSE); }
 }  // namespace
+
+ms_t unix_time_ms() noexcept { return clock_ms(CLOCK_REALTIME); }
 
 std::string unknown_command_error(std::span<const std::string_view> args) {
   std::string msg = "ERR unknown command '";

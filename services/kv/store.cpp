@@ -15,11 +15,6 @@
 namespace turret::kv {
 namespace {
 
-ms_t unix_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
 long long now_us() {
   return std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now().time_since_epoch())
       .count();
@@ -129,7 +124,7 @@ store::store(store_options opts) : opts_(std::move(opts)) {
   limits_.normal_hard = opts_.obuf_normal.hard;
   limits_.normal_soft = opts_.obuf_normal.soft;
   limits_.normal_soft_seconds = opts_.obuf_normal.soft_seconds;
-  start_ms_ = unix_ms();
+  start_ms_ = unix_time_ms();
   process_.tcp_port = opts_.port;
   {
     static constexpr char hex[] = "0123456789abcdef";
@@ -250,7 +245,7 @@ std::uint64_t store::attach(session& s) {
 
 std::uint64_t store::attach_locked(session& s) {
   s.id = next_client_id_++;
-  s.created_ms = s.last_interaction_ms = unix_ms();
+  s.created_ms = s.last_interaction_ms = unix_time_ms();
   s.authenticated = requirepass_.empty();
   clients_[s.id] = &s;
   ++stats_.total_connections_received;
@@ -720,7 +715,7 @@ void store::active_expire_cycle(long long budget_us) {
   const long long timelimit = budget_us > 0 ? budget_us : std::max<long long>(1, slow_time_perc * 1000000ll / hz_ / 100);
   const int dbs_per_call = databases();
   bool timelimit_exit = false;
-  const ms_t now = unix_ms();
+  const ms_t now = unix_time_ms();
   // databasesCron: incremental resize work for every db (Redis spends up to 1 ms per db on rehashing).
   for (auto& db : dbs_)
     if (db->rehashing()) db->rehash_step();
