@@ -226,5 +226,13 @@ TEST(grpc_status_mapping, pipeline_and_reply_errors) {
             grpc::StatusCode::RESOURCE_EXHAUSTED);
 }
 
+TEST(grpc_status_mapping, status_code_names) {
+  EXPECT_EQ(status_code_name(grpc::StatusCode::OK), "OK");
+  EXPECT_EQ(status_code_name(grpc::StatusCode::NOT_FOUND), "NOT_FOUND");
+  EXPECT_EQ(status_code_name(grpc::StatusCode::FAILED_PRECONDITION), "FAILED_PRECONDITION");
+  EXPECT_EQ(status_code_name(grpc::StatusCode::UNAUTHENTICATED), "UNAUTHENTICATED");
+  EXPECT_EQ(status_code_name(static_cast<grpc::StatusCode>(99)), "UNKNOWN");
+}
+
 }  // namespace
 }  // namespace turret::grpc_frontend

@@ -15,8 +15,11 @@
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/health_check_service_interface.h>
 #include <spdlog/spdlog.h>
+#include <turret/metrics.hpp>
 
+#include <array>
 #include <charconv>
+#include <chrono>
 #include <deque>
 #include <mutex>
 #include <thread>
@@ -94,6 +97,37 @@ struct number {
   }
   std::string_view view() const noexcept { return {buf, len}; }
 };
+
+/// The RPCs of turret.kv.v1.KV (the `command` label of the front end's request metrics).
+enum class rpc : std::uint8_t { get, set, del, mget, mset, incr, expire, ttl, persist, publish, scan, subscribe };
+constexpr std::array<std::string_view, 12> rpc_names{"Get",  "Set",     "Delete",  "MGet", "MSet", "Incr",
+                                                     "Expire", "Ttl", "Persist", "Publish", "Scan", "Subscribe"};
+constexpr std::size_t status_code_count = 17;  // OK .. UNAUTHENTICATED
+
+using steady = std::chrono::steady_clock;
+
+/// Records a finished call: turret_requests_total{frontend="grpc",command=<RPC>,status=<code name>} and
+/// turret_request_duration_seconds{frontend="grpc",command=<RPC>} (from the handler's start to Finish; a stream's
+/// whole life). The series are looked up once per thread (families live as long as the process).
+void record_call(rpc r, grpc::StatusCode code, steady::time_point start) {
+  struct series_cache {
+    std::array<std::array<metrics::counter*, status_code_count>, rpc_names.size()> requests{};
+    std::array<metrics::histogram*, rpc_names.size()> duration{};
+  };
+  thread_local series_cache cache;
+  const auto ri = static_cast<std::size_t>(r);
+  auto ci = static_cast<std::size_t>(code);
+  if (ci >= status_code_count) ci = static_cast<std::size_t>(grpc::StatusCode::UNKNOWN);
+  metrics::counter*& requests = cache.requests[ri][ci];
+  metrics::histogram*& duration = cache.duration[ri];
+  if (!requests || !duration) [[unlikely]] {
+    auto& m = metrics::request_metrics::get();
+    requests = &m.requests.with({"grpc", rpc_names[ri], status_code_name(static_cast<grpc::StatusCode>(ci))});
+    duration = &m.duration.with({"grpc", rpc_names[ri]});
+  }
+  requests->inc();
+  duration->observe(std::chrono::duration<double>(steady::now() - start).count());
+}
 
 }  // namespace
 
@@ -206,8 +240,15 @@ static grpc::Status replies_status(const std::vector<kv::reply_value>& out) {
 /// Per-call state common to every RPC: context, session, reply builder, reference count, the one-time finish claim.
 class call_base {
  public:
-  call_base(std::shared_ptr<listener_shared> sh, grpc::CallbackServerContext* sctx)
-      : sh_(std::move(sh)), sctx_(sctx), ex_(sh_->rt.next_executor()), track_(sh_->shutdown.track()) {
+  /// `start`: when the handler was called (the request metrics' duration runs from there to finish()).
+  call_base(std::shared_ptr<listener_shared> sh, grpc::CallbackServerContext* sctx, rpc r,
+            steady::time_point start = steady::now())
+      : sh_(std::move(sh)),
+        sctx_(sctx),
+        ex_(sh_->rt.next_executor()),
+        track_(sh_->shutdown.track()),
+        rpc_(r),
+        start_(start) {
     init_call(*sh_, sctx, ctx_, sess_);
     sh_->add(this);
   }
@@ -222,6 +263,9 @@ class call_base {
 
   /// True once for the one party allowed to finish the reactor (the call's coroutine, or a forced close).
   bool try_claim() noexcept { return !claimed_.exchange(true, std::memory_order_acq_rel); }
+
+  /// Records the call's request metrics with its final status (by whoever won try_claim, just before Finish).
+  void record(const grpc::Status& s) { record_call(rpc_, s.error_code(), start_); }
 
   /// Ends the call now with `s` unless it already ended (draining, forced close). Thread-safe.
   virtual void force_finish(grpc::Status s) = 0;
@@ -295,6 +339,8 @@ class call_base {
  private:
   std::atomic<int> refs_{2};  // grpc (until OnDone) + the call's coroutine
   std::atomic<bool> claimed_{false};
+  const rpc rpc_;
+  const steady::time_point start_;
 };
 
 void listener_shared::add(call_base* c) {
@@ -455,14 +501,14 @@ class unary_call final : public call_base, public grpc::ServerUnaryReactor {
 
   /// `first_step`: the step to start from (the inline driver ran the ones before it).
   unary_call(std::shared_ptr<listener_shared> sh, grpc::CallbackServerContext* sctx, const request_type* rq,
-             response_type* rs, int first_step)
-      : call_base(std::move(sh), sctx), rq_(rq), rs_(rs), step_(first_step) {}
+             response_type* rs, int first_step, steady::time_point start)
+      : call_base(std::move(sh), sctx, Op::id, start), rq_(rq), rs_(rs), step_(first_step) {}
 
   void start() {
     asio::co_spawn(ex_, run(), [this](std::exception_ptr e) {
       if (e) {
-        log_exception(Op::name, e);
-        if (try_claim()) Finish(grpc::Status(grpc::StatusCode::INTERNAL, "internal error"));
+        log_exception(rpc_names[static_cast<std::size_t>(Op::id)], e);
+        finish(grpc::Status(grpc::StatusCode::INTERNAL, "internal error"));
       }
       release();
     });
@@ -470,9 +516,7 @@ class unary_call final : public call_base, public grpc::ServerUnaryReactor {
 
   void OnCancel() override { cancel_in_pipeline(); }
   void OnDone() override { done(); }
-  void force_finish(grpc::Status s) override {
-    if (try_claim()) Finish(std::move(s));
-  }
+  void force_finish(grpc::Status s) override { finish(std::move(s)); }
 
  private:
   asio::awaitable<grpc::Status> steps() {
@@ -491,7 +535,14 @@ class unary_call final : public call_base, public grpc::ServerUnaryReactor {
     grpc::Status st = co_await steps();
     if (!try_claim()) co_return;
     if (st.ok()) rs_->Swap(&local_);
+    record(st);
     Finish(std::move(st));
+  }
+
+  void finish(grpc::Status s) {
+    if (!try_claim()) return;
+    record(s);
+    Finish(std::move(s));
   }
 
   const request_type* rq_;
@@ -508,7 +559,7 @@ using final_status = std::optional<grpc::Status>;
 struct get_op {
   using request = pb::GetRequest;
   using response = pb::GetResponse;
-  static constexpr std::string_view name = "Get";
+  static constexpr rpc id = rpc::get;
   static grpc::Status command(const request& rq, int, cmd_args& a) {
     a.push("GET");
     a.push(sv(rq.key()));
@@ -525,7 +576,7 @@ struct get_op {
 struct set_op {
   using request = pb::SetRequest;
   using response = pb::SetResponse;
-  static constexpr std::string_view name = "Set";
+  static constexpr rpc id = rpc::set;
   static grpc::Status command(const request& rq, int, cmd_args& a) {
     if (rq.ttl_ms() < 0) return invalid("ttl_ms must not be negative");
     if (rq.keep_ttl() && rq.ttl_ms() != 0) return invalid("keep_ttl and ttl_ms are mutually exclusive");
@@ -565,7 +616,7 @@ struct set_op {
 struct delete_op {
   using request = pb::DeleteRequest;
   using response = pb::DeleteResponse;
-  static constexpr std::string_view name = "Delete";
+  static constexpr rpc id = rpc::del;
   static grpc::Status command(const request& rq, int, cmd_args& a) {
     if (rq.keys_size() == 0) return invalid("keys must not be empty");
     a.v.reserve(static_cast<std::size_t>(rq.keys_size()) + 1);
@@ -582,7 +633,7 @@ struct delete_op {
 struct mget_op {
   using request = pb::MGetRequest;
   using response = pb::MGetResponse;
-  static constexpr std::string_view name = "MGet";
+  static constexpr rpc id = rpc::mget;
   static grpc::Status command(const request& rq, int, cmd_args& a) {
     if (rq.keys_size() == 0) return invalid("keys must not be empty");
     a.v.reserve(static_cast<std::size_t>(rq.keys_size()) + 1);
@@ -606,7 +657,7 @@ struct mget_op {
 struct mset_op {
   using request = pb::MSetRequest;
   using response = pb::MSetResponse;
-  static constexpr std::string_view name = "MSet";
+  static constexpr rpc id = rpc::mset;
   static grpc::Status command(const request& rq, int, cmd_args& a) {
     if (rq.entries_size() == 0) return invalid("entries must not be empty");
     a.v.reserve(static_cast<std::size_t>(rq.entries_size()) * 2 + 1);
@@ -627,7 +678,7 @@ struct mset_op {
 struct incr_op {
   using request = pb::IncrRequest;
   using response = pb::IncrResponse;
-  static constexpr std::string_view name = "Incr";
+  static constexpr rpc id = rpc::incr;
   static grpc::Status command(const request& rq, int, cmd_args& a) {
     a.num = number(static_cast<long long>(rq.delta()));
     a.push("INCRBY");
@@ -644,7 +695,7 @@ struct incr_op {
 struct expire_op {
   using request = pb::ExpireRequest;
   using response = pb::ExpireResponse;
-  static constexpr std::string_view name = "Expire";
+  static constexpr rpc id = rpc::expire;
   static grpc::Status command(const request& rq, int, cmd_args& a) {
     a.num = number(static_cast<long long>(rq.ttl_ms()));
     a.push("PEXPIRE");
@@ -670,7 +721,7 @@ struct expire_op {
 struct ttl_op {
   using request = pb::TtlRequest;
   using response = pb::TtlResponse;
-  static constexpr std::string_view name = "Ttl";
+  static constexpr rpc id = rpc::ttl;
   static grpc::Status command(const request& rq, int, cmd_args& a) {
     a.push("PTTL");
     a.push(sv(rq.key()));
@@ -687,7 +738,7 @@ struct ttl_op {
 struct persist_op {
   using request = pb::PersistRequest;
   using response = pb::PersistResponse;
-  static constexpr std::string_view name = "Persist";
+  static constexpr rpc id = rpc::persist;
   static grpc::Status command(const request& rq, int step, cmd_args& a) {
     a.push(step == 0 ? "PERSIST" : "PTTL");
     a.push(sv(rq.key()));
@@ -708,7 +759,7 @@ struct persist_op {
 struct publish_op {
   using request = pb::PublishRequest;
   using response = pb::PublishResponse;
-  static constexpr std::string_view name = "Publish";
+  static constexpr rpc id = rpc::publish;
   static grpc::Status command(const request& rq, int, cmd_args& a) {
     a.push("PUBLISH");
     a.push(sv(rq.channel()));
@@ -727,7 +778,7 @@ struct publish_op {
 class scan_call final : public call_base, public grpc::ServerWriteReactor<pb::ScanResponse> {
  public:
   scan_call(std::shared_ptr<listener_shared> sh, grpc::CallbackServerContext* sctx, const pb::ScanRequest* rq)
-      : call_base(std::move(sh), sctx), rq_(*rq) {
+      : call_base(std::move(sh), sctx, rpc::scan), rq_(*rq) {
     cursor_ = rq_.cursor();
     if (!rq_.match().empty()) {
       pattern_ = rq_.match();
@@ -758,7 +809,9 @@ class scan_call final : public call_base, public grpc::ServerWriteReactor<pb::Sc
 
  private:
   void finish(grpc::Status s) {
-    if (try_claim()) Finish(std::move(s));
+    if (!try_claim()) return;
+    record(s);
+    Finish(std::move(s));
   }
 
   void spawn_step() {
@@ -839,7 +892,7 @@ class subscribe_call final : public call_base,
  public:
   subscribe_call(std::shared_ptr<listener_shared> sh, grpc::CallbackServerContext* sctx,
                  const pb::SubscribeRequest* rq)
-      : call_base(std::move(sh), sctx), rq_(*rq), limit_(shared().opts.subscribe_buffer) {
+      : call_base(std::move(sh), sctx, rpc::subscribe), rq_(*rq), limit_(shared().opts.subscribe_buffer) {
     sess_.host = this;
     sess_.is_subscriber_only_front_end = true;
     const auto& peer = ctx_.peer();
@@ -991,7 +1044,10 @@ class subscribe_call final : public call_base,
       if (detach_now) attached_ = false;
       lk.unlock();
       if (detach_now) shared().store->detach(sess_);
-      if (try_claim()) Finish(std::move(s));
+      if (try_claim()) {
+        record(s);
+        Finish(std::move(s));
+      }
       return;
     }
     if (held_ || queue_.empty()) return;
@@ -1063,17 +1119,17 @@ class kv_service_impl final : public pb::KV::CallbackService {
   }
   grpc::ServerWriteReactor<pb::ScanResponse>* Scan(grpc::CallbackServerContext* c,
                                                    const pb::ScanRequest* rq) override {
-    if (auto* r = refuse<grpc::ServerWriteReactor<pb::ScanResponse>>(c)) return r;
+    if (auto* r = refuse<grpc::ServerWriteReactor<pb::ScanResponse>>(rpc::scan)) return r;
     auto* call = new scan_call(sh_, c, rq);
     call->start();
     return call;
   }
   grpc::ServerWriteReactor<pb::SubscribeResponse>* Subscribe(grpc::CallbackServerContext* c,
                                                              const pb::SubscribeRequest* rq) override {
-    if (auto* r = refuse<grpc::ServerWriteReactor<pb::SubscribeResponse>>(c)) return r;
+    if (auto* r = refuse<grpc::ServerWriteReactor<pb::SubscribeResponse>>(rpc::subscribe)) return r;
     if (rq->channels_size() == 0 && rq->patterns_size() == 0)
       return finished<grpc::ServerWriteReactor<pb::SubscribeResponse>>(
-          invalid("at least one channel or pattern is required"));
+          rpc::subscribe, invalid("at least one channel or pattern is required"));
     auto* call = new subscribe_call(sh_, c, rq);
     call->start();
     return call;
@@ -1087,13 +1143,14 @@ class kv_service_impl final : public pb::KV::CallbackService {
     void OnDone() override { delete this; }
   };
   template <class Base>
-  static Base* finished(grpc::Status s) {
+  static Base* finished(rpc r, grpc::Status s) {
+    record_call(r, s.error_code(), steady::now());
     return new finish_only<Base>(std::move(s));
   }
   template <class Base>
-  Base* refuse(grpc::CallbackServerContext*) {
+  Base* refuse(rpc r) {
     if (!sh_->draining.load(std::memory_order_acquire)) return nullptr;
-    return finished<Base>(grpc::Status(grpc::StatusCode::UNAVAILABLE, "server is shutting down"));
+    return finished<Base>(r, grpc::Status(grpc::StatusCode::UNAVAILABLE, "server is shutting down"));
   }
 
   /// A unary call. Inline driver: when the pipeline has the synchronous fast path (every layer implements
@@ -1108,7 +1165,9 @@ class kv_service_impl final : public pb::KV::CallbackService {
   template <class Op>
   grpc::ServerUnaryReactor* unary(grpc::CallbackServerContext* c, const typename Op::request* rq,
                                   typename Op::response* rs) {
-    if (sh_->draining.load(std::memory_order_acquire)) return finish_default(c, grpc::Status(grpc::StatusCode::UNAVAILABLE, "server is shutting down"));
+    const auto start = steady::now();
+    if (sh_->draining.load(std::memory_order_acquire)) [[unlikely]]
+      return finish_inline(c, Op::id, start, grpc::Status(grpc::StatusCode::UNAVAILABLE, "server is shutting down"));
     int step = 0;
     if (sh_->pipeline.supports_immediate()) {
       // The context and session are this thread's, reset per call: nothing of an inline call outlives the
@@ -1121,19 +1180,19 @@ class kv_service_impl final : public pb::KV::CallbackService {
       for (;; ++step) {
         cmd_args a;
         grpc::Status st = Op::command(*rq, step, a);
-        if (!st.ok()) return finish_default(c, std::move(st));
+        if (!st.ok()) return finish_inline(c, Op::id, start, std::move(st));
         unary_reply_builder builder(sess.resp);
         kv::request req{ctx, sess, a.view(), builder};
         auto now = sh_->pipeline.try_call_now(req);
         if (!now) break;  // would suspend: continue from this step on the runtime
-        if (!*now) return finish_default(c, pipeline_status(*sh_, c, ctx, now->error(), a.v[0]));
+        if (!*now) return finish_inline(c, Op::id, start, pipeline_status(*sh_, c, ctx, now->error(), a.v[0]));
         kv::reply_value v;
         st = builder.take_first(v);
-        if (!st.ok()) return finish_default(c, std::move(st));
-        if (auto done = Op::reply(*rq, step, v, *rs)) return finish_default(c, std::move(*done));
+        if (!st.ok()) return finish_inline(c, Op::id, start, std::move(st));
+        if (auto done = Op::reply(*rq, step, v, *rs)) return finish_inline(c, Op::id, start, std::move(*done));
       }
     }
-    auto* call = new unary_call<Op>(sh_, c, rq, rs, step);
+    auto* call = new unary_call<Op>(sh_, c, rq, rs, step, start);
     call->start();
     return call;
   }
@@ -1152,10 +1211,14 @@ class kv_service_impl final : public pb::KV::CallbackService {
     }
   };
 
-  static grpc::ServerUnaryReactor* finish_default(grpc::CallbackServerContext* c, grpc::Status s) {
-    auto* r = c->DefaultReactor();
-    r->Finish(std::move(s));
-    return r;
+  /// Ends an inline unary call (or one refused at once) with `s`: records its metrics, finishes grpc's default
+  /// reactor.
+  static grpc::ServerUnaryReactor* finish_inline(grpc::CallbackServerContext* c, rpc r, steady::time_point start,
+                                                 grpc::Status s) {
+    record_call(r, s.error_code(), start);
+    auto* reactor = c->DefaultReactor();
+    reactor->Finish(std::move(s));
+    return reactor;
   }
 
   std::shared_ptr<listener_shared> sh_;

@@ -59,4 +59,13 @@ bool contains(std::string_view s, std::string_view p) noexcept { return s.find(p
   return StatusCode::INTERNAL;
 }
 
+std::string_view status_code_name(::grpc::StatusCode code) noexcept {
+  static constexpr std::string_view names[] = {
+      "OK",        "CANCELLED",          "UNKNOWN",           "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND",
+      "ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION", "ABORTED",
+      "OUT_OF_RANGE", "UNIMPLEMENTED",   "INTERNAL",          "UNAVAILABLE",      "DATA_LOSS",         "UNAUTHENTICATED"};
+  const auto i = static_cast<unsigned>(code);
+  return i < std::size(names) ? names[i] : names[2];
+}
+
 }  // namespace turret::grpc_frontend

@@ -26,4 +26,8 @@ namespace turret::grpc_frontend {
 ///   anything else -> INTERNAL.
 ::grpc::StatusCode reply_error_code(std::string_view redis_error) noexcept;
 
+/// The canonical name of a status code ("OK", "NOT_FOUND", ... as in grpc's status.proto), the `status` label of
+/// the gRPC front end's request metrics; "UNKNOWN" for a value outside the enum.
+std::string_view status_code_name(::grpc::StatusCode code) noexcept;
+
 }  // namespace turret::grpc_frontend

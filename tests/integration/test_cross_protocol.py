@@ -76,6 +76,57 @@ class CrossProtocol(unittest.TestCase):
                 with self.subTest(written=wname, read=rname):
                     self.assertEqual(read(key), value)
 
+    def metrics(self) -> dict:
+        """GET /metrics as {'name{labels}': value}."""
+        r = request(self.http, "GET", "/metrics")
+        self.assertEqual(r.status, 200)
+        out = {}
+        for line in r.body.decode().splitlines():
+            if line and not line.startswith("#"):
+                series, _, value = line.rpartition(" ")
+                out[series] = float(value)
+        return out
+
+    def test_metrics_count_the_requests_of_every_front_end(self):
+        grpc_get_nf = 'turret_requests_total{frontend="grpc",command="Get",status="NOT_FOUND"}'
+        grpc_get_ok = 'turret_requests_total{frontend="grpc",command="Get",status="OK"}'
+        grpc_set_ok = 'turret_requests_total{frontend="grpc",command="Set",status="OK"}'
+        grpc_set_fp = 'turret_requests_total{frontend="grpc",command="Set",status="FAILED_PRECONDITION"}'
+        grpc_get_count = 'turret_request_duration_seconds_count{frontend="grpc",command="Get"}'
+        grpc_get_inf = 'turret_request_duration_seconds_bucket{frontend="grpc",command="Get",le="+Inf"}'
+        grpc_scan_ok = 'turret_requests_total{frontend="grpc",command="Scan",status="OK"}'
+        resp_get_ok = 'turret_requests_total{frontend="resp",command="get",status="ok"}'
+        http_get_404 = 'turret_requests_total{frontend="http",command="kv.get",status="404"}'
+        before = self.metrics()
+        m = self.m
+        for _ in range(3):
+            self.assertIsNone(self.grpc_get(b"absent"))
+        self.kv.Set(m.SetRequest(key=b"present", value=b"v"), timeout=5)
+        self.kv.Set(m.SetRequest(key=b"present", value=b"v"), timeout=5)
+        with self.assertRaises(grpc.RpcError):
+            self.kv.Set(m.SetRequest(key=b"present", value=b"w", condition=m.CONDITION_IF_NOT_EXISTS), timeout=5)
+        self.assertEqual(self.grpc_get(b"present"), b"v")
+        list(self.kv.Scan(m.ScanRequest(prefix=b"pre"), timeout=5))
+        self.assertEqual(self.r.get("present"), b"v")
+        self.assertIsNone(self.http_get(b"absent"))
+        after = self.metrics()
+
+        def delta(series):
+            return after.get(series, 0) - before.get(series, 0)
+
+        self.assertEqual(delta(grpc_get_nf), 3)
+        self.assertEqual(delta(grpc_get_ok), 1)
+        self.assertEqual(delta(grpc_set_ok), 2)
+        self.assertEqual(delta(grpc_set_fp), 1)
+        self.assertEqual(delta(grpc_get_count), 4)
+        self.assertEqual(delta(grpc_get_inf), 4)
+        self.assertEqual(delta(grpc_scan_ok), 1)
+        self.assertEqual(delta(resp_get_ok), 1)
+        self.assertEqual(delta(http_get_404), 1)
+        # a gRPC Get takes well under a second here: the sum of durations grew, by less than 4 s
+        grpc_get_sum = 'turret_request_duration_seconds_sum{frontend="grpc",command="Get"}'
+        self.assertTrue(0 < delta(grpc_get_sum) < 4, delta(grpc_get_sum))
+
     def test_grpc_ttl_is_seen_by_resp_and_http(self):
         self.kv.Set(self.m.SetRequest(key=b"session", value=b"v", ttl_ms=90_000), timeout=5)
         self.assertIn(self.r.ttl("session"), (89, 90))
