@@ -36,13 +36,16 @@ inline std::size_t format_ll(char* buf, long long value) noexcept {
   return len;
 }
 
-/// Keyspace hit/miss accounting + lazy expiry, as db.c's lookupKeyRead.
+/// Keyspace hit/miss accounting + lazy expiry + the "keymiss" notification, as db.c's lookupKeyRead.
 inline entry* lookup_read(command_ctx& c, std::string_view key) {
-  entry* e = c.db().find(key, c.now);
-  if (e)
+  keyspace& db = c.db();
+  entry* e = db.find(key, c.now);
+  if (e) {
     ++c.st.stats().keyspace_hits;
-  else
+  } else {
     ++c.st.stats().keyspace_misses;
+    c.st.notify(notify_key_miss, "keymiss", key, db.index());
+  }
   return e;
 }
 
