@@ -25,7 +25,7 @@ class grpc_frontend_test : public ::testing::Test {
  protected:
   void SetUp() override {
     store_ = std::make_shared<kv::store>(kv::store_options{});
-    turretd::kv_pipeline pipe(kv::kv_service(store_, kv::command_table::make_default()));
+    turretd::kv_pipeline pipe = make_pipeline();
     turretd::listener_env env{"grpc", {boost::asio::ip::make_address("127.0.0.1"), 0}, grpc_options{}, rt_,
                               shutdown_, store_, pipe, &state_};
     listener_ = make_listener(std::move(env));
@@ -35,6 +35,10 @@ class grpc_frontend_test : public ::testing::Test {
                                    grpc::InsecureChannelCredentials());
     stub_ = pb::KV::NewStub(channel_);
   }
+  virtual turretd::kv_pipeline make_pipeline() {
+    return turretd::kv_pipeline(kv::kv_service(store_, kv::command_table::make_default()));
+  }
+
   void TearDown() override {
     listener_->stop_accepting();
     rt_.stop();
@@ -211,6 +215,58 @@ TEST_F(grpc_frontend_test, draining_refuses_new_calls) {
   pb::GetResponse rs;
   const auto code = stub_->Get(&c, rq, &rs).error_code();
   EXPECT_TRUE(code == grpc::StatusCode::UNAVAILABLE) << code;
+}
+
+/// A pass-through service in front of the core that notes the deadline each request carries.
+struct deadline_probe {
+  using response_type = kv::response;
+  using permit_type = unit_permit;
+
+  kv::kv_service inner;
+  std::shared_ptr<std::atomic<long long>> ms_left;  // -1: no deadline
+
+  awaitable<result<unit_permit>> ready(request_context&) { co_return unit_permit{}; }
+  awaitable<result<kv::response>> call(unit_permit p, kv::request& r) {
+    note(r);
+    co_return co_await inner.call(p, r);
+  }
+  std::optional<result<kv::response>> try_call_now(kv::request& r) {
+    note(r);
+    return inner.try_call_now(r);
+  }
+  void note(const kv::request& r) {
+    using clock = request_context::clock;
+    ms_left->store(r.ctx.deadline == clock::time_point::max()
+                       ? -1
+                       : std::chrono::duration_cast<std::chrono::milliseconds>(r.ctx.deadline - clock::now()).count());
+  }
+};
+
+class grpc_deadline_test : public grpc_frontend_test {
+ protected:
+  turretd::kv_pipeline make_pipeline() override {
+    return turretd::kv_pipeline(deadline_probe{kv::kv_service(store_, kv::command_table::make_default()), ms_left_});
+  }
+  std::shared_ptr<std::atomic<long long>> ms_left_ = std::make_shared<std::atomic<long long>>(-2);
+};
+
+TEST_F(grpc_deadline_test, the_clients_deadline_is_the_requests_deadline) {
+  pb::GetRequest rq;
+  rq.set_key("k");
+  pb::GetResponse rs;
+  {
+    grpc::ClientContext c;
+    c.set_deadline(std::chrono::system_clock::now() + 5s);
+    EXPECT_EQ(stub_->Get(&c, rq, &rs).error_code(), grpc::StatusCode::NOT_FOUND);
+    const long long left = ms_left_->load();
+    EXPECT_GT(left, 3000);
+    EXPECT_LE(left, 5000);
+  }
+  {
+    grpc::ClientContext c;  // no deadline
+    EXPECT_EQ(stub_->Get(&c, rq, &rs).error_code(), grpc::StatusCode::NOT_FOUND);
+    EXPECT_EQ(ms_left_->load(), -1);
+  }
 }
 
 TEST(grpc_status_mapping, pipeline_and_reply_errors) {

@@ -21,6 +21,7 @@
 #include <charconv>
 #include <chrono>
 #include <deque>
+#include <limits>
 #include <mutex>
 #include <thread>
 
@@ -202,20 +203,22 @@ static tcp::endpoint resolve_peer(const void* sctx) {
 
 /// Fills a call's context (protocol "grpc", peer (lazily), request id from `x-request-id` metadata, echoed; the
 /// client's deadline) and session from grpc's server context. Used by both unary drivers and the streaming calls.
-static void init_call(listener_shared& sh, grpc::CallbackServerContext* sctx, request_context& ctx, kv::session& sess) {
+/// The session stays unauthenticated (gRPC has no AUTH): with a requirepass set, commands fail with NOAUTH, i.e.
+/// UNAUTHENTICATED; the core checks the password under the store lock (reading it here would race CONFIG SET).
+static void init_call(grpc::CallbackServerContext* sctx, request_context& ctx, kv::session& sess) {
   ctx.protocol = "grpc";
   ctx.set_peer_resolver(&resolve_peer, sctx);
   if (auto id = find_client_metadata(*sctx, "x-request-id"); !id.empty() && id.size() <= 128) {
     ctx.set_request_id(std::string(id));
     sctx->AddInitialMetadata("x-request-id", ctx.request_id());
   }
-  const auto deadline = sctx->deadline();
-  if (deadline != std::chrono::system_clock::time_point::max()) {
-    const auto left = deadline - std::chrono::system_clock::now();
+  // No deadline is gpr_inf_future (tv_sec INT64_MAX): checked on the raw value, deadline() converts it first.
+  if (sctx->raw_deadline().tv_sec != std::numeric_limits<std::int64_t>::max()) {
+    const auto left = sctx->deadline() - std::chrono::system_clock::now();
     ctx.deadline = request_context::clock::now() + std::chrono::duration_cast<request_context::clock::duration>(left);
   }
   sess.protocol_name = "grpc";
-  sess.authenticated = sh.store->requirepass().empty();
+  sess.authenticated = false;
 }
 
 /// The status of a call whose pipeline failed with `ec` (a layer's error: timeout, limit, draining...).
@@ -249,7 +252,7 @@ class call_base {
         track_(sh_->shutdown.track()),
         rpc_(r),
         start_(start) {
-    init_call(*sh_, sctx, ctx_, sess_);
+    init_call(sctx, ctx_, sess_);
     sh_->add(this);
   }
   virtual ~call_base() = default;
@@ -1176,7 +1179,7 @@ class kv_service_impl final : public pb::KV::CallbackService {
       request_context& ctx = state.ctx;
       kv::session& sess = state.sess;
       state.reset();
-      init_call(*sh_, c, ctx, sess);
+      init_call(c, ctx, sess);
       for (;; ++step) {
         cmd_args a;
         grpc::Status st = Op::command(*rq, step, a);

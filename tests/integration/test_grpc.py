@@ -243,6 +243,21 @@ class GrpcTest(unittest.TestCase):
         msg = ps.get_message(timeout=5)
         self.assertEqual((msg["channel"], msg["data"]), (b"alerts", b"m"))
 
+    def test_requirepass_makes_grpc_calls_unauthenticated(self):
+        # gRPC has no AUTH: once a password is required, every call fails with UNAUTHENTICATED (Redis's NOAUTH).
+        admin = redis.Redis(port=self.t.resp_port, socket_timeout=5)
+        self.addCleanup(admin.close)
+        admin.config_set("requirepass", "s3cret")  # this connection stays authenticated
+        try:
+            self.assertEqual(code_of(self.kv.Get, self.m.GetRequest(key=b"k"), timeout=5),
+                             grpc.StatusCode.UNAUTHENTICATED)
+            self.assertEqual(code_of(self.kv.Set, self.m.SetRequest(key=b"k", value=b"v"), timeout=5),
+                             grpc.StatusCode.UNAUTHENTICATED)
+        finally:
+            admin.config_set("requirepass", "")
+        self.kv.Set(self.m.SetRequest(key=b"k", value=b"v"), timeout=5)
+        self.assertEqual(self.kv.Get(self.m.GetRequest(key=b"k"), timeout=5).value, b"v")
+
     # -- metadata, deadlines, cancellation ----------------------------------------------------------------------------
     def test_request_id_echoed(self):
         _, call = self.kv.Set.with_call(self.m.SetRequest(key=b"x", value=b"1"),
