@@ -423,24 +423,40 @@ class unary_reply_builder final : public kv::reply_builder {
   void raw(std::string_view resp_bytes) override { nested().raw(resp_bytes); }
   int protocol() const noexcept override { return protocol_; }
 
-  /// The first reply in `out`; the status as replies_status() gives it for all the top-level replies.
-  grpc::Status take_first(kv::reply_value& out) {
-    if (state_ == first::none) return grpc::Status(grpc::StatusCode::INTERNAL, "no reply");
-    if (state_ == first::scalar && first_.is_error()) return grpc::Status(reply_error_code(first_.str), first_.str);
-    if (inner_) {  // containers, or more than one top-level reply
-      auto more = inner_->take();
-      if (auto st = replies_status(more); !st.ok() && !more.empty()) return st;
-      if (state_ == first::inner) {
-        if (more.empty()) return grpc::Status(grpc::StatusCode::INTERNAL, "no reply");
-        out = std::move(more.front());
-        return grpc::Status();
-      }
-    }
-    out = std::move(first_);
-    return grpc::Status();
+  /// The first reply (in place, valid while the builder lives), or nullptr with `st` set to the status
+  /// replies_status() gives for all the top-level replies when that is not OK.
+  kv::reply_value* first_reply(grpc::Status& st) {
+    if (state_ == first::scalar && !inner_ && !first_.is_error()) [[likely]] return &first_;
+    return first_reply_slow(st);
   }
 
  private:
+  [[gnu::noinline]] kv::reply_value* first_reply_slow(grpc::Status& st) {
+    if (state_ == first::none) {
+      st = grpc::Status(grpc::StatusCode::INTERNAL, "no reply");
+      return nullptr;
+    }
+    if (state_ == first::scalar && first_.is_error()) {
+      st = grpc::Status(reply_error_code(first_.str), first_.str);
+      return nullptr;
+    }
+    if (inner_) {  // containers, or more than one top-level reply
+      auto more = inner_->take();
+      if (auto s = replies_status(more); !s.ok() && !more.empty()) {
+        st = std::move(s);
+        return nullptr;
+      }
+      if (state_ == first::inner) {
+        if (more.empty()) {
+          st = grpc::Status(grpc::StatusCode::INTERNAL, "no reply");
+          return nullptr;
+        }
+        first_ = std::move(more.front());
+      }
+    }
+    return &first_;
+  }
+
   using kind = kv::reply_value::kind;
   enum class first : std::uint8_t { none, scalar, inner };
 
@@ -455,7 +471,7 @@ class unary_reply_builder final : public kv::reply_builder {
   void leaf(kind k, std::string_view s, F forward) {
     if (take_scalar()) {
       first_.type = k;
-      first_.str.assign(s.data(), s.size());
+      first_.str = std::string(s.data(), s.size());  // construct + move: leaner code than assign()
     } else {
       forward();
     }
@@ -1189,10 +1205,9 @@ class kv_service_impl final : public pb::KV::CallbackService {
         auto now = sh_->pipeline.try_call_now(req);
         if (!now) break;  // would suspend: continue from this step on the runtime
         if (!*now) return finish_inline(c, Op::id, start, pipeline_status(*sh_, c, ctx, now->error(), a.v[0]));
-        kv::reply_value v;
-        st = builder.take_first(v);
-        if (!st.ok()) return finish_inline(c, Op::id, start, std::move(st));
-        if (auto done = Op::reply(*rq, step, v, *rs)) return finish_inline(c, Op::id, start, std::move(*done));
+        kv::reply_value* v = builder.first_reply(st);
+        if (!v) return finish_inline(c, Op::id, start, std::move(st));
+        if (auto done = Op::reply(*rq, step, *v, *rs)) return finish_inline(c, Op::id, start, std::move(*done));
       }
     }
     auto* call = new unary_call<Op>(sh_, c, rq, rs, step, start);
@@ -1217,7 +1232,7 @@ class kv_service_impl final : public pb::KV::CallbackService {
   /// Ends an inline unary call (or one refused at once) with `s`: records its metrics, finishes grpc's default
   /// reactor.
   static grpc::ServerUnaryReactor* finish_inline(grpc::CallbackServerContext* c, rpc r, steady::time_point start,
-                                                 grpc::Status s) {
+                                                 grpc::Status&& s) {
     record_call(r, s.error_code(), start);
     auto* reactor = c->DefaultReactor();
     reactor->Finish(std::move(s));
