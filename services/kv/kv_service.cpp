@@ -178,7 +178,8 @@ void process_command(store& st, session& s, std::span<const std::string_view> ar
                      command_time now) {
   const command_table& table = *st.commands();
   const command_def* cmd = table.lookup(args);
-  s.last_interaction_ms = coarse_unix_time_ms();  // CLIENT LIST idle= (seconds): a coarse clock is enough
+  // CLIENT LIST idle= (seconds: a coarse clock is enough), for sessions CLIENT LIST can show (attached: id != 0).
+  if (s.id != 0) s.last_interaction_ms = coarse_unix_time_ms();
   if (!cmd) [[unlikely]] {
     reject_unknown(st, s, table, args, out);
     return;
