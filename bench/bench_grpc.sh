@@ -1,10 +1,16 @@
 #!/usr/bin/env bash
 # gRPC unary Get: turretd's gRPC front end vs a bare grpc++ callback server (bench/grpc_bare_server.cpp) answering the
-# same message (a 64-byte value) from a plain hash map. Same run, alternating rounds, `h2load -c50 -m10` each.
+# same message (a 64-byte value) from a plain hash map. Same run, interleaved, `h2load -c50 -m10` each.
 #
-#   bench/bench_grpc.sh [ROUNDS=25] [SECONDS=4]
+#   bench/bench_grpc.sh [ROUNDS=30] [SECONDS=1]
 #   env: TURRET_BUILD_DIR (default build), TURRETD, GRPC_BARE_SERVER, TURRET_THREADS (turretd workers, default 1),
-#        H2LOAD_THREADS (default 1)
+#        H2LOAD_THREADS (default 1), SLICES (h2load runs per server and round, default 4)
+#
+# Each round starts both servers afresh and measures them in 2 x SLICES runs of SECONDS each (after 300 ms of
+# warm-up), in ABBA order (A B B A A B B A ...; which server is A alternates between rounds): the machine's speed
+# drifts by tens of percent within seconds here, and the ABBA order cancels a linear drift within a round. The
+# round's ratio is turretd's mean over its slices / bare's; the headline is the median of the round ratios with a
+# bootstrap 95% interval.
 #
 # Success is counted by gRPC status, not HTTP status (h2load counts every HTTP 200 as a success, even a call whose
 # grpc-status is an error): a successful Get carries exactly one DATA payload of 71 bytes (5-byte gRPC frame header +
@@ -12,8 +18,9 @@
 # script also checks the data byte count is an exact multiple and that both servers answer OK before measuring.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-ROUNDS=${1:-25}
-SECS=${2:-4}
+ROUNDS=${1:-30}
+SECS=${2:-1}
+SLICES=${SLICES:-4}
 BUILD=${TURRET_BUILD_DIR:-build}
 TURRETD=${TURRETD:-$BUILD/services/turretd}
 BARE=${GRPC_BARE_SERVER:-$BUILD/bench/grpc_bare_server}
@@ -113,7 +120,7 @@ stop_servers
 
 run_h2load() {  # port -> "ok_calls_per_second total_rps"
   local port=$1 out data secs reqs
-  out=$(h2load -c50 -m10 -t"$H2T" -D "$SECS" --warm-up-time=1 -d "$WORK/get.bin" \
+  out=$(h2load -c50 -m10 -t"$H2T" -D "$SECS" --warm-up-time=300ms -d "$WORK/get.bin" \
     -H 'content-type: application/grpc' -H 'te: trailers' "http://127.0.0.1:$port/turret.kv.v1.KV/Get" 2>&1)
   data=$(echo "$out" | sed -nE 's/^traffic: .* \(([0-9]+)\) data$/\1/p; s/^traffic:.*headers.*, [0-9.]+[KMG]?B \(([0-9]+)\) data$/\1/p' | head -1)
   secs=$(echo "$out" | sed -nE 's/^finished in ([0-9.]+)s,.*/\1/p')
@@ -123,22 +130,23 @@ run_h2load() {  # port -> "ok_calls_per_second total_rps"
   /usr/bin/python3 -c "print(f'{$data / $RESP_SIZE / $secs:.0f} {$reqs:.0f}')"
 }
 
-# Each round measures both servers back to back (which one goes first alternates), and the headline is the median of
-# the per-round ratios: this machine's speed drifts by tens of percent over a minute, which a ratio of two medians
-# taken over the whole run would mix into the comparison.
-echo "gRPC unary Get, h2load -c50 -m10 -D ${SECS}s, ${ROUNDS} rounds (pairs, alternating order); turretd threads=$THREADS"
+echo "gRPC unary Get, h2load -c50 -m10, ${ROUNDS} rounds of 2 x ${SLICES} runs of ${SECS}s (ABBA); turretd threads=$THREADS"
 printf '%-6s %14s %14s %14s %14s %8s\n' round bare_ok/s bare_req/s turretd_ok/s turretd_req/s ratio
 BARE_R=(); TURRET_R=()
 for r in $(seq "$ROUNDS"); do
   start_servers
-  if [ $((r % 2)) -eq 1 ]; then
-    read -r b_ok b_all < <(run_h2load "$BARE_GRPC")
-    read -r t_ok t_all < <(run_h2load "$TURRET_GRPC")
-  else
-    read -r t_ok t_all < <(run_h2load "$TURRET_GRPC")
-    read -r b_ok b_all < <(run_h2load "$BARE_GRPC")
-  fi
+  b_ok=0; b_all=0; t_ok=0; t_all=0
+  for i in $(seq 0 $((2 * SLICES - 1))); do
+    # ABBA: slots 0 and 3 of every 4 go to A; A is bare in odd rounds, turretd in even ones.
+    a_slot=$(( (i % 4 == 0 || i % 4 == 3) ? 1 : 0 ))
+    if [ $(( (r + a_slot) % 2 )) -eq 0 ]; then
+      read -r ok all < <(run_h2load "$BARE_GRPC"); b_ok=$((b_ok + ok)); b_all=$((b_all + all))
+    else
+      read -r ok all < <(run_h2load "$TURRET_GRPC"); t_ok=$((t_ok + ok)); t_all=$((t_all + all))
+    fi
+  done
   stop_servers
+  b_ok=$((b_ok / SLICES)); b_all=$((b_all / SLICES)); t_ok=$((t_ok / SLICES)); t_all=$((t_all / SLICES))
   BARE_R+=("$b_ok"); TURRET_R+=("$t_ok")
   printf '%-6s %14s %14s %14s %14s %8s\n' "$r" "$b_ok" "$b_all" "$t_ok" "$t_all" \
     "$(/usr/bin/python3 -c "print(f'{$t_ok / $b_ok:.3f}')")"

@@ -92,6 +92,7 @@ std::string glob_escape(std::string_view s) {
 struct number {
   char buf[24];
   std::size_t len = 0;
+  number() = default;  // empty
   explicit number(long long v) { len = static_cast<std::size_t>(std::to_chars(buf, buf + sizeof buf, v).ptr - buf); }
   explicit number(unsigned long long v) {
     len = static_cast<std::size_t>(std::to_chars(buf, buf + sizeof buf, v).ptr - buf);
@@ -507,7 +508,7 @@ class unary_reply_builder final : public kv::reply_builder {
 /// The arguments of one command: string views into the request message, the literals, and `num` (decimal).
 struct cmd_args {
   boost::container::small_vector<std::string_view, 8> v;
-  number num{0LL};
+  number num;
   void push(std::string_view s) { v.push_back(s); }
   std::span<const std::string_view> view() const noexcept { return {v.data(), v.size()}; }
 };
@@ -587,7 +588,7 @@ struct get_op {
   static final_status reply(const request&, int, kv::reply_value& v, response& rs) {
     if (v.is_null()) return not_found();
     if (v.type != kv::reply_value::kind::bulk) return unexpected(v);
-    *rs.mutable_value() = std::move(v.str);
+    rs.set_value(std::move(v.str));
     return grpc::Status();
   }
 };
@@ -1210,6 +1211,15 @@ class kv_service_impl final : public pb::KV::CallbackService {
         if (auto done = Op::reply(*rq, step, *v, *rs)) return finish_inline(c, Op::id, start, std::move(*done));
       }
     }
+    return continue_async<Op>(c, rq, rs, step, start);
+  }
+
+  /// The asynchronous driver from step `step` on (out of line: the inline path above is the hot one).
+  template <class Op>
+  [[gnu::noinline]] grpc::ServerUnaryReactor* continue_async(grpc::CallbackServerContext* c,
+                                                             const typename Op::request* rq,
+                                                             typename Op::response* rs, int step,
+                                                             steady::time_point start) {
     auto* call = new unary_call<Op>(sh_, c, rq, rs, step, start);
     call->start();
     return call;
