@@ -4,8 +4,9 @@
 #   bench/callgrind_grpc.sh [CALLS=20000]
 #   env: TURRET_BUILD_DIR (default build), TURRETD, GRPC_BARE_SERVER
 #
-# Throughput on this machine moves by +-15% per run (see README.md); callgrind's counts do not, so this is the figure
-# to compare code changes with. For each server it runs `h2load -n CALLS -c50 -m10` and a 100-call run under
+# Throughput on this machine moves by +-15% per run (see README.md); callgrind's counts hardly do: the handler rows
+# below repeat to a few instructions (compare code changes with those), the whole-program totals to 1-2% (grpc's
+# threads interleave differently from run to run). For each server it runs `h2load -n CALLS -c50 -m10` and a 100-call run under
 # `valgrind --tool=callgrind --cache-sim=yes`, subtracts the short run (start-up, shutdown) and divides by the
 # difference in calls. Printed per call:
 #   Ir   instructions
