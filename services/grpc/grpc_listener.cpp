@@ -206,12 +206,14 @@ static tcp::endpoint resolve_peer(const void* sctx) {
 /// client's deadline) and session from grpc's server context. Used by both unary drivers and the streaming calls.
 /// The session stays unauthenticated (gRPC has no AUTH): with a requirepass set, commands fail with NOAUTH, i.e.
 /// UNAUTHENTICATED; the core checks the password under the store lock (reading it here would race CONFIG SET).
-static void init_call(grpc::CallbackServerContext* sctx, request_context& ctx, kv::session& sess) {
+/// `echo`: add the request id to the response's initial metadata (false when an earlier init_call of the same call,
+/// the inline driver's, already did).
+static void init_call(grpc::CallbackServerContext* sctx, request_context& ctx, kv::session& sess, bool echo = true) {
   ctx.protocol = "grpc";
   ctx.set_peer_resolver(&resolve_peer, sctx);
   if (auto id = find_client_metadata(*sctx, "x-request-id"); !id.empty() && id.size() <= 128) {
     ctx.set_request_id(std::string(id));
-    sctx->AddInitialMetadata("x-request-id", ctx.request_id());
+    if (echo) sctx->AddInitialMetadata("x-request-id", ctx.request_id());
   }
   // No deadline is gpr_inf_future (tv_sec INT64_MAX): checked on the raw value, deadline() converts it first.
   if (sctx->raw_deadline().tv_sec != std::numeric_limits<std::int64_t>::max()) {
@@ -245,15 +247,16 @@ static grpc::Status replies_status(const std::vector<kv::reply_value>& out) {
 class call_base {
  public:
   /// `start`: when the handler was called (the request metrics' duration runs from there to finish()).
+  /// `echoed`: the request id is already in the response's initial metadata.
   call_base(std::shared_ptr<listener_shared> sh, grpc::CallbackServerContext* sctx, rpc r,
-            steady::time_point start = steady::now())
+            steady::time_point start = steady::now(), bool echoed = false)
       : sh_(std::move(sh)),
         sctx_(sctx),
         ex_(sh_->rt.next_executor()),
         track_(sh_->shutdown.track()),
         rpc_(r),
         start_(start) {
-    init_call(sctx, ctx_, sess_);
+    init_call(sctx, ctx_, sess_, !echoed);
     sh_->add(this);
   }
   virtual ~call_base() = default;
@@ -520,9 +523,10 @@ class unary_call final : public call_base, public grpc::ServerUnaryReactor {
   using response_type = typename Op::response;
 
   /// `first_step`: the step to start from (the inline driver ran the ones before it).
+  /// `echoed`: the inline driver ran first (and put the request id into the initial metadata).
   unary_call(std::shared_ptr<listener_shared> sh, grpc::CallbackServerContext* sctx, const request_type* rq,
-             response_type* rs, int first_step, steady::time_point start)
-      : call_base(std::move(sh), sctx, Op::id, start), rq_(rq), rs_(rs), step_(first_step) {}
+             response_type* rs, int first_step, steady::time_point start, bool echoed)
+      : call_base(std::move(sh), sctx, Op::id, start, echoed), rq_(rq), rs_(rs), step_(first_step) {}
 
   void start() {
     asio::co_spawn(ex_, run(), [this](std::exception_ptr e) {
@@ -1220,7 +1224,8 @@ class kv_service_impl final : public pb::KV::CallbackService {
                                                              const typename Op::request* rq,
                                                              typename Op::response* rs, int step,
                                                              steady::time_point start) {
-    auto* call = new unary_call<Op>(sh_, c, rq, rs, step, start);
+    const bool inline_ran = sh_->pipeline.supports_immediate();  // then its init_call echoed the request id
+    auto* call = new unary_call<Op>(sh_, c, rq, rs, step, start, inline_ran);
     call->start();
     return call;
   }
