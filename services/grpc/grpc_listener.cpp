@@ -268,11 +268,13 @@ class call_base {
     if (refs_.fetch_sub(1, std::memory_order_acq_rel) == 1) delete this;
   }
 
-  /// True once for the one party allowed to finish the reactor (the call's coroutine, or a forced close).
-  bool try_claim() noexcept { return !claimed_.exchange(true, std::memory_order_acq_rel); }
-
-  /// Records the call's request metrics with its final status (by whoever won try_claim, just before Finish).
-  void record(const grpc::Status& s) { record_call(rpc_, s.error_code(), start_); }
+  /// True once, for the one party allowed to finish the reactor (the call's coroutine, or a forced close), which
+  /// must then Finish with `s`: the call's request metrics are recorded with that status here.
+  bool claim_finish(const grpc::Status& s) {
+    if (claimed_.exchange(true, std::memory_order_acq_rel)) return false;
+    record_call(rpc_, s.error_code(), start_);
+    return true;
+  }
 
   /// Ends the call now with `s` unless it already ended (draining, forced close). Thread-safe.
   virtual void force_finish(grpc::Status s) = 0;
@@ -557,16 +559,13 @@ class unary_call final : public call_base, public grpc::ServerUnaryReactor {
 
   asio::awaitable<void> run() {
     grpc::Status st = co_await steps();
-    if (!try_claim()) co_return;
+    if (!claim_finish(st)) co_return;
     if (st.ok()) rs_->Swap(&local_);
-    record(st);
     Finish(std::move(st));
   }
 
   void finish(grpc::Status s) {
-    if (!try_claim()) return;
-    record(s);
-    Finish(std::move(s));
+    if (claim_finish(s)) Finish(std::move(s));
   }
 
   const request_type* rq_;
@@ -833,9 +832,7 @@ class scan_call final : public call_base, public grpc::ServerWriteReactor<pb::Sc
 
  private:
   void finish(grpc::Status s) {
-    if (!try_claim()) return;
-    record(s);
-    Finish(std::move(s));
+    if (claim_finish(s)) Finish(std::move(s));
   }
 
   void spawn_step() {
@@ -1068,10 +1065,7 @@ class subscribe_call final : public call_base,
       if (detach_now) attached_ = false;
       lk.unlock();
       if (detach_now) shared().store->detach(sess_);
-      if (try_claim()) {
-        record(s);
-        Finish(std::move(s));
-      }
+      if (claim_finish(s)) Finish(std::move(s));
       return;
     }
     if (held_ || queue_.empty()) return;
