@@ -1,7 +1,6 @@
 #include <services/http/http_options.hpp>
 #include <services/http/rest_api.hpp>
 #include <services/http/router.hpp>
-#include <turret/metrics.hpp>
 
 #include <gtest/gtest.h>
 
@@ -124,33 +123,6 @@ TEST(HttpOptions, Parse) {
   EXPECT_EQ(o.header_timeout, std::chrono::seconds(1));
   EXPECT_THROW(parse_http_options(load_config_string("http: {bogus: 1}\n").child("http")), config_error);
   EXPECT_THROW(parse_http_options(load_config_string("http: {header_timeout: 0}\n").child("http")), config_error);
-}
-
-TEST(Metrics, Exposition) {
-  metrics::registry reg;
-  auto& c = reg.counter("t_requests_total", "Requests.", {"code"});
-  c.with({"200"}).inc();
-  c.with({"200"}).inc(2);
-  c.with({"a\"b"}).inc();
-  auto& g = reg.gauge("t_open", "Open.");
-  g.with({}).set(3);
-  auto& h = reg.histogram("t_latency_seconds", "Latency.", {}, {0.1, 1});
-  h.with({}).observe(0.05);
-  h.with({}).observe(0.5);
-  h.with({}).observe(5);
-  reg.gauge_callback("t_cb", "Callback.", [] { return 1.5; });
-  const std::string text = reg.expose();
-  EXPECT_NE(text.find("# TYPE t_requests_total counter\nt_requests_total{code=\"200\"} 3\n"), std::string::npos) << text;
-  EXPECT_NE(text.find("t_requests_total{code=\"a\\\"b\"} 1"), std::string::npos) << text;
-  EXPECT_NE(text.find("t_open 3\n"), std::string::npos) << text;
-  EXPECT_NE(text.find("t_latency_seconds_bucket{le=\"0.1\"} 1\n"), std::string::npos) << text;
-  EXPECT_NE(text.find("t_latency_seconds_bucket{le=\"1\"} 2\n"), std::string::npos) << text;
-  EXPECT_NE(text.find("t_latency_seconds_bucket{le=\"+Inf\"} 3\n"), std::string::npos) << text;
-  EXPECT_NE(text.find("t_latency_seconds_sum 5.55\n"), std::string::npos) << text;
-  EXPECT_NE(text.find("t_latency_seconds_count 3\n"), std::string::npos) << text;
-  EXPECT_NE(text.find("t_cb 1.5\n"), std::string::npos) << text;
-  EXPECT_THROW(reg.gauge("t_requests_total", "x"), std::invalid_argument);
-  EXPECT_THROW(c.with({"a", "b"}), std::invalid_argument);
 }
 
 }  // namespace

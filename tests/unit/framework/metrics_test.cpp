@@ -16,7 +16,9 @@ TEST(MetricsTest, ExposesCountersGaugesAndHistogramsInTextFormat) {
   auto& req = reg.counter("t_requests_total", "Requests.", {"frontend", "status"});
   req.with({"http", "200"}).inc(3);
   req.with({"resp", "ok"}).inc();
+  req.with({"a\"b", "200"}).inc();
   reg.gauge("t_connections", "Open connections.").with({}).set(7);
+  reg.gauge_callback("t_cb", "Callback.", [] { return 1.5; });
   auto& h = reg.histogram("t_seconds", "Latency.", {}, {0.1, 1});
   h.with({}).observe(0.05);
   h.with({}).observe(0.5);
@@ -29,7 +31,12 @@ TEST(MetricsTest, ExposesCountersGaugesAndHistogramsInTextFormat) {
   EXPECT_NE(out.find("t_seconds_bucket{le=\"0.1\"} 1\n"), std::string::npos) << out;
   EXPECT_NE(out.find("t_seconds_bucket{le=\"1\"} 2\n"), std::string::npos) << out;
   EXPECT_NE(out.find("t_seconds_bucket{le=\"+Inf\"} 3\n"), std::string::npos) << out;
+  EXPECT_NE(out.find("t_seconds_sum 5.55\n"), std::string::npos) << out;
   EXPECT_NE(out.find("t_seconds_count 3\n"), std::string::npos) << out;
+  EXPECT_NE(out.find("t_requests_total{frontend=\"a\\\"b\",status=\"200\"} 1"), std::string::npos) << out;
+  EXPECT_NE(out.find("t_cb 1.5\n"), std::string::npos) << out;
+  EXPECT_THROW(reg.gauge("t_requests_total", "x"), std::invalid_argument);  // name taken by another type
+  EXPECT_THROW(req.with({"only-one"}), std::invalid_argument);              // wrong number of label values
   // Families sorted by name.
   EXPECT_LT(out.find("t_connections"), out.find("t_requests_total"));
   EXPECT_LT(out.find("t_requests_total"), out.find("t_seconds"));
