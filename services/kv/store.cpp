@@ -252,12 +252,12 @@ std::uint64_t store::attach_locked(session& s) {
   return s.id;
 }
 
-void store::detach(session& s) {
+void store::detach(session& s) noexcept {
   std::lock_guard lock(mutex_);
   detach_locked(s);
 }
 
-void store::detach_locked(session& s) {
+void store::detach_locked(session& s) noexcept {
   unwatch_all(s);
   while (!s.channels.empty()) unsubscribe(s, *s.channels.begin());
   while (!s.patterns.empty()) punsubscribe(s, *s.patterns.begin());

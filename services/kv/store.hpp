@@ -160,11 +160,12 @@ class store {
   /// Registers a session (locks internally): assigns id and created time, sets `authenticated` when no password is
   /// required. Front ends check maxclients (limits()) before attaching.
   std::uint64_t attach(session& s);
-  /// Unregisters (locks internally): drops subscriptions and WATCHes.
-  void detach(session& s);
+  /// Unregisters (locks internally): drops subscriptions and WATCHes. Never throws. Prefer session_attachment
+  /// (below), which detaches whatever way its owner's scope ends.
+  void detach(session& s) noexcept;
   /// Same as attach/detach with the lock already held.
   std::uint64_t attach_locked(session& s);
-  void detach_locked(session& s);
+  void detach_locked(session& s) noexcept;
   const std::map<std::uint64_t, session*>& clients() const noexcept { return clients_; }
   std::size_t connected_clients() const noexcept { return clients_.size(); }
   std::size_t pubsub_clients() const noexcept;
@@ -266,6 +267,41 @@ class store {
 
   // CONFIG parameters turretd only stores and reports (save, appendonly, maxmemory...)
   std::map<std::string, std::string, std::less<>> misc_config_;
+};
+
+/// RAII registration of a session with the store: attaches on construction, detaches on destruction, however the
+/// owner's scope ends (normal return, exception, a coroutine frame destroyed without resuming). Front ends hold one
+/// per connection (or per stream), so a session can never stay registered after its connection is gone: CLIENT LIST
+/// and pub/sub delivery would otherwise reach freed memory. Move-only; reset() detaches early (idempotent).
+class session_attachment {
+ public:
+  session_attachment() noexcept = default;
+  session_attachment(store& st, session& s) : st_(&st), sess_(&s) { st.attach(s); }
+  session_attachment(session_attachment&& o) noexcept
+      : st_(std::exchange(o.st_, nullptr)), sess_(std::exchange(o.sess_, nullptr)) {}
+  session_attachment& operator=(session_attachment&& o) noexcept {
+    if (this != &o) {
+      reset();
+      st_ = std::exchange(o.st_, nullptr);
+      sess_ = std::exchange(o.sess_, nullptr);
+    }
+    return *this;
+  }
+  session_attachment(const session_attachment&) = delete;
+  session_attachment& operator=(const session_attachment&) = delete;
+  ~session_attachment() { reset(); }
+
+  bool attached() const noexcept { return st_ != nullptr; }
+  /// Detaches now (locks the store). After it returns no deliver()/kill() reaches the session's host.
+  void reset() noexcept {
+    if (st_ == nullptr) return;
+    store* st = std::exchange(st_, nullptr);
+    st->detach(*sess_);
+  }
+
+ private:
+  store* st_ = nullptr;
+  session* sess_ = nullptr;
 };
 
 inline keyspace& command_ctx::db() const { return st.db(sess.db); }
