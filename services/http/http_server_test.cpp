@@ -4,10 +4,16 @@
 #include <services/kv/store.hpp>
 
 #include <boost/asio/connect.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/read.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 #include <gtest/gtest.h>
 
+#include <poll.h>
+
+#include <stdexcept>
 #include <thread>
 
 namespace turret::http_frontend {
@@ -16,12 +22,43 @@ namespace {
 namespace asio = boost::asio;
 using tcp = asio::ip::tcp;
 
+/// A pipeline layer in front of kv_service that throws for the key "throw" (std::runtime_error) or "oom"
+/// (std::bad_alloc). `immediate`: on the synchronous fast path; otherwise after a real suspension in call().
+struct throwing_layer {
+  using response_type = kv::response;
+  using permit_type = unit_permit;
+
+  kv::kv_service inner;
+  bool immediate = true;
+
+  static void maybe_throw(const kv::request& r) {
+    if (r.args.size() < 2) return;
+    if (r.args[1] == "throw") throw std::runtime_error("thrown by the pipeline");
+    if (r.args[1] == "oom") throw std::bad_alloc();
+  }
+  awaitable<result<unit_permit>> ready(request_context& ctx) { return inner.ready(ctx); }
+  awaitable<result<kv::response>> call(unit_permit p, kv::request& r) {
+    co_await asio::post(co_await asio::this_coro::executor, asio::use_awaitable);
+    maybe_throw(r);
+    co_return co_await inner.call(p, r);
+  }
+  std::optional<result<kv::response>> try_call_now(kv::request& r) {
+    if (!immediate) return std::nullopt;
+    maybe_throw(r);
+    return inner.try_call_now(r);
+  }
+};
+
 class HttpServer : public ::testing::Test {
  protected:
+  /// The listener's pipeline (kv_service alone unless a test fixture says otherwise).
+  virtual turretd::kv_pipeline pipeline(std::shared_ptr<const kv::command_table> table) {
+    return turretd::kv_pipeline{kv::kv_service(store_, std::move(table))};
+  }
+
   void SetUp() override {
     store_ = std::make_shared<kv::store>(kv::store_options{});
-    auto table = kv::command_table::make_default();
-    turretd::kv_pipeline pipeline{kv::kv_service(store_, table)};
+    turretd::kv_pipeline pipeline = this->pipeline(kv::command_table::make_default());
     http_options o;
     o.header_timeout = std::chrono::milliseconds(300);
     o.max_header_bytes = 2048;
@@ -41,7 +78,8 @@ class HttpServer : public ::testing::Test {
     listener_.reset();
   }
 
-  /// Sends raw bytes, reads until the server closes or `until` bytes of responses arrived (very simple client).
+  /// Sends raw bytes, reads until the server closes (or, unless `wait_close`, until a response header arrived).
+  /// Gives up after 3 s without data: a server that keeps a connection it should close fails the test, not hangs it.
   std::string exchange(std::string_view request, bool wait_close = true) {
     asio::io_context io;
     tcp::socket s(io);
@@ -50,6 +88,11 @@ class HttpServer : public ::testing::Test {
     std::string out;
     char buf[4096];
     for (;;) {
+      pollfd pfd{s.native_handle(), POLLIN, 0};
+      if (::poll(&pfd, 1, 3000) != 1) {
+        ADD_FAILURE() << "no response and no close within 3 s; got:\n" << out;
+        break;
+      }
       boost::system::error_code ec;
       std::size_t n = s.read_some(asio::buffer(buf), ec);
       out.append(buf, n);
@@ -108,6 +151,81 @@ TEST_F(HttpServer, Malformed) {
   // The server is still up.
   EXPECT_NE(exchange("GET /healthz HTTP/1.1\r\nConnection: close\r\n\r\n").find("HTTP/1.1 200 OK"), std::string::npos);
 }
+
+/// Counts the responses (status lines) in what a connection received.
+std::size_t responses(std::string_view out) {
+  std::size_t n = 0;
+  for (auto p = out.find("HTTP/1.1 "); p != std::string_view::npos; p = out.find("HTTP/1.1 ", p + 1)) ++n;
+  return n;
+}
+
+/// Polls the store's client count (it drops once connections' coroutines have ended).
+std::size_t clients_after(kv::store& st, std::size_t want) {
+  std::size_t n = 0;
+  for (int i = 0; i < 200; ++i) {
+    {
+      std::lock_guard lk(st.mutex());
+      n = st.connected_clients();
+    }
+    if (n == want) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return n;
+}
+
+TEST_F(HttpServer, SessionDetachedHoweverTheConnectionEnds) {
+  asio::io_context io;
+  tcp::socket open(io);
+  open.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), port_));
+  EXPECT_EQ(clients_after(*store_, 1), 1u);  // an open connection is a client of the store
+  // Connections that end after a response, after a codec error, after a 408, and with the client gone mid-body.
+  exchange("GET /healthz HTTP/1.1\r\nConnection: close\r\n\r\n");
+  exchange("GARBAGE\r\n\r\n");
+  exchange("GET /healthz HTTP/1.1\r\nHost: x\r\n");
+  {
+    tcp::socket gone(io);
+    gone.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), port_));
+    asio::write(gone, asio::buffer(std::string_view("PUT /v1/kv/x HTTP/1.1\r\nContent-Length: 10\r\n\r\nabc")));
+  }
+  EXPECT_EQ(clients_after(*store_, 1), 1u);
+  open.close();
+  EXPECT_EQ(clients_after(*store_, 0), 0u);
+}
+
+class HttpServerThrowing : public HttpServer, public ::testing::WithParamInterface<bool> {
+ protected:
+  turretd::kv_pipeline pipeline(std::shared_ptr<const kv::command_table> table) override {
+    return turretd::kv_pipeline{throwing_layer{kv::kv_service(store_, std::move(table)), GetParam()}};
+  }
+};
+
+TEST_P(HttpServerThrowing, AnExceptionBecomesAnErrorResponseAndTheConnectionGoesOn) {
+  const std::string out = exchange(
+      "GET /v1/kv/throw HTTP/1.1\r\nHost: x\r\n\r\n"
+      "PUT /v1/kv/throw HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\nx"
+      "GET /v1/kv/oom HTTP/1.1\r\nHost: x\r\n\r\n"
+      "POST /v1/kv:mget HTTP/1.1\r\nHost: x\r\nContent-Length: 18\r\n\r\n{\"keys\":[\"throw\"]}"
+      "PUT /v1/kv/ok HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nok"
+      "GET /v1/kv/ok HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+  EXPECT_EQ(clients_after(*store_, 0), 0u);  // the connection's session went with it
+  const std::string internal = R"({"error":{"code":"internal","message":"internal error"}})";
+  const std::string oom = R"({"error":{"code":"unavailable","message":"out of memory"}})";
+  std::size_t p = 0;
+  for (std::string_view want : {"HTTP/1.1 500 Internal Server Error", internal.c_str(),  // GET
+                                "HTTP/1.1 500 ", internal.c_str(),                       // PUT
+                                "HTTP/1.1 503 Service Unavailable", oom.c_str(),         // bad_alloc
+                                "HTTP/1.1 500 ", internal.c_str(),                       // MGET
+                                "HTTP/1.1 201 Created", "HTTP/1.1 200 OK", "\r\n\r\nok"}) {
+    p = out.find(want, p);
+    ASSERT_NE(p, std::string::npos) << want << " in:\n" << out;
+  }
+  EXPECT_EQ(responses(out), 6u) << out;
+  std::lock_guard lk(store_->mutex());
+  EXPECT_EQ(store_->db(0).size(), 1u);  // "ok" only: nothing was written for the requests that threw
+}
+
+INSTANTIATE_TEST_SUITE_P(Paths, HttpServerThrowing, ::testing::Values(true, false),
+                         [](const ::testing::TestParamInfo<bool>& i) { return i.param ? "Immediate" : "Suspended"; });
 
 }  // namespace
 }  // namespace turret::http_frontend

@@ -10,7 +10,7 @@ constexpr char document[] =
   "info": {
     "title": "turret REST API",
     "version": "1.0.0",
-    "description": "HTTP/1.1 front end of turretd. Every request becomes key-value commands sent through the listener's configured pipeline into the same key-value core as RESP and gRPC. Errors are JSON {\"error\":{\"code\",\"message\"}}."
+    "description": "HTTP/1.1 front end of turretd. Every request becomes key-value commands sent through the listener's configured pipeline into the same key-value core as RESP and gRPC. Errors are JSON {\"error\":{\"code\",\"message\"}}. An error while handling a request is 500 (code internal), or 503 (code unavailable, \"out of memory\") when memory ran out, and the connection stays usable."
   },
   "servers": [
     {
@@ -54,7 +54,7 @@ constexpr char document[] =
             }
           },
           "503": {
-            "description": "Unavailable (draining or overloaded)",
+            "description": "Unavailable (draining, overloaded or out of memory)",
             "content": {
               "application/json": {
                 "schema": {
@@ -108,7 +108,7 @@ constexpr char document[] =
             }
           },
           "503": {
-            "description": "Unavailable (draining or overloaded)",
+            "description": "Unavailable (draining, overloaded or out of memory)",
             "content": {
               "application/json": {
                 "schema": {
@@ -281,7 +281,7 @@ constexpr char document[] =
             }
           },
           "503": {
-            "description": "Unavailable (draining or overloaded)",
+            "description": "Unavailable (draining, overloaded or out of memory)",
             "content": {
               "application/json": {
                 "schema": {
@@ -291,7 +291,8 @@ constexpr char document[] =
             }
           },
           "504": {
-            "description": "The pipeline's timeout elapsed",
+            "description": "The pipeline's timeout elap)openapi_json"
+    R"openapi_json(sed",
             "content": {
               "application/json": {
                 "schema": {
@@ -299,8 +300,7 @@ constexpr char document[] =
                 }
               }
             }
-    )openapi_json"
-    R"openapi_json(      }
+          }
         },
         "parameters": [
           {
@@ -336,7 +336,7 @@ constexpr char document[] =
             }
           },
           "503": {
-            "description": "Unavailable (draining or overloaded)",
+            "description": "Unavailable (draining, overloaded or out of memory)",
             "content": {
               "application/json": {
                 "schema": {
@@ -399,7 +399,7 @@ constexpr char document[] =
             }
           },
           "503": {
-            "description": "Unavailable (draining or overloaded)",
+            "description": "Unavailable (draining, overloaded or out of memory)",
             "content": {
               "application/json": {
                 "schema": {
@@ -453,7 +453,7 @@ constexpr char document[] =
             }
           },
           "503": {
-            "description": "Unavailable (draining or overloaded)",
+            "description": "Unavailable (draining, overloaded or out of memory)",
             "content": {
               "application/json": {
                 "schema": {
@@ -571,7 +571,7 @@ constexpr char document[] =
             }
           },
           "503": {
-            "description": "Unavailable (draining or overloaded)",
+            "description": "Unavailable (draining, overloaded or out of memory)",
             "content": {
               "application/json": {
                 "schema": {
@@ -583,7 +583,8 @@ constexpr char document[] =
           "504": {
             "description": "The pipeline's timeout elapsed",
             "content": {
-              "application/json": {
+              "applica)openapi_json"
+    R"openapi_json(tion/json": {
                 "schema": {
                   "$ref": "#/components/schemas/Error"
                 }
@@ -594,8 +595,7 @@ constexpr char document[] =
       },
       "head": {
         "summary": "Scan (headers only)",
-        "operationId": "scan)openapi_json"
-    R"openapi_json(Head",
+        "operationId": "scanHead",
         "responses": {
           "200": {
             "description": "One page"
@@ -631,7 +631,7 @@ constexpr char document[] =
             }
           },
           "503": {
-            "description": "Unavailable (draining or overloaded)",
+            "description": "Unavailable (draining, overloaded or out of memory)",
             "content": {
               "application/json": {
                 "schema": {
@@ -714,7 +714,7 @@ constexpr char document[] =
             }
           },
           "503": {
-            "description": "Unavailable (draining or overloaded)",
+            "description": "Unavailable (draining, overloaded or out of memory)",
             "content": {
               "application/json": {
                 "schema": {
@@ -820,7 +820,7 @@ constexpr char document[] =
             }
           },
           "503": {
-            "description": "Unavailable (draining or overloaded)",
+            "description": "Unavailable (draining, overloaded or out of memory)",
             "content": {
               "application/json": {
                 "schema": {
@@ -882,7 +882,8 @@ constexpr char document[] =
                   "$ref": "#/components/schemas/Error"
                 }
               }
-            }
+         )openapi_json"
+    R"openapi_json(   }
           },
           "409": {
             "description": "Not a string",
@@ -895,8 +896,7 @@ constexpr char document[] =
             }
           },
           "429": {
-   )openapi_json"
-    R"openapi_json(         "description": "Limited by the pipeline (concurrency/rate limit)",
+            "description": "Limited by the pipeline (concurrency/rate limit)",
             "content": {
               "application/json": {
                 "schema": {
@@ -916,7 +916,7 @@ constexpr char document[] =
             }
           },
           "503": {
-            "description": "Unavailable (draining or overloaded)",
+            "description": "Unavailable (draining, overloaded or out of memory)",
             "content": {
               "application/json": {
                 "schema": {
@@ -973,7 +973,7 @@ constexpr char document[] =
             }
           },
           "503": {
-            "description": "Unavailable (draining or overloaded)",
+            "description": "Unavailable (draining, overloaded or out of memory)",
             "content": {
               "application/json": {
                 "schema": {
@@ -1146,7 +1146,7 @@ constexpr char document[] =
             }
           },
           "503": {
-            "description": "Unavailable (draining or overloaded)",
+            "description": "Unavailable (draining, overloaded or out of memory)",
             "content": {
               "application/json": {
                 "schema": {
@@ -1176,7 +1176,8 @@ constexpr char document[] =
           },
           "404": {
             "description": "No such key",
-            "content": {
+       )openapi_json"
+    R"openapi_json(     "content": {
               "application/json": {
                 "schema": {
                   "$ref": "#/components/schemas/Error"
@@ -1187,8 +1188,7 @@ constexpr char document[] =
           "429": {
             "description": "Limited by the pipeline (concurrency/rate limit)",
             "content": {
-              "application/json)openapi_json"
-    R"openapi_json(": {
+              "application/json": {
                 "schema": {
                   "$ref": "#/components/schemas/Error"
                 }
@@ -1206,7 +1206,7 @@ constexpr char document[] =
             }
           },
           "503": {
-            "description": "Unavailable (draining or overloaded)",
+            "description": "Unavailable (draining, overloaded or out of memory)",
             "content": {
               "application/json": {
                 "schema": {
@@ -1290,7 +1290,7 @@ constexpr char document[] =
             }
           },
           "503": {
-            "description": "Unavailable (draining or overloaded)",
+            "description": "Unavailable (draining, overloaded or out of memory)",
             "content": {
               "application/json": {
                 "schema": {
@@ -1347,7 +1347,7 @@ constexpr char document[] =
             }
           },
           "503": {
-            "description": "Unavailable (draining or overloaded)",
+            "description": "Unavailable (draining, overloaded or out of memory)",
             "content": {
               "application/json": {
                 "schema": {
@@ -1444,7 +1444,7 @@ constexpr char document[] =
             }
           },
           "503": {
-            "description": "Unavailable (draining or overloaded)",
+            "description": "Unavailable (draining, overloaded or out of memory)",
             "content": {
               "application/json": {
                 "schema": {
@@ -1467,7 +1467,8 @@ constexpr char document[] =
       },
       "delete": {
         "summary": "Remove the time to live (PERSIST)",
-        "operationId": "persist",
+        "operationId":)openapi_json"
+    R"openapi_json( "persist",
         "responses": {
           "204": {
             "description": "Persistent"
@@ -1483,8 +1484,7 @@ constexpr char document[] =
             }
           },
           "429": {
-            "descrip)openapi_json"
-    R"openapi_json(tion": "Limited by the pipeline (concurrency/rate limit)",
+            "description": "Limited by the pipeline (concurrency/rate limit)",
             "content": {
               "application/json": {
                 "schema": {
@@ -1504,7 +1504,7 @@ constexpr char document[] =
             }
           },
           "503": {
-            "description": "Unavailable (draining or overloaded)",
+            "description": "Unavailable (draining, overloaded or out of memory)",
             "content": {
               "application/json": {
                 "schema": {
@@ -1613,7 +1613,7 @@ constexpr char document[] =
             }
           },
           "503": {
-            "description": "Unavailable (draining or overloaded)",
+            "description": "Unavailable (draining, overloaded or out of memory)",
             "content": {
               "application/json": {
                 "schema": {
@@ -1703,7 +1703,7 @@ constexpr char document[] =
             }
           },
           "503": {
-            "description": "Unavailable (draining or overloaded)",
+            "description": "Unavailable (draining, overloaded or out of memory)",
             "content": {
               "application/json": {
                 "schema": {
@@ -1753,7 +1753,8 @@ constexpr char document[] =
             "schema": {
               "type": "boolean"
             },
-            "description": "Treat {channel} as a glob pattern (PSUBSCRIBE)."
+            "description": "Treat {channel} as )openapi_json"
+    R"openapi_json(a glob pattern (PSUBSCRIBE)."
           },
           {
             "$ref": "#/components/parameters/RequestId"
@@ -1771,8 +1772,7 @@ constexpr char document[] =
             }
           },
           "429": {
-            "description": "Limit)openapi_json"
-    R"openapi_json(ed by the pipeline (concurrency/rate limit)",
+            "description": "Limited by the pipeline (concurrency/rate limit)",
             "content": {
               "application/json": {
                 "schema": {
@@ -1792,7 +1792,7 @@ constexpr char document[] =
             }
           },
           "503": {
-            "description": "Unavailable (draining or overloaded)",
+            "description": "Unavailable (draining, overloaded or out of memory)",
             "content": {
               "application/json": {
                 "schema": {

@@ -153,6 +153,31 @@ std::optional<std::string> base64_decode(std::string_view in) {
   return out;
 }
 
+std::string describe_exception(const std::exception_ptr& e) {
+  try {
+    std::rethrow_exception(e);
+  } catch (const std::exception& x) {
+    return x.what();
+  } catch (...) {
+    return "unknown exception";
+  }
+}
+
+std::string set_exception_error(rest_response& out, const std::exception_ptr& e) {
+  std::string what = describe_exception(e);
+  bool oom = false;
+  try {
+    std::rethrow_exception(e);
+  } catch (const std::bad_alloc&) {
+    oom = true;
+  } catch (...) {
+  }
+  out = rest_response{};
+  if (oom) set_error(out, 503, "unavailable", "out of memory");
+  else set_error(out, 500, "internal", "internal error");
+  return what;
+}
+
 std::string sse_event(std::string_view pattern, std::string_view channel, std::string_view payload) {
   json::object o;
   const bool binary = !valid_utf8(channel) || !valid_utf8(payload) || !valid_utf8(pattern);

@@ -23,7 +23,8 @@
 //   GET      /v1/subscribe/{ch}  SUBSCRIBE ch | PSUBSCRIBE ch (?pattern=true)   text/event-stream
 // Errors: JSON {"error":{"code":"...","message":"..."}}. Pipeline errors: a timeout layer's `elapsed` -> 504,
 // limits / overload -> 429, cancelled (draining) -> 503, anything else -> 500. Redis error replies: WRONGTYPE and
-// non-integer values -> 409, NOAUTH -> 401, other -> 400.
+// non-integer values -> 409, NOAUTH -> 401, OOM -> 503, other -> 400. An exception escaping a request's handling:
+// std::bad_alloc -> 503, anything else -> 500 (set_exception_error).
 #include <services/http/http_options.hpp>
 #include <services/http/router.hpp>
 #include <services/kv/kv_service.hpp>
@@ -31,6 +32,7 @@
 #include <services/turretd/listener.hpp>
 
 #include <atomic>
+#include <exception>
 #include <memory>
 #include <span>
 #include <string>
@@ -62,6 +64,13 @@ std::string_view reason_phrase(int status) noexcept;
 void set_error(rest_response& out, int status, std::string_view code, std::string_view message);
 /// Maps a pipeline error (not a Redis error reply) to a status and error code.
 void set_pipeline_error(rest_response& out, const error_code& ec);
+/// Replaces `out` with the response to an exception that escaped a request's handling: std::bad_alloc -> 503
+/// "unavailable", message "out of memory" (memory is short now and a retry may succeed: the status Redis's -OOM gets
+/// here too); anything else -> 500 "internal". The body never carries the exception's text (it may expose internals);
+/// the returned description is for the server's log.
+std::string set_exception_error(rest_response& out, const std::exception_ptr& e);
+/// The what() of an exception (or "unknown exception"), for logs.
+std::string describe_exception(const std::exception_ptr& e);
 
 /// Encodes one pub/sub message as a Server-Sent Event: `event: message` and one `data:` line holding
 /// {"channel":...,"message":...} (plus "pattern" for pattern subscriptions; values base64 with "encoding":"base64"

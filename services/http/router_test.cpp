@@ -4,6 +4,8 @@
 
 #include <gtest/gtest.h>
 
+#include <stdexcept>
+
 namespace turret::http_frontend {
 namespace {
 
@@ -113,6 +115,22 @@ TEST(HttpRest, EncodingHelpers) {
   rest_response r;
   set_error(r, 404, "not_found", "key not found");
   EXPECT_EQ(r.body, R"({"error":{"code":"not_found","message":"key not found"}})");
+}
+
+TEST(HttpRest, ExceptionResponses) {
+  rest_response r;
+  r.start_sse = true;
+  r.allow = "GET";
+  EXPECT_EQ(set_exception_error(r, std::make_exception_ptr(std::runtime_error("secret detail"))), "secret detail");
+  EXPECT_EQ(r.status, 500);
+  EXPECT_EQ(r.body, R"({"error":{"code":"internal","message":"internal error"}})");  // no internals in the body
+  EXPECT_FALSE(r.start_sse);
+  EXPECT_TRUE(r.allow.empty());
+  set_exception_error(r, std::make_exception_ptr(std::bad_alloc()));
+  EXPECT_EQ(r.status, 503);
+  EXPECT_EQ(r.body, R"({"error":{"code":"unavailable","message":"out of memory"}})");
+  EXPECT_EQ(set_exception_error(r, std::make_exception_ptr(42)), "unknown exception");
+  EXPECT_EQ(r.status, 500);
 }
 
 TEST(HttpOptions, Parse) {

@@ -465,5 +465,54 @@ class HttpMalformed(unittest.TestCase):
             self.assertLess(time.monotonic() - start, 4)
 
 
+class HttpConnectionLifetime(unittest.TestCase):
+    """Every way an HTTP connection ends takes its session out of the store: CLIENT LIST and INFO keep answering and list
+    no HTTP client once they are all gone."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.srv = start_server(cls, {"header_timeout": "300ms", "body_timeout": "300ms", "idle_timeout": "20s"})
+        cls.port = cls.srv.http_port
+
+    def http_clients(self, c) -> int:
+        """CLIENT LIST lines of connections to the HTTP listener (laddr is the listener's address)."""
+        return sum(1 for line in c.call("CLIENT", "LIST").split(b"\n") if b" laddr=127.0.0.1:%d " % self.port in line)
+
+    def wait_http_clients(self, c, want: int) -> int:
+        deadline = time.monotonic() + 5
+        n = self.http_clients(c)
+        while n != want and time.monotonic() < deadline:
+            time.sleep(0.05)
+            n = self.http_clients(c)
+        return n
+
+    def test_sessions_detached_however_connections_end(self):
+        with self.srv.conn() as c:
+            idle = socket.create_connection(("127.0.0.1", self.port))
+            self.addCleanup(idle.close)
+            self.assertEqual(self.wait_http_clients(c, 1), 1)  # an open HTTP connection is listed
+            for data in (b"GET /healthz HTTP/1.1\r\nConnection: close\r\n\r\n",  # closed after a response
+                         b"GARBAGE\r\n\r\n",  # a codec error
+                         b"GET /healthz HTTP/1.1\r\nHost: x\r\n",  # 408 in the header
+                         b"PUT /v1/kv/x HTTP/1.1\r\nContent-Length: 10\r\n\r\nabc"):  # 408 in the body
+                raw(self.port, data)
+            with socket.create_connection(("127.0.0.1", self.port)) as s:  # reset by the client mid-body
+                s.sendall(b"PUT /v1/kv/x HTTP/1.1\r\nContent-Length: 10\r\n\r\nabc")
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+            sse = SseStream(self.port, "/v1/subscribe/lifetime")  # an event stream the client leaves
+            sse.read_until(b"event: subscribed")
+            sse.close()
+            for _ in range(3):  # curl, keep-alive reuse within one run
+                subprocess.run([CURL, "-s", "-o", "/dev/null", f"http://127.0.0.1:{self.port}/v1/kv/a",
+                                "--next", "-s", "-o", "/dev/null", f"http://127.0.0.1:{self.port}/healthz"],
+                               timeout=10, check=True)
+            self.assertEqual(self.wait_http_clients(c, 1), 1, c.call("CLIENT", "LIST"))  # only `idle` is left
+            idle.close()
+            self.assertEqual(self.wait_http_clients(c, 0), 0, c.call("CLIENT", "LIST"))
+            self.assertTrue(c.call("INFO", "clients").startswith(b"$"))
+            self.assertEqual(c.call("PUBSUB", "NUMSUB", "lifetime"), b"*2\r\n$8\r\nlifetime\r\n:0\r\n")
+        self.assertTrue(self.srv.alive())
+
+
 if __name__ == "__main__":
     unittest.main()
