@@ -1,5 +1,6 @@
 // HTTP/1.1 codec and connections (the only Beast translation unit of the front end).
 #include <services/http/http_connection.hpp>
+#include <services/http/message_framing.hpp>
 #include <services/http/rest_api.hpp>
 #include <services/kv/command_table.hpp>  // kv::iequals
 #include <services/kv/store.hpp>
@@ -17,6 +18,7 @@
 #include <boost/beast/http/parser.hpp>
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/string_body.hpp>
+#include <boost/container/small_vector.hpp>
 
 #include <array>
 #include <ctime>
@@ -98,6 +100,30 @@ void append_chunk(std::string& out, std::string_view data) {
 }
 
 using request_parser = bhttp::request_parser<bhttp::string_body>;
+
+/// The values of every field line named `f`, in the order received.
+boost::container::small_vector<std::string_view, 2> field_values(const bhttp::fields& h, bhttp::field f) {
+  boost::container::small_vector<std::string_view, 2> out;
+  for (auto [it, end] = h.equal_range(f); it != end; ++it) out.emplace_back(it->value().data(), it->value().size());
+  return out;
+}
+
+/// The framing of a request whose header Beast has parsed: RFC 9112's rules (message_framing.hpp) decide, and Beast,
+/// which reads the body, must frame it the same way.
+framing_verdict request_framing(const request_parser& p) {
+  const auto& h = p.get();
+  const auto te = field_values(h, bhttp::field::transfer_encoding);
+  const auto cl = field_values(h, bhttp::field::content_length);
+  framing_verdict v = check_request_framing(h.version(), te, cl);
+  if (!v.ok()) return v;
+  const auto beast_length = p.content_length();
+  if (!framing_agrees(v, p.chunked(), beast_length ? std::optional<std::uint64_t>(*beast_length) : std::nullopt)) {
+    v.status = 400;
+    v.code = "bad_request";
+    v.message = "request framing not understood";
+  }
+  return v;
+}
 
 }  // namespace
 
@@ -316,7 +342,8 @@ void connection::append_response(const rest_response& r, bool head, bool keep_al
   if (!head && !no_body) out_ += r.body;
 }
 
-/// Answers an error found by the codec (before routing); the caller then closes.
+/// Answers an error found by the codec (before routing); the caller then closes: after such an error nothing that
+/// follows in the connection's bytes is trusted, let alone run.
 asio::awaitable<void> connection::codec_error(int status, std::string_view code, std::string_view msg) {
   rest_response resp;
   set_error(resp, status, code, msg);
@@ -327,7 +354,25 @@ asio::awaitable<void> connection::codec_error(int status, std::string_view code,
                 fmt::format("http {}: {} {}", sh_->name, status, msg));
   timed_out_ = false;
   set_deadline(std::chrono::milliseconds(2000));  // the error write must not hang on a client that does not read
-  co_await flush();
+  if (co_await flush()) co_await linger();
+}
+
+/// Before the server closes a connection that may still carry unread request bytes: stop sending (FIN), then read
+/// and discard what the client sends, for at most a second and 1 MiB. Closing a socket with unread received data
+/// makes the kernel send RST, and a client that has not read our last response yet may then lose it.
+asio::awaitable<void> connection::linger() {
+  boost::system::error_code ec;
+  sock_.shutdown(tcp::socket::shutdown_send, ec);
+  if (ec) co_return;
+  state_ = conn_state::writing;  // at the deadline the watchdog cancels the read (below), then closes
+  timed_out_ = false;
+  set_deadline(std::chrono::milliseconds(1000));
+  char scratch[4096];
+  for (std::size_t total = 0; total < (std::size_t{1} << 20);) {
+    auto [rec, n] = co_await sock_.async_read_some(asio::buffer(scratch), use_tuple);
+    if (rec) break;
+    total += n;
+  }
 }
 
 /// Runs the REST handler. Whatever it throws becomes the response (set_exception_error); the connection goes on.
@@ -396,6 +441,10 @@ asio::awaitable<void> connection::serve() {
       co_return co_await codec_error(505, "http_version_not_supported", "HTTP/1.0 or HTTP/1.1 only");
     if (auto id = msg["x-request-id"]; valid_request_id(std::string_view(id.data(), id.size())))
       ctx_.set_request_id(std::string(id.data(), id.size()));
+    // The body's length, decided before any of it is read. A refusal closes the connection: whatever follows the
+    // header in the same bytes (a smuggled request) is never run.
+    if (const framing_verdict fv = request_framing(parser); !fv.ok())
+      co_return co_await codec_error(fv.status, fv.code, fv.message);
     const std::string_view target(msg.target().data(), msg.target().size());
     if (target.size() > o.max_uri_bytes)
       co_return co_await codec_error(414, "uri_too_long", "request target too long");
@@ -449,7 +498,7 @@ asio::awaitable<void> connection::serve() {
     }
     append_response(resp, rq.m == method::head, keep_alive, version);
     if (!keep_alive) {
-      co_await flush();
+      if (co_await flush() && buf.size() != 0) co_await linger();  // pipelined requests after a last response
       co_return;
     }
     if (out_.size() >= 64 * 1024 || buf.size() == 0)

@@ -3,8 +3,8 @@
 // http_connection.cpp is the only translation unit that includes Beast: this header names Asio types only.
 //
 // Contract
-// - run() is the connection's coroutine: it reads requests (Beast's parser), hands each to rest_api, and writes the
-//   responses in order. Everything the connection holds outside itself (the
+// - run() is the connection's coroutine: it reads requests (Beast's parser, then message_framing.hpp's RFC 9112 rules),
+//   hands each to rest_api, and writes the responses in order. Everything the connection holds outside itself (the
 //   store's session registration, the open-connections gauge, the listener's client count, the socket) is released by
 //   destructors of run()'s locals, however run() ends: return, exception, or the runtime destroying the suspended
 //   coroutine at shutdown.
@@ -94,6 +94,7 @@ class connection final : public kv::session_host, public std::enable_shared_from
   boost::asio::awaitable<bool> flush();
   void append_response(const rest_response& r, bool head, bool keep_alive, int version);
   boost::asio::awaitable<void> codec_error(int status, std::string_view code, std::string_view msg);
+  boost::asio::awaitable<void> linger();
   boost::asio::awaitable<void> serve();
   boost::asio::awaitable<void> dispatch(const rest_request& rq, rest_response& resp);
   boost::asio::awaitable<void> serve_events(std::string first_event, int version);

@@ -1,7 +1,8 @@
 #pragma once
 // The HTTP/1.1 front end of turretd (Boost.Beast, one coroutine per connection), registered as protocol "http" in
-// turretd's frontend_registry. REST semantics live in rest_api.hpp; the codec, connections and listener live in
-// http_server.cpp (the only translation unit that includes Beast).
+// turretd's frontend_registry. REST semantics live in rest_api.hpp; the codec and connections in http_connection.hpp
+// (http_connection.cpp is the only translation unit that includes Beast), request framing (RFC 9112) in
+// message_framing.hpp, and the listener in http_server.cpp.
 //
 // Connection model (as the RESP front end): one acceptor on runtime context 0; accepted sockets are spread round
 // robin over the worker contexts and stay there. Per connection: one kv::session (attached to the store, visible in

@@ -159,6 +159,57 @@ std::size_t responses(std::string_view out) {
   return n;
 }
 
+/// The request that a smuggling payload hides in what the server would otherwise take for the next request.
+constexpr std::string_view smuggled = "PUT /v1/kv/smuggled HTTP/1.1\r\nHost: x\r\nContent-Length: 6\r\n\r\nPWNED!";
+
+TEST_F(HttpServer, BadFramingIsRefusedAndNothingAfterItRuns) {
+  struct payload {
+    std::string_view fields;  ///< framing field lines of `GET /healthz`
+    std::string_view body;    ///< what follows the header, before the smuggled request
+    std::string_view status;
+  };
+  const payload payloads[] = {
+      {"Transfer-Encoding: xchunked\r\n", "", "400 "},
+      {"Transfer-Encoding: chunked, gzip\r\n", "", "400 "},
+      {"Transfer-Encoding: chunked , identity\r\n", "", "400 "},
+      {"Transfer-Encoding: chunked, chunked\r\n", "0\r\n\r\n", "400 "},
+      {"Transfer-Encoding: \r\n", "", "400 "},
+      {"Transfer-Encoding: gzip, chunked\r\n", "0\r\n\r\n", "501 "},
+      {"Transfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n", "0\r\n\r\n", "501 "},
+      {"Transfer-Encoding: chunked\r\nTransfer-Encoding: gzip\r\n", "", "400 "},
+      {"Transfer-Encoding: xchunked\r\nContent-Length: 5\r\n", "0\r\n\r\n", "400 "},
+      {"Content-Length: 5\r\nTransfer-Encoding: xchunked\r\n", "0\r\n\r\n", "400 "},
+      {"Transfer-Encoding: chunked\r\nContent-Length: 5\r\n", "0\r\n\r\n", "400 "},
+      {"Content-Length: 5\r\nContent-Length: 6\r\n", "", "400 "},
+      {"Content-Length: 5, 6\r\n", "", "400 "},
+      {"Content-Length: +5\r\n", "", "400 "},
+  };
+  for (const auto& p : payloads) {
+    const std::string out = exchange("GET /healthz HTTP/1.1\r\nHost: x\r\n" + std::string(p.fields) + "\r\n" +
+                                     std::string(p.body) + std::string(smuggled));
+    EXPECT_TRUE(out.starts_with("HTTP/1.1 " + std::string(p.status))) << p.fields << out;
+    EXPECT_EQ(responses(out), 1u) << p.fields << out;  // answered, then closed (exchange read to the end)
+    EXPECT_NE(out.find("Connection: close"), std::string::npos) << out;
+  }
+  // HTTP/1.0 with Transfer-Encoding: faulty framing even when it looks chunked.
+  const std::string out =
+      exchange("GET /healthz HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n" + std::string(smuggled));
+  EXPECT_TRUE(out.starts_with("HTTP/1.1 400 ")) << out;
+  EXPECT_EQ(responses(out), 1u) << out;
+  // None of the smuggled PUTs was run.
+  EXPECT_NE(exchange("GET /v1/kv/smuggled HTTP/1.1\r\nConnection: close\r\n\r\n").find("HTTP/1.1 404"),
+            std::string::npos);
+}
+
+TEST_F(HttpServer, AcceptedFramingKeepsTheConnection) {
+  // The same smuggled bytes after a body framed correctly are simply the next pipelined request.
+  const std::string out =
+      exchange("GET /healthz HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: , CHUNKED\t\r\n\r\n3\r\nabc\r\n0\r\n\r\n" +
+               std::string(smuggled) + "GET /v1/kv/smuggled HTTP/1.1\r\nConnection: close\r\n\r\n");
+  EXPECT_EQ(responses(out), 3u) << out;
+  EXPECT_TRUE(out.ends_with("\r\n\r\nPWNED!")) << out;
+}
+
 /// Polls the store's client count (it drops once connections' coroutines have ended).
 std::size_t clients_after(kv::store& st, std::size_t want) {
   std::size_t n = 0;
@@ -178,9 +229,10 @@ TEST_F(HttpServer, SessionDetachedHoweverTheConnectionEnds) {
   tcp::socket open(io);
   open.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), port_));
   EXPECT_EQ(clients_after(*store_, 1), 1u);  // an open connection is a client of the store
-  // Connections that end after a response, after a codec error, after a 408, and with the client gone mid-body.
+  // Connections that end after a response, after codec errors, after a 408, and with the client gone mid-body.
   exchange("GET /healthz HTTP/1.1\r\nConnection: close\r\n\r\n");
   exchange("GARBAGE\r\n\r\n");
+  exchange("GET /healthz HTTP/1.1\r\nTransfer-Encoding: xchunked\r\n\r\n");
   exchange("GET /healthz HTTP/1.1\r\nHost: x\r\n");
   {
     tcp::socket gone(io);

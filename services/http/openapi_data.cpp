@@ -10,7 +10,7 @@ constexpr char document[] =
   "info": {
     "title": "turret REST API",
     "version": "1.0.0",
-    "description": "HTTP/1.1 front end of turretd. Every request becomes key-value commands sent through the listener's configured pipeline into the same key-value core as RESP and gRPC. Errors are JSON {\"error\":{\"code\",\"message\"}}. An error while handling a request is 500 (code internal), or 503 (code unavailable, \"out of memory\") when memory ran out, and the connection stays usable."
+    "description": "HTTP/1.1 front end of turretd. Every request becomes key-value commands sent through the listener's configured pipeline into the same key-value core as RESP and gRPC. Errors are JSON {\"error\":{\"code\",\"message\"}}. An error while handling a request is 500 (code internal), or 503 (code unavailable, \"out of memory\") when memory ran out, and the connection stays usable.\n\nMessage framing follows RFC 9112 section 6 exactly; a request that breaks it is answered and the connection closed (nothing after it in the same bytes is run): Transfer-Encoding whose final coding is not chunked, chunked more than once, Transfer-Encoding together with Content-Length, Transfer-Encoding in an HTTP/1.0 request, Content-Length values that differ or are not decimal -> 400 (code bad_request); a transfer coding other than chunked before the final chunked (e.g. gzip, chunked) -> 501 (code not_implemented)."
   },
   "servers": [
     {
@@ -274,7 +274,8 @@ constexpr char document[] =
             "description": "Internal error",
             "content": {
               "application/json": {
-                "schema": {
+)openapi_json"
+    R"openapi_json(                "schema": {
                   "$ref": "#/components/schemas/Error"
                 }
               }
@@ -291,8 +292,7 @@ constexpr char document[] =
             }
           },
           "504": {
-            "description": "The pipeline's timeout elap)openapi_json"
-    R"openapi_json(sed",
+            "description": "The pipeline's timeout elapsed",
             "content": {
               "application/json": {
                 "schema": {
@@ -565,7 +565,8 @@ constexpr char document[] =
             "content": {
               "application/json": {
                 "schema": {
-                  "$ref": "#/components/schemas/Error"
+                  "$ref":)openapi_json"
+    R"openapi_json( "#/components/schemas/Error"
                 }
               }
             }
@@ -583,8 +584,7 @@ constexpr char document[] =
           "504": {
             "description": "The pipeline's timeout elapsed",
             "content": {
-              "applica)openapi_json"
-    R"openapi_json(tion/json": {
+              "application/json": {
                 "schema": {
                   "$ref": "#/components/schemas/Error"
                 }
@@ -863,7 +863,8 @@ constexpr char document[] =
         "summary": "Get a value (GET)",
         "operationId": "get",
         "responses": {
-          "200": {
+          "200": {)openapi_json"
+    R"openapi_json(
             "description": "The raw value",
             "content": {
               "application/octet-stream": {
@@ -882,8 +883,7 @@ constexpr char document[] =
                   "$ref": "#/components/schemas/Error"
                 }
               }
-         )openapi_json"
-    R"openapi_json(   }
+            }
           },
           "409": {
             "description": "Not a string",
@@ -1156,7 +1156,8 @@ constexpr char document[] =
             }
           },
           "504": {
-            "description": "The pipeline's timeout elapsed",
+            )openapi_json"
+    R"openapi_json("description": "The pipeline's timeout elapsed",
             "content": {
               "application/json": {
                 "schema": {
@@ -1176,8 +1177,7 @@ constexpr char document[] =
           },
           "404": {
             "description": "No such key",
-       )openapi_json"
-    R"openapi_json(     "content": {
+            "content": {
               "application/json": {
                 "schema": {
                   "$ref": "#/components/schemas/Error"
@@ -1447,7 +1447,8 @@ constexpr char document[] =
             "description": "Unavailable (draining, overloaded or out of memory)",
             "content": {
               "application/json": {
-                "schema": {
+                "sc)openapi_json"
+    R"openapi_json(hema": {
                   "$ref": "#/components/schemas/Error"
                 }
               }
@@ -1467,8 +1468,7 @@ constexpr char document[] =
       },
       "delete": {
         "summary": "Remove the time to live (PERSIST)",
-        "operationId":)openapi_json"
-    R"openapi_json( "persist",
+        "operationId": "persist",
         "responses": {
           "204": {
             "description": "Persistent"
@@ -1744,7 +1744,8 @@ constexpr char document[] =
       ],
       "get": {
         "summary": "Subscribe (SUBSCRIBE, or PSUBSCRIBE with pattern=true) as Server-Sent Events",
-        "operationId": "subscribe",
+        "opera)openapi_json"
+    R"openapi_json(tionId": "subscribe",
         "description": "First event `subscribed`; then one `message` (or `pmessage`) event per message with data {\"channel\",\"message\"[,\"pattern\"][,\"encoding\":\"base64\"]}. Comment lines keep the stream alive. A subscriber that does not keep up (sse_buffer_bytes) is disconnected.",
         "parameters": [
           {
@@ -1753,8 +1754,7 @@ constexpr char document[] =
             "schema": {
               "type": "boolean"
             },
-            "description": "Treat {channel} as )openapi_json"
-    R"openapi_json(a glob pattern (PSUBSCRIBE)."
+            "description": "Treat {channel} as a glob pattern (PSUBSCRIBE)."
           },
           {
             "$ref": "#/components/parameters/RequestId"

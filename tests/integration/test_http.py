@@ -465,6 +465,82 @@ class HttpMalformed(unittest.TestCase):
             self.assertLess(time.monotonic() - start, 4)
 
 
+SMUGGLED = b"PUT /v1/kv/smuggled HTTP/1.1\r\nHost: x\r\nContent-Length: 6\r\n\r\nPWNED!"
+
+
+def statuses(out: bytes) -> list[int]:
+    return [int(m) for m in re.findall(rb"HTTP/1\.[01] (\d{3}) ", out)]
+
+
+class HttpFraming(unittest.TestCase):
+    """Finding 6 of issue 8: RFC 9112 message framing. A request with ambiguous framing is answered and its connection
+    closed; the request hidden after it in the same bytes is never run."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.srv = start_server(cls, {"header_timeout": "1s", "idle_timeout": "5s"})
+        cls.port = cls.srv.http_port
+
+    def smuggle(self, fields: bytes, body: bytes = b"", version: bytes = b"1.1") -> bytes:
+        out = raw(self.port, b"GET /healthz HTTP/" + version + b"\r\nHost: x\r\n" + fields + b"\r\n" + body + SMUGGLED)
+        with self.srv.conn() as c:
+            self.assertEqual(c.call("EXISTS", "smuggled"), b":0\r\n", f"{fields!r} {body!r}: the smuggled PUT ran")
+        return out
+
+    def assertRefused(self, out: bytes, status: int, case) -> None:
+        self.assertEqual(statuses(out), [status], f"{case!r}: {out!r}")  # one answer, then the close (raw read to EOF)
+        self.assertIn(b"Connection: close\r\n", out)
+        body = json.loads(out.split(b"\r\n\r\n", 1)[1])
+        self.assertEqual(body["error"]["code"], "bad_request" if status == 400 else "not_implemented")
+
+    def test_final_coding_not_chunked_is_400(self):
+        for te in (b"xchunked", b"chunked, gzip", b"chunked , identity", b"chunked, chunked", b"", b",", b"gzip",
+                   b"chunked;x=1"):
+            self.assertRefused(self.smuggle(b"Transfer-Encoding: " + te + b"\r\n"), 400, te)
+            self.assertRefused(self.smuggle(b"Transfer-Encoding: " + te + b"\r\n", b"0\r\n\r\n"), 400, te)
+        self.assertRefused(self.smuggle(b"Transfer-Encoding: chunked\r\nTransfer-Encoding: gzip\r\n"), 400, "2 lines")
+
+    def test_unimplemented_coding_is_501(self):
+        for te in (b"gzip, chunked", b"GZIP ,\tchunked", b"identity, chunked", b"deflate;q=1, chunked"):
+            self.assertRefused(self.smuggle(b"Transfer-Encoding: " + te + b"\r\n", b"0\r\n\r\n"), 501, te)
+        self.assertRefused(self.smuggle(b"Transfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n", b"0\r\n\r\n"),
+                           501, "2 lines")
+
+    def test_transfer_encoding_and_content_length_is_400(self):
+        for fields in (b"Transfer-Encoding: chunked\r\nContent-Length: 5\r\n",
+                       b"Content-Length: 5\r\nTransfer-Encoding: chunked\r\n",
+                       b"Transfer-Encoding: xchunked\r\nContent-Length: 5\r\n",
+                       b"Content-Length: 5\r\nTransfer-Encoding: xchunked\r\n"):
+            self.assertRefused(self.smuggle(fields, b"0\r\n\r\n"), 400, fields)
+
+    def test_http10_transfer_encoding_is_400(self):
+        self.assertRefused(self.smuggle(b"Transfer-Encoding: chunked\r\n", b"0\r\n\r\n", b"1.0"), 400, "1.0")
+
+    def test_bad_content_length_is_400(self):
+        for fields in (b"Content-Length: 5\r\nContent-Length: 6\r\n", b"Content-Length: 5, 6\r\n",
+                       b"Content-Length: +5\r\n", b"Content-Length: -1\r\n", b"Content-Length: 0x5\r\n",
+                       b"Content-Length: \r\n", b"Content-Length: 99999999999999999999999\r\n"):
+            self.assertRefused(self.smuggle(fields, b"abcde"), 400, fields)
+
+    def test_valid_framing_keeps_the_connection(self):
+        """The same bytes after a correctly framed body are just the next pipelined request."""
+        for fields, body in ((b"Transfer-Encoding: chunked\r\n", b"0\r\n\r\n"),
+                             (b"Transfer-Encoding: ,CHUNKED ,\r\n", b"3\r\nabc\r\n0\r\n\r\n"),
+                             (b"Content-Length: 5\r\n", b"abcde"), (b"Content-Length: 5, 5\r\n", b"abcde")):
+            out = raw(self.port, b"GET /healthz HTTP/1.1\r\nHost: x\r\n" + fields + b"\r\n" + body + SMUGGLED +
+                      b"GET /v1/kv/smuggled HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            self.assertEqual(statuses(out), [200, 201, 200], out)
+            self.assertTrue(out.endswith(b"PWNED!"), out)
+            self.assertEqual(request(self.port, "DELETE", "/v1/kv/smuggled").status, 204)
+
+    def test_curl_chunked_upload(self):
+        out = subprocess.run([CURL, "-s", "-o", "/dev/null", "-w", "%{http_code}", "-X", "PUT", "-H",
+                              "Transfer-Encoding: chunked", "--data-binary", "x" * 100000,
+                              f"http://127.0.0.1:{self.port}/v1/kv/big"], capture_output=True, timeout=10)
+        self.assertEqual(out.stdout, b"201")
+        self.assertEqual(len(request(self.port, "GET", "/v1/kv/big").body), 100000)
+
+
 class HttpConnectionLifetime(unittest.TestCase):
     """Every way an HTTP connection ends takes its session out of the store: CLIENT LIST and INFO keep answering and list
     no HTTP client once they are all gone."""
@@ -493,6 +569,7 @@ class HttpConnectionLifetime(unittest.TestCase):
             self.assertEqual(self.wait_http_clients(c, 1), 1)  # an open HTTP connection is listed
             for data in (b"GET /healthz HTTP/1.1\r\nConnection: close\r\n\r\n",  # closed after a response
                          b"GARBAGE\r\n\r\n",  # a codec error
+                         b"GET /healthz HTTP/1.1\r\nTransfer-Encoding: xchunked\r\n\r\n" + SMUGGLED,  # bad framing
                          b"GET /healthz HTTP/1.1\r\nHost: x\r\n",  # 408 in the header
                          b"PUT /v1/kv/x HTTP/1.1\r\nContent-Length: 10\r\n\r\nabc"):  # 408 in the body
                 raw(self.port, data)
