@@ -10,7 +10,7 @@ constexpr char document[] =
   "info": {
     "title": "turret REST API",
     "version": "1.0.0",
-    "description": "HTTP/1.1 front end of turretd. Every request becomes key-value commands sent through the listener's configured pipeline into the same key-value core as RESP and gRPC. Errors are JSON {\"error\":{\"code\",\"message\"}}. An error while handling a request is 500 (code internal), or 503 (code unavailable, \"out of memory\") when memory ran out, and the connection stays usable.\n\nMessage framing follows RFC 9112 section 6 exactly; a request that breaks it is answered and the connection closed (nothing after it in the same bytes is run): Transfer-Encoding whose final coding is not chunked, chunked more than once, Transfer-Encoding together with Content-Length, Transfer-Encoding in an HTTP/1.0 request, Content-Length values that differ or are not decimal -> 400 (code bad_request); a transfer coding other than chunked before the final chunked (e.g. gzip, chunked) -> 501 (code not_implemented)."
+    "description": "HTTP/1.1 front end of turretd. Every request becomes key-value commands sent through the listener's configured pipeline into the same key-value core as RESP and gRPC. Errors are JSON {\"error\":{\"code\",\"message\"}}. An error while handling a request is 500 (code internal), or 503 (code unavailable, \"out of memory\") when memory ran out, and the connection stays usable.\n\nMessage framing follows RFC 9112 section 6 exactly; a request that breaks it is answered and the connection closed (nothing after it in the same bytes is run): Transfer-Encoding whose final coding is not chunked, chunked more than once, Transfer-Encoding together with Content-Length, Transfer-Encoding in an HTTP/1.0 request, Content-Length values that differ or are not decimal -> 400 (code bad_request); a transfer coding other than chunked before the final chunked (e.g. gzip, chunked) -> 501 (code not_implemented).\n\nInput rules, the same on every route: a TTL (ttl or ttl_ms) must be positive; a key is a non-empty byte string, from the path or a JSON body; a JSON body holds only the fields documented for its route (any other field is a 400 naming it); base64 (\"encoding\":\"base64\") is RFC 4648's standard alphabet, padded and canonical (YQ== for \"a\"; YQ, YR== and = are refused)."
   },
   "servers": [
     {
@@ -261,7 +261,8 @@ constexpr char document[] =
             }
           },
           "429": {
-            "description": "Limited by the pipeline (concurrency/rate limit)",
+            "description": "Limite)openapi_json"
+    R"openapi_json(d by the pipeline (concurrency/rate limit)",
             "content": {
               "application/json": {
                 "schema": {
@@ -274,8 +275,7 @@ constexpr char document[] =
             "description": "Internal error",
             "content": {
               "application/json": {
-)openapi_json"
-    R"openapi_json(                "schema": {
+                "schema": {
                   "$ref": "#/components/schemas/Error"
                 }
               }
@@ -552,7 +552,8 @@ constexpr char document[] =
           },
           "429": {
             "description": "Limited by the pipeline (concurrency/rate limit)",
-            "content": {
+        )openapi_json"
+    R"openapi_json(    "content": {
               "application/json": {
                 "schema": {
                   "$ref": "#/components/schemas/Error"
@@ -565,8 +566,7 @@ constexpr char document[] =
             "content": {
               "application/json": {
                 "schema": {
-                  "$ref":)openapi_json"
-    R"openapi_json( "#/components/schemas/Error"
+                  "$ref": "#/components/schemas/Error"
                 }
               }
             }
@@ -684,7 +684,7 @@ constexpr char document[] =
             }
           },
           "400": {
-            "description": "Bad JSON",
+            "description": "Bad JSON, an unknown field, an empty key or non-canonical base64",
             "content": {
               "application/json": {
                 "schema": {
@@ -760,7 +760,7 @@ constexpr char document[] =
             "description": "Stored"
           },
           "400": {
-            "description": "Bad JSON",
+            "description": "Bad JSON, an unknown field, an empty key or non-canonical base64",
             "content": {
               "application/json": {
                 "schema": {
@@ -842,7 +842,8 @@ constexpr char document[] =
         },
         "parameters": [
           {
-            "$ref": "#/components/parameters/RequestId"
+            "$ref": "#/components/parameters/)openapi_json"
+    R"openapi_json(RequestId"
           }
         ]
       }
@@ -863,8 +864,7 @@ constexpr char document[] =
         "summary": "Get a value (GET)",
         "operationId": "get",
         "responses": {
-          "200": {)openapi_json"
-    R"openapi_json(
+          "200": {
             "description": "The raw value",
             "content": {
               "application/octet-stream": {
@@ -1010,16 +1010,16 @@ constexpr char document[] =
               "type": "string",
               "example": "30s"
             },
-            "description": "Time to live: 30s, 1500ms, 5m, 1h, 1d or integer seconds."
+            "description": "Time to live, positive: 30s, 1500ms, 5m, 1h, 1d or integer seconds."
           },
           {
             "name": "ttl_ms",
             "in": "query",
             "schema": {
               "type": "integer",
-              "minimum": 0
+              "minimum": 1
             },
-            "description": "Time to live in milliseconds (wins over ttl)."
+            "description": "Time to live in milliseconds, positive (wins over ttl)."
           },
           {
             "name": "nx",
@@ -1138,7 +1138,8 @@ constexpr char document[] =
           "500": {
             "description": "Internal error",
             "content": {
-              "application/json": {
+          )openapi_json"
+    R"openapi_json(    "application/json": {
                 "schema": {
                   "$ref": "#/components/schemas/Error"
                 }
@@ -1156,8 +1157,7 @@ constexpr char document[] =
             }
           },
           "504": {
-            )openapi_json"
-    R"openapi_json("description": "The pipeline's timeout elapsed",
+            "description": "The pipeline's timeout elapsed",
             "content": {
               "application/json": {
                 "schema": {
@@ -1384,16 +1384,16 @@ constexpr char document[] =
               "type": "string",
               "example": "30s"
             },
-            "description": "Time to live: 30s, 1500ms, 5m, 1h, 1d or integer seconds."
+            "description": "Time to live, positive: 30s, 1500ms, 5m, 1h, 1d or integer seconds."
           },
           {
             "name": "ttl_ms",
             "in": "query",
             "schema": {
               "type": "integer",
-              "minimum": 0
+              "minimum": 1
             },
-            "description": "Time to live in milliseconds (wins over ttl)."
+            "description": "Time to live in milliseconds, positive (wins over ttl)."
           },
           {
             "$ref": "#/components/parameters/RequestId"
@@ -1404,7 +1404,7 @@ constexpr char document[] =
             "description": "Set"
           },
           "400": {
-            "description": "ttl missing or malformed",
+            "description": "ttl missing, malformed or not positive",
             "content": {
               "application/json": {
                 "schema": {
@@ -1428,7 +1428,8 @@ constexpr char document[] =
             "content": {
               "application/json": {
                 "schema": {
-                  "$ref": "#/components/schemas/Error"
+                  "$ref":)openapi_json"
+    R"openapi_json( "#/components/schemas/Error"
                 }
               }
             }
@@ -1447,8 +1448,7 @@ constexpr char document[] =
             "description": "Unavailable (draining, overloaded or out of memory)",
             "content": {
               "application/json": {
-                "sc)openapi_json"
-    R"openapi_json(hema": {
+                "schema": {
                   "$ref": "#/components/schemas/Error"
                 }
               }
@@ -1725,7 +1725,8 @@ constexpr char document[] =
         },
         "parameters": [
           {
-            "$ref": "#/components/parameters/RequestId"
+   )openapi_json"
+    R"openapi_json(         "$ref": "#/components/parameters/RequestId"
           }
         ]
       }
@@ -1744,8 +1745,7 @@ constexpr char document[] =
       ],
       "get": {
         "summary": "Subscribe (SUBSCRIBE, or PSUBSCRIBE with pattern=true) as Server-Sent Events",
-        "opera)openapi_json"
-    R"openapi_json(tionId": "subscribe",
+        "operationId": "subscribe",
         "description": "First event `subscribed`; then one `message` (or `pmessage`) event per message with data {\"channel\",\"message\"[,\"pattern\"][,\"encoding\":\"base64\"]}. Comment lines keep the stream alive. A subscriber that does not keep up (sse_buffer_bytes) is disconnected.",
         "parameters": [
           {
@@ -1873,7 +1873,8 @@ constexpr char document[] =
           "utf8",
           "base64"
         ],
-        "default": "utf8"
+        "default": "utf8",
+        "description": "utf8: JSON strings as they are; base64: RFC 4648 section 4 (standard alphabet), padded and canonical, for keys and values."
       },
       "ScanPage": {
         "type": "object",
@@ -1904,13 +1905,16 @@ constexpr char document[] =
             "type": "array",
             "minItems": 1,
             "items": {
-              "type": "string"
+              "type": "string",
+              "minLength": 1,
+              "description": "a non-empty key"
             }
           },
           "encoding": {
             "$ref": "#/components/schemas/Encoding"
           }
-        }
+        },
+        "additionalProperties": false
       },
       "MGetResponse": {
         "type": "object",
@@ -1938,7 +1942,7 @@ constexpr char document[] =
             "additionalProperties": {
               "type": "string"
             },
-            "description": "key -> value (both base64 with encoding=base64)"
+            "description": "key -> value (both base64 with encoding=base64); keys are non-empty"
           },
           "encoding": {
             "$ref": "#/components/schemas/Encoding"
@@ -1947,7 +1951,8 @@ constexpr char document[] =
             "type": "boolean",
             "description": "MSETNX: set none if any key exists"
           }
-        }
+        },
+        "additionalProperties": false
       },
       "Ttl": {
         "type": "object",

@@ -6,6 +6,7 @@
 
 #include <boost/json.hpp>
 
+#include <algorithm>
 #include <charconv>
 #include <string>
 
@@ -126,18 +127,23 @@ std::string base64_encode(std::string_view in) {
 }
 
 std::optional<std::string> base64_decode(std::string_view in) {
+  // RFC 4648 section 4 (the standard alphabet), canonical encodings only (section 3.5): a multiple of 4 characters,
+  // '=' only as the last one or two, and the unused low bits of the last symbol zero. Every byte string then has
+  // exactly one accepted spelling, so two different strings in a request never name the same key.
   auto val = [](char c) -> int {
     if (c >= 'A' && c <= 'Z') return c - 'A';
     if (c >= 'a' && c <= 'z') return c - 'a' + 26;
     if (c >= '0' && c <= '9') return c - '0' + 52;
-    if (c == '+' || c == '-') return 62;
-    if (c == '/' || c == '_') return 63;
+    if (c == '+') return 62;
+    if (c == '/') return 63;
     return -1;
   };
-  while (!in.empty() && in.back() == '=') in.remove_suffix(1);
-  if (in.size() % 4 == 1) return std::nullopt;
+  if (in.size() % 4 != 0) return std::nullopt;
+  std::size_t pad = 0;
+  while (pad < 2 && pad < in.size() && in[in.size() - 1 - pad] == '=') ++pad;
+  in.remove_suffix(pad);
   std::string out;
-  out.reserve(in.size() * 3 / 4);
+  out.reserve(in.size() / 4 * 3 + 2);
   std::uint32_t acc = 0;
   int bits = 0;
   for (char c : in) {
@@ -150,6 +156,7 @@ std::optional<std::string> base64_decode(std::string_view in) {
       out.push_back(static_cast<char>((acc >> bits) & 0xFF));
     }
   }
+  if ((acc & ((1u << bits) - 1)) != 0) return std::nullopt;  // non-zero unused bits ("YR==" for "a")
   return out;
 }
 
@@ -217,19 +224,27 @@ void set_no_content(rest_response& out) {
   out.body.clear();
 }
 
-/// The TTL of a request (?ttl=30s or ?ttl_ms=1500). Empty optional inside = not given; nullopt = malformed.
-std::optional<std::optional<long long>> query_ttl(const query& q) {
+/// The TTL of a request, the one rule of every route that takes one: ?ttl_ms=1500 (wins) or ?ttl=30s, a positive number
+/// of milliseconds. `ms` stays empty when neither is given; false (with `out` set to a 400) when malformed or not
+/// positive.
+bool query_ttl(const query& q, std::optional<long long>& ms, rest_response& out) {
+  std::optional<long long> v;
+  std::string_view malformed;
   if (auto t = q.get("ttl_ms")) {
-    auto v = parse_int(*t);
-    if (!v || *v < 0) return std::nullopt;
-    return std::optional<long long>(*v);
+    v = parse_int(*t);
+    malformed = "invalid ttl_ms (milliseconds, e.g. ttl_ms=1500)";
+  } else if (auto t = q.get("ttl")) {
+    v = parse_ttl_ms(*t);
+    malformed = "invalid ttl (e.g. ttl=30s, ttl=1500ms, ttl_ms=1500)";
+  } else {
+    return true;
   }
-  if (auto t = q.get("ttl")) {
-    auto v = parse_ttl_ms(*t);
-    if (!v) return std::nullopt;
-    return std::optional<long long>(*v);
+  if (!v || *v <= 0) {
+    set_error(out, 400, "bad_request", v ? "ttl must be positive" : malformed);
+    return false;
   }
-  return std::optional<long long>();
+  ms = v;
+  return true;
 }
 
 bool query_flag(const query& q, std::string_view name, bool& out) {
@@ -263,8 +278,25 @@ std::optional<std::string> json_bytes(const json::value& v, bool b64) {
   return std::string(s.data(), s.size());
 }
 
-/// Parses a JSON body with an "encoding" field. Sets an error and returns false on failure.
-bool parse_body(std::string_view body, json::object& obj, bool& b64, rest_response& out) {
+/// A key of a JSON body (an object's field name or a string of an array): base64-decoded when `b64`, then held to the
+/// key rule of every route (key_error, router.hpp). Sets a 400 and returns nullopt when refused.
+std::optional<std::string> body_key(std::string_view text, bool b64, rest_response& out) {
+  std::optional<std::string> key = b64 ? base64_decode(text) : std::optional<std::string>(text);
+  if (!key) {
+    set_error(out, 400, "bad_request", "keys must be canonical base64 (RFC 4648, padded) with \"encoding\":\"base64\"");
+    return std::nullopt;
+  }
+  if (const std::string_view why = key_error(*key); !why.empty()) {
+    set_error(out, 400, "bad_request", why);
+    return std::nullopt;
+  }
+  return key;
+}
+
+/// Parses a JSON body: an object with the fields `known` (plus "encoding") and no other. Sets an error (400, naming
+/// an unknown field) and returns false on failure.
+bool parse_body(std::string_view body, std::initializer_list<std::string_view> known, json::object& obj, bool& b64,
+                rest_response& out) {
   json::error_code ec;
   json::value v = json::parse(body, ec);
   if (ec || !v.is_object()) {
@@ -272,6 +304,13 @@ bool parse_body(std::string_view body, json::object& obj, bool& b64, rest_respon
     return false;
   }
   obj = std::move(v.get_object());
+  for (const auto& field : obj) {
+    const std::string_view name(field.key().data(), field.key().size());
+    if (name != "encoding" && std::find(known.begin(), known.end(), name) == known.end()) {
+      set_error(out, 400, "bad_request", "unknown field \"" + std::string(name) + "\"");
+      return false;
+    }
+  }
   b64 = false;
   if (auto* e = obj.if_contains("encoding")) {
     if (!e->is_string() || (e->get_string() != "base64" && e->get_string() != "utf8" && e->get_string() != "utf-8")) {
@@ -426,21 +465,20 @@ awaitable<void> rest_api::handle(const rest_request& req, request_context& ctx, 
     }
     case route::kv_put: {
       if (!req.has_framing) co_return set_error(out, 411, "length_required", "Content-Length or chunked body required");
-      auto ttl = query_ttl(q);
+      std::optional<long long> ttl;
+      if (!query_ttl(q, ttl, out)) co_return;
       bool nx = false, xx = false, get = false;
-      if (!ttl) co_return set_error(out, 400, "bad_request", "invalid ttl (e.g. ttl=30s, ttl=1500ms, ttl_ms=1500)");
       if (!query_flag(q, "nx", nx) || !query_flag(q, "xx", xx) || !query_flag(q, "get", get))
         co_return set_error(out, 400, "bad_request", "nx, xx and get take true or false");
       if (nx && xx) co_return set_error(out, 400, "bad_request", "nx and xx are mutually exclusive");
-      if (*ttl && **ttl <= 0) co_return set_error(out, 400, "bad_request", "ttl must be positive");
       std::string ms;
       std::string_view args[7];
       std::size_t n = 0;
       args[n++] = "SET";
       args[n++] = m.param;
       args[n++] = req.body;
-      if (*ttl) {
-        ms = std::to_string(**ttl);
+      if (ttl) {
+        ms = std::to_string(*ttl);
         args[n++] = "PX";
         args[n++] = ms;
       }
@@ -499,10 +537,10 @@ awaitable<void> rest_api::handle(const rest_request& req, request_context& ctx, 
       co_return set_json(out, 200, o);
     }
     case route::ttl_put: {
-      auto ttl = query_ttl(q);
-      if (!ttl || !*ttl)
-        co_return set_error(out, 400, "bad_request", "ttl or ttl_ms query parameter required (e.g. ttl=30s)");
-      const std::string ms = std::to_string(**ttl);
+      std::optional<long long> ttl;
+      if (!query_ttl(q, ttl, out)) co_return;
+      if (!ttl) co_return set_error(out, 400, "bad_request", "ttl or ttl_ms query parameter required (e.g. ttl=30s)");
+      const std::string ms = std::to_string(*ttl);
       const std::string_view args[] = {"PEXPIRE", m.param, ms};
       auto r = co_await exec(ctx, sess, args);
       if (!r) co_return fail(r.error());
@@ -526,16 +564,17 @@ awaitable<void> rest_api::handle(const rest_request& req, request_context& ctx, 
     case route::kv_mget: {
       json::object body;
       bool b64 = false;
-      if (!parse_body(req.body, body, b64, out)) co_return;
+      if (!parse_body(req.body, {"keys"}, body, b64, out)) co_return;
       const auto* keys = body.if_contains("keys");
       if (!keys || !keys->is_array() || keys->get_array().empty())
         co_return set_error(out, 400, "bad_request", "expected {\"keys\": [\"k1\", ...]}");
       std::vector<std::string> owned;
       owned.reserve(keys->get_array().size());
       for (const auto& k : keys->get_array()) {
-        auto s = json_bytes(k, b64);
-        if (!s) co_return set_error(out, 400, "bad_request", "keys must be strings (base64 with \"encoding\":\"base64\")");
-        owned.push_back(std::move(*s));
+        if (!k.is_string()) co_return set_error(out, 400, "bad_request", "keys must be strings");
+        auto key = body_key(std::string_view(k.get_string().data(), k.get_string().size()), b64, out);
+        if (!key) co_return;
+        owned.push_back(std::move(*key));
       }
       std::vector<std::string_view> args;
       args.reserve(owned.size() + 1);
@@ -554,7 +593,7 @@ awaitable<void> rest_api::handle(const rest_request& req, request_context& ctx, 
       if (!req.has_framing) co_return set_error(out, 411, "length_required", "Content-Length or chunked body required");
       json::object body;
       bool b64 = false;
-      if (!parse_body(req.body, body, b64, out)) co_return;
+      if (!parse_body(req.body, {"values", "nx"}, body, b64, out)) co_return;
       const auto* values = body.if_contains("values");
       if (!values || !values->is_object() || values->get_object().empty())
         co_return set_error(out, 400, "bad_request", "expected {\"values\": {\"k1\": \"v1\", ...}}");
@@ -566,16 +605,13 @@ awaitable<void> rest_api::handle(const rest_request& req, request_context& ctx, 
       std::vector<std::string> owned;
       owned.reserve(values->get_object().size() * 2);
       for (const auto& kvp : values->get_object()) {
-        const std::string_view key(kvp.key().data(), kvp.key().size());
-        if (b64) {
-          auto k = base64_decode(key);
-          if (!k) co_return set_error(out, 400, "bad_request", "keys must be base64 with \"encoding\":\"base64\"");
-          owned.push_back(std::move(*k));
-        } else {
-          owned.emplace_back(key);
-        }
+        auto key = body_key(std::string_view(kvp.key().data(), kvp.key().size()), b64, out);
+        if (!key) co_return;
+        owned.push_back(std::move(*key));
         auto v = json_bytes(kvp.value(), b64);
-        if (!v) co_return set_error(out, 400, "bad_request", "values must be strings (base64 with \"encoding\":\"base64\")");
+        if (!v)
+          co_return set_error(out, 400, "bad_request",
+                              "values must be strings (canonical base64 with \"encoding\":\"base64\")");
         owned.push_back(std::move(*v));
       }
       std::vector<std::string_view> args;

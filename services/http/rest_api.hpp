@@ -25,6 +25,11 @@
 // limits / overload -> 429, cancelled (draining) -> 503, anything else -> 500. Redis error replies: WRONGTYPE and
 // non-integer values -> 409, NOAUTH -> 401, OOM -> 503, other -> 400. An exception escaping a request's handling:
 // std::bad_alloc -> 503, anything else -> 500 (set_exception_error).
+//
+// Input rules, the same on every route: a TTL (ttl / ttl_ms) is a positive number of milliseconds; a key is a
+// non-empty byte string (key_error, router.hpp) whether it comes from the path or a JSON body; a JSON body is an
+// object with the route's fields only (an unknown field is a 400 naming it); base64 is RFC 4648's standard alphabet,
+// padded and canonical.
 #include <services/http/http_options.hpp>
 #include <services/http/router.hpp>
 #include <services/kv/kv_service.hpp>
@@ -79,7 +84,10 @@ std::string sse_event(std::string_view pattern, std::string_view channel, std::s
 
 /// True when `s` is valid UTF-8.
 bool valid_utf8(std::string_view s) noexcept;
+/// Base64 of RFC 4648 section 4 (standard alphabet, padded).
 std::string base64_encode(std::string_view in);
+/// The inverse of base64_encode, accepting only its output: a multiple of 4 characters of the standard alphabet,
+/// '=' padding only at the end, zero unused bits (RFC 4648 3.5). nullopt for anything else ("YQ", "YR==", "=", "-_").
 std::optional<std::string> base64_decode(std::string_view in);
 
 class rest_api {

@@ -84,15 +84,18 @@ match_result get_only(method m, route r) {
   return out;
 }
 
+enum class param_kind : std::uint8_t { key, channel };
+
 /// Decodes one parameter segment; sets `out` to bad_request on failure.
-bool decode_param(std::string_view seg, match_result& out) {
+bool decode_param(std::string_view seg, param_kind kind, match_result& out) {
   auto d = percent_decode(seg);
   if (!d) {
     out = bad("malformed percent-encoding in path");
     return false;
   }
-  if (d->empty()) {
-    out = bad("empty key or channel");
+  const std::string_view why = kind == param_kind::key ? key_error(*d) : d->empty() ? "empty channel" : "";
+  if (!why.empty()) {
+    out = bad(why);
     return false;
   }
   out.param = std::move(*d);
@@ -143,7 +146,7 @@ match_result match(method m, std::string_view path) {
     } else {
       return out;  // not_found
     }
-    decode_param(seg, out);
+    decode_param(seg, param_kind::key, out);
     return out;
   }
   struct prefixed {
@@ -159,11 +162,13 @@ match_result match(method m, std::string_view path) {
     if (seg.find('/') != std::string_view::npos) return out;
     if (m != allowed) return not_allowed(allowed == method::post ? "POST" : "GET");
     out.r = r;
-    decode_param(seg, out);
+    decode_param(seg, param_kind::channel, out);
     return out;
   }
   return out;
 }
+
+std::string_view key_error(std::string_view key) noexcept { return key.empty() ? "empty key" : ""; }
 
 std::optional<std::string> percent_decode(std::string_view s, bool plus_is_space) {
   std::string out;

@@ -62,8 +62,14 @@ struct match_result {
   std::string_view error;       ///< for bad_request: why
 };
 
-/// Routes `path` (the target without '?query'); `m` is the request method.
+/// Routes `path` (the target without '?query'); `m` is the request method. An empty {key} or {channel} is a
+/// bad_request.
 match_result match(method m, std::string_view path);
+
+/// The key rule of every route, whether the key comes from the path or from a JSON body: a key is a non-empty byte
+/// string (binary safe; its size is bounded by max_uri_bytes or max_body_bytes). Returns why `key` is refused, or an
+/// empty view when it is acceptable.
+std::string_view key_error(std::string_view key) noexcept;
 
 /// Decodes %XX escapes (and '+' as a space when `plus_is_space`, for query strings). nullopt on a malformed escape.
 std::optional<std::string> percent_decode(std::string_view s, bool plus_is_space = false);

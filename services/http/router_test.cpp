@@ -88,6 +88,11 @@ TEST(HttpRouter, Routes) {
   EXPECT_EQ(match(method::other, "/healthz").r, route::method_not_allowed);
   EXPECT_EQ(match(method::get, "/v1/kv/%zz").r, route::bad_request);
   EXPECT_EQ(match(method::get, "/v1/kv/").r, route::bad_request);
+  EXPECT_EQ(match(method::get, "/v1/kv/").error, "empty key");
+  EXPECT_EQ(match(method::put, "/v1/kv//ttl").error, "empty key");
+  EXPECT_EQ(match(method::post, "/v1/publish/").error, "empty channel");
+  EXPECT_EQ(key_error(""), "empty key");
+  EXPECT_EQ(key_error(std::string_view("\0", 1)), "");
 }
 
 TEST(HttpRouter, RouteTableMatchesRouter) {
@@ -111,6 +116,20 @@ TEST(HttpRest, EncodingHelpers) {
   EXPECT_EQ(base64_decode("aGVsbG8="), "hello");
   EXPECT_EQ(base64_decode(base64_encode(std::string("\0\xff\x10", 3))), std::string("\0\xff\x10", 3));
   EXPECT_FALSE(base64_decode("a$=="));
+  // Canonical RFC 4648 only: one spelling per byte string.
+  EXPECT_EQ(base64_decode(""), "");
+  EXPECT_EQ(base64_decode("YQ=="), "a");
+  EXPECT_EQ(base64_decode("YWI="), "ab");
+  EXPECT_EQ(base64_decode("YWJj"), "abc");
+  EXPECT_EQ(base64_decode("+/+/"), "\xfb\xff\xbf");
+  for (std::string_view bad : {"YR==", "YWJ=", "YQ", "YQ=", "YWI", "=", "==", "====", "Y===", "YQ==YQ==", "Y=Q=",
+                               "-_-_", "YQ== ", " YQ==", "YQ\n==", "YWJj\n"})
+    EXPECT_FALSE(base64_decode(bad)) << bad;
+  for (int n = 0; n < 64; ++n) {  // every length and tail: decode(encode(x)) == x
+    std::string bytes;
+    for (int i = 0; i < n; ++i) bytes.push_back(static_cast<char>(i * 37 + n));
+    EXPECT_EQ(base64_decode(base64_encode(bytes)), bytes) << n;
+  }
   EXPECT_EQ(sse_event("", "c", "hi\nthere"), "event: message\ndata: {\"channel\":\"c\",\"message\":\"hi\\nthere\"}\n\n");
   rest_response r;
   set_error(r, 404, "not_found", "key not found");

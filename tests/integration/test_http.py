@@ -230,6 +230,69 @@ class HttpRoutes(unittest.TestCase):
         self.assertEqual(request(self.port, "POST", "/v1/kv:mget", b"{not json").status, 400)
         self.assertEqual(request(self.port, "POST", "/v1/kv:mget", b'{"keys": 5}').status, 400)
 
+    def test_one_ttl_rule(self):
+        """ttl_ms=0 / ttl=0 (and negative, and sub-millisecond) is 400 "ttl must be positive" on every TTL route."""
+        self.assertEqual(request(self.port, "PUT", "/v1/kv/k", b"v").status, 201)
+        for route, body in (("/v1/kv/k", b"v2"), ("/v1/kv/k/ttl", None)):
+            for query in ("ttl_ms=0", "ttl=0", "ttl=0s", "ttl=0.0001s", "ttl_ms=-5"):
+                r = request(self.port, "PUT", f"{route}?{query}", body)
+                self.assertEqual((r.status, r.json()["error"]["message"]), (400, "ttl must be positive"),
+                                 f"{route}?{query}")
+            r = request(self.port, "PUT", f"{route}?ttl_ms=abc", body)
+            self.assertEqual((r.status, r.json()["error"]["code"]), (400, "bad_request"))
+        r = request(self.port, "GET", "/v1/kv/k")  # nothing was deleted or overwritten
+        self.assertEqual((r.status, r.body), (200, b"v"))
+        self.assertEqual(request(self.port, "GET", "/v1/kv/k/ttl").json(), {"ttl_ms": None})
+        out = subprocess.run([CURL, "-s", "-X", "PUT", f"http://127.0.0.1:{self.port}/v1/kv/k/ttl?ttl_ms=0"],
+                             capture_output=True, timeout=10)
+        self.assertEqual(json.loads(out.stdout)["error"]["message"], "ttl must be positive")
+
+    def test_unknown_json_fields(self):
+        r = request(self.port, "POST", "/v1/kv:mset", b'{"values":{"a":"1"}}')
+        self.assertEqual(r.status, 204)
+        r = request(self.port, "POST", "/v1/kv:mset", b'{"values":{"a":"2"},"if_none_exist":true}')
+        self.assertEqual((r.status, r.json()["error"]["code"]), (400, "bad_request"))
+        self.assertIn('"if_none_exist"', r.json()["error"]["message"])
+        self.assertEqual(request(self.port, "GET", "/v1/kv/a").body, b"1")  # not overwritten
+        r = request(self.port, "POST", "/v1/kv:mget", b'{"keys":["a"],"limit":5}')
+        self.assertEqual(r.status, 400)
+        self.assertIn('"limit"', r.json()["error"]["message"])
+        r = request(self.port, "POST", "/v1/kv:mget", b'{"keys":["a"],"encoding":"utf8"}')
+        self.assertEqual((r.status, r.json()["values"]), (200, ["1"]))
+
+    def test_one_key_rule(self):
+        """An empty key is refused on every route, whether it comes from the path or a JSON body."""
+        bodies = [("POST", "/v1/kv:mset", {"values": {"": "v"}}),
+                  ("POST", "/v1/kv:mset", {"values": {"": "", "b": "x"}, "encoding": "base64"}),
+                  ("POST", "/v1/kv:mget", {"keys": [""]}),
+                  ("POST", "/v1/kv:mget", {"keys": ["YQ==", ""], "encoding": "base64"})]
+        for method, path, body in bodies:
+            r = request(self.port, method, path, json.dumps(body).encode())
+            self.assertEqual((r.status, r.json()["error"]["message"]), (400, "empty key"), body)
+        for method, path in (("GET", "/v1/kv/"), ("PUT", "/v1/kv/"), ("DELETE", "/v1/kv/"), ("GET", "/v1/kv//ttl"),
+                             ("PUT", "/v1/kv//ttl?ttl=5s"), ("POST", "/v1/kv//incr")):
+            r = request(self.port, method, path, b"x" if method == "PUT" else None)
+            self.assertEqual((r.status, r.json()["error"]["message"]), (400, "empty key"), f"{method} {path}")
+        with self.srv.conn() as c:
+            self.assertEqual(c.call("DBSIZE"), b":0\r\n")
+
+    def test_strict_base64(self):
+        def mset(values: dict) -> Response:
+            return request(self.port, "POST", "/v1/kv:mset",
+                           json.dumps({"values": values, "encoding": "base64"}).encode())
+
+        for bad in ("YR==", "YQ", "=", "YQ=", "Y===", "YWJ=", "-_-_", "YQ== ", "YQ\n=="):
+            self.assertEqual(mset({bad: "eA=="}).status, 400, f"key {bad!r}")
+            self.assertEqual(mset({"YQ==": bad}).status, 400, f"value {bad!r}")
+            r = request(self.port, "POST", "/v1/kv:mget", json.dumps({"keys": [bad], "encoding": "base64"}).encode())
+            self.assertEqual(r.status, 400, f"mget {bad!r}")
+        with self.srv.conn() as c:
+            self.assertEqual(c.call("DBSIZE"), b":0\r\n")
+        self.assertEqual(mset({"YQ==": "eA==", "YWI=": "", "+/+/": "YWJj"}).status, 204)
+        self.assertEqual(request(self.port, "GET", "/v1/kv/a").body, b"x")
+        self.assertEqual(request(self.port, "GET", "/v1/kv/ab").body, b"")
+        self.assertEqual(request(self.port, "GET", "/v1/kv/" + q(b"\xfb\xff\xbf")).body, b"abc")
+
     def test_scan_paging(self):
         for i in range(250):
             request(self.port, "PUT", f"/v1/kv/user:{i}", b"x")
