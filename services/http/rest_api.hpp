@@ -101,7 +101,9 @@ class rest_api {
   };
   explicit rest_api(env e);
 
-  /// Handles one request for the session of its connection. Never throws; `ctx` carries the request id.
+  /// Handles one request for the session of its connection; `ctx` carries the request id. Errors are responses;
+  /// an exception (std::bad_alloc, or anything a pipeline layer throws) propagates, and the connection answers it
+  /// with set_exception_error (the same for try_handle_now).
   awaitable<void> handle(const rest_request& req, request_context& ctx, kv::session& sess, rest_response& out);
 
   /// Synchronous fast path (GET /v1/kv/{key} when the whole pipeline completes without suspending): true when the
