@@ -1,5 +1,6 @@
 #pragma once
-// Redis's integer parsing rule (util.c string2ll), shared by every command family and CONFIG SET.
+// Redis's integer parsing rule (util.c string2ll) and overflow-safe size arithmetic, shared by every command family
+// and CONFIG SET.
 #include <climits>
 #include <cstddef>
 #include <string_view>
@@ -38,6 +39,14 @@ inline bool parse_ll(std::string_view s, long long& out) noexcept {
     out = static_cast<long long>(v);
   }
   return true;
+}
+
+/// Redis's checkStringLength: true when a string of `size` + `append` bytes would be longer than `max`
+/// (proto-max-bulk-len). The sum is computed without overflow: an offset near LLONG_MAX is simply too long.
+inline bool exceeds_string_limit(unsigned long long size, unsigned long long append, long long max) noexcept {
+  unsigned long long total;
+  if (__builtin_add_overflow(size, append, &total)) return true;
+  return max < 0 || total > static_cast<unsigned long long>(max);
 }
 
 }  // namespace turret::kv
