@@ -1,4 +1,5 @@
-// PING, ECHO, QUIT, SELECT, SWAPDB, AUTH, HELLO, RESET, CLIENT (ID, SETNAME, GETNAME, LIST, INFO, KILL, REPLY, HELP).
+// PING, ECHO, QUIT, SELECT, SWAPDB, AUTH, HELLO, RESET, CLIENT (ID, SETNAME, GETNAME, LIST, INFO, KILL, REPLY,
+// NO-EVICT, HELP).
 #include <services/kv/command_table.hpp>
 #include <services/kv/commands/arguments.hpp>
 #include <services/kv/dispatch.hpp>
@@ -193,6 +194,7 @@ std::string client_flags(const session& s) {
   if (s.in_multi) f += 'x';
   if (s.watch_dirty) f += 'd';
   if (s.close_after_reply) f += 'c';
+  if (s.no_evict) f += 'e';
   if (f.empty()) f += 'N';
   return f;
 }
@@ -406,6 +408,19 @@ void client_reply(command_ctx& c) {
   }
 }
 
+// CLIENT NO-EVICT on|off. RESET keeps the flag, as in Redis 7.0.
+void client_no_evict(command_ctx& c) {
+  if (iequals(c.args[2], "on")) {
+    c.sess.no_evict = true;
+  } else if (iequals(c.args[2], "off")) {
+    c.sess.no_evict = false;
+  } else {
+    reply_error(c.st, c.out, err_syntax);
+    return;
+  }
+  c.out.ok();
+}
+
 void client_help(command_ctx& c) { c.out.raw(c.st.commands()->find("client")->help(c.out.protocol())); }
 
 }  // namespace
@@ -427,6 +442,7 @@ void register_connection_commands(command_table& t) {
   t.add("client|info", client_info);
   t.add("client|kill", client_kill);
   t.add("client|reply", client_reply);
+  t.add("client|no-evict", client_no_evict);
   t.add("client|help", client_help);
 }
 
