@@ -428,6 +428,26 @@ class unary_reply_builder final : public kv::reply_builder {
   void big_number(std::string_view digits) override { nested().big_number(digits); }
   void raw(std::string_view resp_bytes) override { nested().raw(resp_bytes); }
   int protocol() const noexcept override { return protocol_; }
+  /// Marks are taken between top-level replies (a command's start): a = state_, then inner's completed and open
+  /// counts.
+  checkpoint mark() const noexcept override {
+    checkpoint c{static_cast<std::size_t>(state_)};
+    if (inner_) {
+      const auto m = inner_->mark();
+      c.b = m.a;
+      c.c = m.b;
+    }
+    return c;
+  }
+  void rollback(const checkpoint& to) noexcept override {
+    state_ = static_cast<first>(to.a);
+    if (state_ == first::none) {
+      first_.str.clear();
+      first_.elements.clear();
+      first_.type = kind::null;
+    }
+    if (inner_) inner_->rollback({to.b, to.c});
+  }
 
   /// The first reply (in place, valid while the builder lives), or nullptr with `st` set to the status
   /// replies_status() gives for all the top-level replies when that is not OK.

@@ -218,6 +218,7 @@ struct keyspace::impl {
   std::size_t entry_bytes = 0;
   hash_keys hk{};
   std::uint64_t rng = 0;
+  const undo_log* log = nullptr;  // the owning keyspace's; tables do not shrink while a unit of work is open
 
   impl() {
     static std::uint64_t counter = 0;
@@ -391,6 +392,7 @@ struct keyspace::impl {
   }
   void maybe_shrink() noexcept {
     if (rehashing() || cur.cap <= min_cap || cur.used * 10 >= cur.cap) return;
+    if (log && log->active()) return;  // a rollback may put back every key deleted meanwhile, without allocating
     std::size_t want = min_cap;
     while (want < cur.used * 2) want <<= 1;
     if (want < cur.cap) {
@@ -402,7 +404,11 @@ struct keyspace::impl {
   }
 
   // ---- expires vector ----
-  void xadd(entry* e) {
+  /// Room for one more xadd (geometric growth), taken before an entry changes so that xadd cannot throw after.
+  void reserve_expire() {
+    if (expires.size() == expires.capacity()) expires.reserve(std::max<std::size_t>(16, expires.capacity() * 2));
+  }
+  void xadd(entry* e) noexcept {  // capacity reserved by reserve_expire (or known: a rollback)
     set_e_xidx(B(e), static_cast<std::uint32_t>(expires.size()));
     expires.push_back(e);
   }
@@ -503,10 +509,13 @@ void keyspace::expire_entry(entry* e) {
 
 entry* keyspace::set(std::string_view key, std::string_view value, ms_t expire_at) {
   impl& m = *impl_;
+  const bool j = journaling();
+  if (j) undo_->reserve();
   if (m.rehashing()) m.step(8);
   const std::uint64_t h = m.hash(key);
   const std::uint8_t exp_flag = expire_at != no_expiry ? f_expire : 0;
   const std::uint8_t type = static_cast<std::uint8_t>(value_type::string);
+  if (exp_flag) m.reserve_expire();
   if (auto loc = m.locate(key, h)) {
     entry* e = slot_ptr(loc.t->slots[loc.i]);
     unsigned char* p = B(e);
@@ -516,8 +525,8 @@ entry* keyspace::set(std::string_view key, std::string_view value, ms_t expire_a
     std::size_t have = usable(p);
     const bool aliased = value.data() >= reinterpret_cast<const char*>(p) &&
                          value.data() < reinterpret_cast<const char*>(p) + have;
-    if (need <= have && have <= need * 2 + 32 && !aliased) {
-      // Overwrite in place: no allocation.
+    if (!j && need <= have && have <= need * 2 + 32 && !aliased) {
+      // Overwrite in place: no allocation. (In a unit of work the old entry is kept instead: below.)
       if (had_exp && !exp_flag) m.xremove(p);
       impl::relayout(p, value.size(), exp_flag, 0);
       p[0] = static_cast<std::uint8_t>((p[0] & ~f_type_mask) | type);
@@ -545,7 +554,7 @@ entry* keyspace::set(std::string_view key, std::string_view value, ms_t expire_a
       if (!had_exp) m.xadd(n);
     }
     loc.t->slots[loc.i] = make_slot(n, h);
-    m.free_entry(e);
+    drop_entry(e);
     return n;
   }
   m.reserve_one();
@@ -556,6 +565,7 @@ entry* keyspace::set(std::string_view key, std::string_view value, ms_t expire_a
     m.xadd(n);
   }
   impl::place(m.cur, make_slot(n, h), h);
+  if (j) undo_->add({.what = undo_log::kind::created, .db = this, .block = n});
   return n;
 }
 
@@ -566,6 +576,8 @@ entry* keyspace::set_keep_ttl(std::string_view key, std::string_view value) {
 
 std::span<char> keyspace::resize_value(entry*& e, std::size_t new_len) {
   impl& m = *impl_;
+  const bool j = journaling();
+  if (j) undo_->reserve();
   unsigned char* p = B(e);
   const std::uint8_t f = p[0];
   const std::uint32_t kl = e_klen(p);
@@ -576,7 +588,16 @@ std::span<char> keyspace::resize_value(entry*& e, std::size_t new_len) {
   std::size_t have = usable(p);
   std::size_t keep = std::min<std::size_t>(ol, new_len);
   if (need <= have && (new_len >= ol || have <= need * 2 + 64)) {
-    impl::relayout(p, new_len, exp_flag, keep);
+    if (j) {
+      // In place: a rollback sets the length back and restores the bytes a shrink cuts (copied now, before any
+      // change, since the copy may throw).
+      undo_log::record r{.what = undo_log::kind::bytes, .db = this, .block = e, .offset = keep, .length = ol};
+      if (new_len < ol) r.saved.assign(reinterpret_cast<const char*>(p) + hdr_size(f) + kl + keep, ol - keep);
+      impl::relayout(p, new_len, exp_flag, keep);
+      undo_->add(std::move(r));
+    } else {
+      impl::relayout(p, new_len, exp_flag, keep);
+    }
   } else {
     auto loc = m.locate_ptr(e);
     assert(loc);
@@ -585,24 +606,31 @@ std::span<char> keyspace::resize_value(entry*& e, std::size_t new_len) {
     if (new_len > ol) extra = new_len < (1u << 20) ? new_len : (1u << 20);
     entry* n = m.make_entry(key_of(e), new_len, static_cast<std::uint8_t>((f & f_type_mask) | exp_flag), extra);
     unsigned char* q = B(n);
-    std::memcpy(q + hdr_size(q[0]) + kl, p + hdr_size(f) + kl, keep);
+    copy_bytes(q + hdr_size(q[0]) + kl, p + hdr_size(f) + kl, keep);
     if (exp_flag) {
       set_e_expire(q, e_expire(p));
       set_e_xidx(q, e_xidx(p));
     }
     m.repoint(loc, n);
-    m.free_entry(e);
+    drop_entry(e);
     e = n;
     p = q;
   }
   char* v = reinterpret_cast<char*>(p + hdr_size(p[0]) + kl);
   if (new_len > keep) std::memset(v + keep, 0, new_len - keep);
-  return {v, new_len};
+  return {v + keep, new_len - keep};
 }
 
-std::span<char> keyspace::mutable_value(entry* e) {
+std::span<char> keyspace::mutable_value(entry* e, std::size_t offset, std::size_t len) {
   unsigned char* p = B(e);
-  return {reinterpret_cast<char*>(p + hdr_size(p[0]) + e_klen(p)), e_vlen(p)};
+  char* v = reinterpret_cast<char*>(p + hdr_size(p[0]) + e_klen(p));
+  assert(offset <= e_vlen(p) && len <= e_vlen(p) - offset);
+  if (journaling() && len != 0) {
+    undo_->reserve();
+    undo_->add({.what = undo_log::kind::bytes, .db = this, .block = e, .offset = offset, .length = e_vlen(p),
+                .saved = std::string(v + offset, len)});
+  }
+  return {v + offset, len};
 }
 
 bool keyspace::erase(std::string_view key) {
@@ -614,15 +642,28 @@ bool keyspace::erase(std::string_view key) {
 
 void keyspace::erase(entry* e) {
   impl& m = *impl_;
+  if (journaling()) undo_->reserve();
   auto loc = m.locate_ptr(e);
   assert(loc);
   if (B(e)[0] & f_expire) m.xremove(B(e));
   m.remove_slot(*loc.t, loc.i);
-  m.free_entry(e);
+  drop_entry(e);
   if (m.rehashing())
     m.step(8);
   else
     m.maybe_shrink();
+}
+
+bool keyspace::journaling() const noexcept { return undo_ != nullptr && undo_->active(); }
+
+void keyspace::drop_entry(entry* e) noexcept {
+  if (!journaling()) {
+    impl_->free_entry(e);
+    return;
+  }
+  // Kept by the log until the unit of work commits (the caller reserved the record).
+  impl_->entry_bytes -= usable(e);
+  undo_->add({.what = undo_log::kind::retained, .db = this, .block = e});
 }
 
 std::string_view keyspace::key_of(const entry* e) noexcept { return e_keyv(B(e)); }
@@ -641,14 +682,19 @@ void keyspace::set_expire(entry*& e, ms_t at) {
   impl& m = *impl_;
   unsigned char* p = B(e);
   const bool had = p[0] & f_expire;
+  if (at == no_expiry && !had) return;
+  const bool j = journaling();
+  if (j) undo_->reserve();
+  if (!had) m.reserve_expire();
   if (at == no_expiry) {
-    if (!had) return;
+    if (j) undo_->add({.what = undo_log::kind::expire, .db = this, .block = e, .expire = e_expire(p)});
     m.xremove(p);
     const std::uint32_t vl = e_vlen(p);
     impl::relayout(p, vl, 0, vl);  // shrinks the header in place; the block keeps its size
     return;
   }
   if (had) {
+    if (j) undo_->add({.what = undo_log::kind::expire, .db = this, .block = e, .expire = e_expire(p)});
     set_e_expire(p, at);
     return;
   }
@@ -656,13 +702,14 @@ void keyspace::set_expire(entry*& e, ms_t at) {
   std::uint8_t nf = static_cast<std::uint8_t>((p[0] & f_type_mask) | f_expire | (p[0] & f_wide));
   if (hdr_size(nf) + kl + vl <= usable(p)) {
     impl::relayout(p, vl, f_expire, vl);
+    if (j) undo_->add({.what = undo_log::kind::expire, .db = this, .block = e, .expire = no_expiry});
   } else {
     auto loc = m.locate_ptr(e);
     assert(loc);
     entry* n = m.make_entry(key_of(e), vl, static_cast<std::uint8_t>((p[0] & f_type_mask) | f_expire));
     std::memcpy(B(n) + hdr_size(B(n)[0]) + kl, p + hdr_size(p[0]) + kl, vl);
     impl::repoint_slot(loc, n);  // no expires-vector entry yet (xadd below): its index field is still unset
-    m.free_entry(e);
+    drop_entry(e);
     e = n;
     p = B(n);
   }
@@ -673,9 +720,131 @@ void keyspace::set_expire(entry*& e, ms_t at) {
 std::size_t keyspace::size() const noexcept { return impl_->size(); }
 std::size_t keyspace::expires_size() const noexcept { return impl_->expires.size(); }
 
-void keyspace::clear() { impl_->release_all(); }
+void keyspace::clear() {
+  if (!journaling()) {
+    impl_->release_all();
+    return;
+  }
+  // The old contents stay whole in the log (one allocation: the new, empty table).
+  undo_->reserve();
+  impl* fresh = new impl;
+  fresh->log = undo_;
+  undo_->add({.what = undo_log::kind::cleared, .db = this, .table = impl_});
+  impl_ = fresh;
+}
 
-void keyspace::swap(keyspace& other) noexcept { std::swap(impl_, other.impl_); }
+void keyspace::swap(keyspace& other) {
+  if (journaling()) {
+    undo_->reserve();
+    undo_->add({.what = undo_log::kind::swapped, .db = this, .other = &other});
+  }
+  swap_tables(other);
+}
+
+void keyspace::swap_tables(keyspace& other) noexcept {
+  std::swap(impl_, other.impl_);
+  impl_->log = undo_;
+  other.impl_->log = other.undo_;
+}
+
+void keyspace::set_undo_log(undo_log* log) noexcept {
+  undo_ = log;
+  impl_->log = log;
+}
+
+// ---- undo log ------------------------------------------------------------------------------------------------------
+
+undo_log::~undo_log() { release(0); }
+
+void undo_log::commit(std::size_t mark) noexcept {
+  (void)mark;
+  if (--depth_ != 0) return;  // an inner unit: the outer one may still roll back
+  release(0);
+}
+
+void undo_log::release(std::size_t from) noexcept {
+  for (std::size_t i = from; i < records_.size(); ++i) {
+    record& r = records_[i];
+    if (r.what == kind::retained) std::free(r.block);
+    if (r.what == kind::cleared) delete r.table;
+  }
+  records_.resize(from);
+  if (from == 0 && records_.capacity() > 4096) std::vector<record>().swap(records_);
+}
+
+void undo_log::rollback(std::size_t mark) noexcept {
+  // Newest first: each record restores the state just before its own change, which every later record has
+  // already been brought back to. Entry identity holds throughout: an entry that a later change moved or removed
+  // is put back before an earlier record that names it is undone.
+  for (std::size_t i = records_.size(); i-- > mark;) {
+    record& r = records_[i];
+    keyspace::impl& m = *r.db->impl_;
+    switch (r.what) {
+      case kind::created: {
+        auto loc = m.locate_ptr(r.block);
+        assert(loc);
+        if (B(r.block)[0] & f_expire) m.xremove(B(r.block));
+        m.remove_slot(*loc.t, loc.i);
+        m.free_entry(r.block);
+        break;
+      }
+      case kind::retained: {
+        entry* old = r.block;
+        const std::string_view key = e_keyv(B(old));
+        const std::uint64_t h = m.hash(key);
+        if (auto loc = m.locate(key, h)) {  // replaced: the old entry takes the new one's slot
+          entry* now = slot_ptr(loc.t->slots[loc.i]);
+          if (B(now)[0] & f_expire) m.xremove(B(now));
+          loc.t->slots[loc.i] = make_slot(old, h);
+          m.free_entry(now);
+        } else {  // deleted: tables have not shrunk since, so there is room
+          assert(m.cur.used + 1 < m.cur.cap);
+          keyspace::impl::place(m.cur, make_slot(old, h), h);
+        }
+        if (B(old)[0] & f_expire) m.xadd(old);  // the vector has held this many before: no reallocation
+        m.entry_bytes += usable(old);
+        r.block = nullptr;  // owned by the table again
+        break;
+      }
+      case kind::bytes: {
+        unsigned char* p = B(r.block);
+        const std::uint32_t now = e_vlen(p);
+        if (now != r.length)  // the block held r.length bytes before, in place: it still has the room
+          keyspace::impl::relayout(p, r.length, p[0] & f_expire, std::min<std::size_t>(now, r.length));
+        copy_bytes(p + hdr_size(p[0]) + e_klen(p) + r.offset, r.saved.data(), r.saved.size());
+        break;
+      }
+      case kind::expire: {
+        unsigned char* p = B(r.block);
+        const bool has = p[0] & f_expire;
+        const std::uint32_t vl = e_vlen(p);
+        if (r.expire == no_expiry) {
+          if (has) {
+            m.xremove(p);
+            keyspace::impl::relayout(p, vl, 0, vl);
+          }
+        } else if (has) {
+          set_e_expire(p, r.expire);
+        } else {  // the TTL was removed in place, so the block has the room for it
+          keyspace::impl::relayout(p, vl, f_expire, vl);
+          set_e_expire(p, r.expire);
+          m.xadd(r.block);
+        }
+        break;
+      }
+      case kind::cleared:
+        delete r.db->impl_;
+        r.db->impl_ = r.table;
+        r.table = nullptr;
+        break;
+      case kind::swapped:
+        r.db->swap_tables(*r.other);
+        break;
+    }
+  }
+  records_.resize(mark);
+  if (--depth_ == 0) release(0);
+}
 
 std::uint64_t keyspace::scan(std::uint64_t cursor, std::size_t count,
                              const std::function<void(const entry*)>& fn) const {

@@ -21,12 +21,14 @@
 // Within one command handler, re-find after such a call (or use the entry*& overloads, which update the pointer).
 //
 // REQUIRED API (other command families code against it; extend, don't break):
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <span>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace turret::kv {
 
@@ -79,11 +81,13 @@ class keyspace {
   entry* set(std::string_view key, std::string_view value, ms_t expire_at = no_expiry);
   /// Replace the value of an existing or new key, keeping its TTL if it exists (SET KEEPTTL, APPEND on a new key...).
   entry* set_keep_ttl(std::string_view key, std::string_view value);
-  /// Resize an entry's value in place (new bytes are zero), return a writable view of the whole value.
-  /// `e` is updated if the entry moves.
+  /// Resize an entry's value (new bytes are zero); returns a writable view of the bytes added by a growth (empty
+  /// after a shrink). `e` is updated if the entry moves. Rewriting bytes that existed before goes through
+  /// mutable_value, so that the undo log sees it.
   std::span<char> resize_value(entry*& e, std::size_t new_len);
-  /// Writable view of an entry's value (same length).
-  std::span<char> mutable_value(entry* e);
+  /// Writable view of `len` bytes of an entry's value from `offset` (offset + len <= the value's length). With an
+  /// undo log in a unit of work, their current content is recorded first (a copy of `len` bytes).
+  std::span<char> mutable_value(entry* e, std::size_t offset, std::size_t len);
 
   bool erase(std::string_view key);
   void erase(entry* e);
@@ -99,7 +103,7 @@ class keyspace {
   std::size_t size() const noexcept;
   std::size_t expires_size() const noexcept;
   void clear();
-  void swap(keyspace& other) noexcept;  ///< SWAPDB: swaps contents (not indices)
+  void swap(keyspace& other);  ///< SWAPDB: swaps contents (not indices)
 
   /// Redis-style SCAN: reverse-binary cursor over table buckets; every key present for the whole scan is returned
   /// at least once, even across rehashes. Calls fn for entries (including not-yet-expired-checked ones; the caller
@@ -136,10 +140,100 @@ class keyspace {
   /// Called for every key deleted because it expired (lazily or actively), before the entry is freed.
   std::function<void(std::string_view key)> on_expired;
 
+  /// Records this keyspace's modifications in `log` while a unit of work is open there (nullptr: none). The
+  /// store gives every database its one log.
+  void set_undo_log(class undo_log* log) noexcept;
+
  private:
+  friend class undo_log;
   struct impl;
+  bool journaling() const noexcept;
+  /// Frees an entry that left the table, or hands it to the undo log during a unit of work.
+  void drop_entry(entry* e) noexcept;
+  void swap_tables(keyspace& other) noexcept;
   impl* impl_;
   int index_;
+  undo_log* undo_ = nullptr;
+};
+
+/// undo_log: what the commands of a unit of work changed in the keyspaces, so that a command that fails half-way
+/// (an exception out of its handler: std::bad_alloc, std::length_error, anything) leaves every keyspace exactly
+/// as it was before the command, however many keys it had already written. The dispatcher opens a unit of work
+/// around every command (undo_scope below); nothing else needs to know.
+///
+/// How it stays cheap: nothing is copied up front. An entry that a command replaces, deletes or moves is not freed
+/// but kept in the log until the unit commits (zero copy); a created key is remembered by its entry; FLUSHDB keeps
+/// the whole table; SWAPDB remembers the pair. Only bytes rewritten in place (mutable_value) are copied, and only
+/// as many as the command writes. Growth is undone by truncating in place; a shrink copies the bytes it cuts.
+/// Rolling back never allocates (tables do not shrink and the expires vector keeps its capacity meanwhile), so
+/// it cannot fail.
+///
+/// Units nest (EXEC runs each queued command in its own unit inside EXEC's): committing an inner unit keeps its
+/// records for the outer one, rolling it back undoes only its own. Not thread-safe: used under the store lock.
+class undo_log {
+ public:
+  undo_log() = default;
+  ~undo_log();
+  undo_log(const undo_log&) = delete;
+  undo_log& operator=(const undo_log&) = delete;
+
+  /// Opens a unit of work; returns its mark.
+  std::size_t begin() noexcept {
+    ++depth_;
+    return records_.size();
+  }
+  /// Closes the unit opened at `mark`, keeping its effects.
+  void commit(std::size_t mark) noexcept;
+  /// Closes the unit opened at `mark`, undoing everything recorded since, newest first.
+  void rollback(std::size_t mark) noexcept;
+  bool active() const noexcept { return depth_ != 0; }
+  /// Records held (for tests).
+  std::size_t size() const noexcept { return records_.size(); }
+
+ private:
+  friend class keyspace;
+  enum class kind : std::uint8_t { created, retained, bytes, expire, cleared, swapped };
+  struct record {
+    kind what;
+    keyspace* db;
+    entry* block = nullptr;        ///< created: the new entry; retained: the old entry (owned); bytes/expire: target
+    keyspace::impl* table = nullptr;  ///< cleared: the old contents (owned)
+    keyspace* other = nullptr;     ///< swapped
+    std::size_t offset = 0;        ///< bytes: where `saved` was
+    std::size_t length = 0;        ///< bytes: the value's length before
+    ms_t expire = no_expiry;       ///< expire: the TTL before
+    std::string saved;             ///< bytes: the content before, from offset
+  };
+  /// Makes room for one record (may throw: call before changing anything).
+  void reserve() {
+    if (records_.size() == records_.capacity()) records_.reserve(std::max<std::size_t>(8, records_.capacity() * 2));
+  }
+  void add(record r) noexcept { records_.push_back(std::move(r)); }  // capacity reserved: no allocation
+  void release(std::size_t from) noexcept;
+
+  std::vector<record> records_;
+  int depth_ = 0;
+};
+
+/// A unit of work of the undo log for one command: rolls back unless committed, so an exception (or any early exit
+/// that skips commit) undoes the command's writes by construction.
+class undo_scope {
+ public:
+  explicit undo_scope(undo_log& log) noexcept : log_(log), mark_(log.begin()) {}
+  undo_scope(const undo_scope&) = delete;
+  undo_scope& operator=(const undo_scope&) = delete;
+  ~undo_scope() {
+    if (!done_) log_.rollback(mark_);
+  }
+  void commit() noexcept {
+    done_ = true;
+    log_.commit(mark_);
+  }
+
+ private:
+  undo_log& log_;
+  std::size_t mark_;
+  bool done_ = false;
 };
 
 }  // namespace turret::kv

@@ -138,19 +138,22 @@ TEST(Keyspace, ResizeValueAndMutable) {
   keyspace ks;
   entry* e = ks.set("k", "abc", 5000);
   auto v = ks.resize_value(e, 10);
-  ASSERT_EQ(v.size(), 10u);
-  EXPECT_EQ(std::string(v.data(), 10), "abc\0\0\0\0\0\0\0"s);
+  ASSERT_EQ(v.size(), 7u);  // the added bytes
+  EXPECT_EQ(sv(keyspace::value_of(e)), "abc\0\0\0\0\0\0\0"s);
   EXPECT_EQ(ks.expire_of(e), 5000);
   v = ks.resize_value(e, 100000);  // narrow -> wide, reallocates
-  v[99999] = 'z';
+  ASSERT_EQ(v.size(), 99990u);
+  v[99989] = 'z';
   EXPECT_EQ(ks.find_raw("k"), e);
   EXPECT_EQ(keyspace::value_of(e).size(), 100000u);
   EXPECT_EQ(keyspace::value_of(e).substr(0, 3), "abc");
   EXPECT_EQ(keyspace::value_of(e)[99999], 'z');
   EXPECT_EQ(ks.expire_of(e), 5000);
   v = ks.resize_value(e, 2);
+  EXPECT_TRUE(v.empty());
   EXPECT_EQ(sv(keyspace::value_of(ks.find_raw("k"))), "ab");
-  auto mv = ks.mutable_value(e);
+  auto mv = ks.mutable_value(e, 0, 1);
+  ASSERT_EQ(mv.size(), 1u);
   mv[0] = 'X';
   EXPECT_EQ(keyspace::value_of(ks.find_raw("k")), "Xb");
   EXPECT_EQ(ks.expires_size(), 1u);

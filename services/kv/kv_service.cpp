@@ -4,8 +4,12 @@
 #include <services/kv/dispatch.hpp>
 #include <services/kv/store.hpp>
 
+#include <spdlog/spdlog.h>
+
 #include <chrono>
 #include <ctime>
+#include <exception>
+#include <stdexcept>
 
 namespace turret::kv {
 namespace {
@@ -62,6 +66,12 @@ class silenced_reply_builder final : public reply_builder {
     if (pass()) out_.raw(r);
   }
   int protocol() const noexcept override { return out_.protocol(); }
+  // Marks are taken between commands, never inside a push frame: a rollback leaves no frame open.
+  checkpoint mark() const noexcept override { return out_.mark(); }
+  void rollback(const checkpoint& to) noexcept override {
+    out_.rollback(to);
+    pending_ = 0;
+  }
 
  private:
   // One element written: forwarded while a push frame is open. An aggregate opens `children` more elements.
@@ -147,8 +157,51 @@ void reply_error(store& st, reply_builder& out, std::string_view msg) {
   out.error(clean);
 }
 
+namespace {
+
+/// A handler threw: its writes are already undone (call_command's undo_scope); drop its partial reply and answer
+/// with an error instead. Redis has no such path (it aborts on allocation failure); the codes follow its replies:
+/// -OOM for memory, -ERR otherwise.
+[[gnu::cold, gnu::noinline]] void command_failed(const command_def& cmd, command_ctx& ctx,
+                                                  const reply_builder::checkpoint& mark, std::exception_ptr failure) {
+  ctx.out.rollback(mark);
+  ++cmd.failed_calls;
+  std::string msg;
+  try {
+    std::rethrow_exception(failure);
+  } catch (const std::bad_alloc&) {
+    msg = "OOM not enough memory to run '";
+  } catch (const std::length_error&) {
+    msg = "OOM not enough memory to run '";
+  } catch (const std::exception& e) {
+    spdlog::error("kv: command '{}' failed: {}", cmd.name, e.what());
+    msg = "ERR internal error running '";
+  } catch (...) {
+    spdlog::error("kv: command '{}' failed", cmd.name);
+    msg = "ERR internal error running '";
+  }
+  msg.append(cmd.name).append("'; nothing was changed");
+  reply_error(ctx.st, ctx.out, msg);
+}
+
+}  // namespace
+
 void call_command(const command_def& cmd, command_ctx& ctx) {
-  cmd.handler(ctx);
+  const reply_builder::checkpoint mark = ctx.out.mark();
+  std::exception_ptr failure;
+  {
+    undo_scope unit(ctx.st.undo());
+    try {
+      cmd.handler(ctx);
+      unit.commit();
+    } catch (...) {
+      failure = std::current_exception();
+    }
+  }  // not committed: every keyspace is back where it was before the handler ran
+  if (failure) [[unlikely]] {
+    command_failed(cmd, ctx, mark, std::move(failure));
+    return;
+  }
   ++cmd.calls;
   ++ctx.st.stats().total_commands_processed;
   ++ctx.sess.commands_processed;
@@ -201,9 +254,8 @@ namespace {
   }
   s.last_command = cmd->name;
   if (s.in_multi && !(cmd->dispatch & dispatch_not_queued)) {
-    auto& q = s.queued.emplace_back();
-    q.reserve(args.size());
-    for (auto a : args) q.emplace_back(a);
+    std::vector<std::string> q(args.begin(), args.end());  // built whole before it joins the queue
+    s.queued.push_back(std::move(q));
     out.simple("QUEUED");
     return;
   }
@@ -243,6 +295,20 @@ kv_service::kv_service(std::shared_ptr<store> st, std::shared_ptr<const command_
 
 void kv_service::execute(request& req) {
   if (req.args.empty()) return;
+  const reply_builder::checkpoint mark = req.out.mark();
+  try {
+    execute_unchecked(req);
+  } catch (...) {
+    // Outside any handler (handlers are covered by call_command): the dispatcher's own bookkeeping, a reject
+    // reply, the MULTI queue. Nothing in the keyspace changed; answer with an error instead of a partial reply.
+    req.out.rollback(mark);
+    std::lock_guard lock(store_->mutex());
+    ++store_->stats().total_error_replies;
+    req.out.error("OOM not enough memory to run the command; nothing was changed");
+  }
+}
+
+void kv_service::execute_unchecked(request& req) {
   session& s = req.sess;
   const command_time now;  // read on first use: a GET of a key without TTL reads no clock
   std::lock_guard lock(store_->mutex());

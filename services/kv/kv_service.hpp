@@ -51,11 +51,16 @@ class kv_service {
   }
 
   /// Synchronous execution (the whole of call): dispatch, arity/auth/MULTI/pub-sub checks, run under the store lock.
+  /// Whatever a command throws becomes an error reply to that command, with the keyspace left as it was before it
+  /// (see undo_log) and no partial reply (reply_builder::mark/rollback). Only when even that error reply cannot be
+  /// written (out of memory in the front end's buffer) does std::bad_alloc reach the caller.
   void execute(request& req);
 
   store& get_store() noexcept { return *store_; }
 
  private:
+  void execute_unchecked(request& req);
+
   std::shared_ptr<store> store_;
   std::shared_ptr<const command_table> table_;
 };

@@ -36,6 +36,15 @@ class reply_builder {
   /// Protocol version the reply is encoded for (2 or 3); commands use it where Redis replies differ by version.
   virtual int protocol() const noexcept = 0;
 
+  /// A position in what this builder has received, and discarding everything written after it: a command that
+  /// fails half-way leaves no partial reply behind (the dispatcher marks before each command and rolls back before
+  /// replying with the error). Rolling back never allocates.
+  struct checkpoint {
+    std::size_t a = 0, b = 0, c = 0, d = 0;  // the builder's own meaning
+  };
+  virtual checkpoint mark() const noexcept = 0;
+  virtual void rollback(const checkpoint& to) noexcept = 0;
+
   // Conveniences used all over the command families.
   void ok() { simple("OK"); }
   void bulk_or_null(const std::string_view* s) { s ? bulk(*s) : null_bulk(); }

@@ -177,6 +177,7 @@ store::store(store_options opts) : opts_(std::move(opts)) {
   watched_.resize(static_cast<std::size_t>(opts_.databases));
   for (int i = 0; i < opts_.databases; ++i) {
     dbs_.push_back(std::make_unique<keyspace>(i));
+    dbs_.back()->set_undo_log(&undo_);
     dbs_.back()->on_expired = [this, i](std::string_view key) {
       ++stats_.expired_keys;
       notify(notify_expired, "expired", key, i);

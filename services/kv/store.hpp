@@ -129,6 +129,8 @@ class store {
   std::mutex& mutex() noexcept { return mutex_; }
   int databases() const noexcept { return static_cast<int>(dbs_.size()); }
   keyspace& db(int i) { return *dbs_[static_cast<std::size_t>(i)]; }
+  /// What the running command changed in every database (the dispatcher rolls a failed command back with it).
+  undo_log& undo() noexcept { return undo_; }
 
   /// The command table the service dispatches with (set by kv_service; EXEC and COMMAND use it).
   const command_table* commands() const noexcept { return commands_; }
@@ -238,6 +240,7 @@ class store {
 
   std::mutex mutex_;
   store_options opts_;
+  undo_log undo_;  // before dbs_: every keyspace records into it
   std::vector<std::unique_ptr<keyspace>> dbs_;
   const command_table* commands_ = nullptr;
 

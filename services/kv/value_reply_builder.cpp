@@ -29,6 +29,27 @@ void value_reply_builder::boolean(bool v) {
   add(std::move(r));
 }
 
+reply_builder::checkpoint value_reply_builder::mark() const noexcept {
+  checkpoint c{done_.size(), stack_.size()};
+  if (!stack_.empty()) {
+    c.c = stack_.back().value.elements.size();
+    c.d = stack_.back().remaining;
+  }
+  return c;
+}
+
+void value_reply_builder::rollback(const checkpoint& to) noexcept {
+  while (stack_.size() > to.b) stack_.pop_back();
+  if (done_.size() > to.a) done_.erase(done_.begin() + static_cast<std::ptrdiff_t>(to.a), done_.end());
+  if (to.b != 0 && stack_.size() == to.b) {
+    frame& f = stack_.back();
+    if (f.value.elements.size() > to.c) {
+      f.value.elements.erase(f.value.elements.begin() + static_cast<std::ptrdiff_t>(to.c), f.value.elements.end());
+      f.remaining = to.d;
+    }
+  }
+}
+
 void value_reply_builder::open(reply_value::kind k, std::size_t elements) {
   reply_value v;
   v.type = k;

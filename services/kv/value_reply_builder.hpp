@@ -34,6 +34,10 @@ class value_reply_builder final : public reply_builder {
   /// Parses RESP2/RESP3 bytes; malformed input becomes an error value "ERR malformed reply".
   void raw(std::string_view resp_bytes) override;
   int protocol() const noexcept override { return protocol_; }
+  /// a: completed replies, b: open containers, c/d: elements and remaining count of the innermost one. A rollback
+  /// inside a container (EXEC's array) requires that container to be still open, as it is for a failed command.
+  checkpoint mark() const noexcept override;
+  void rollback(const checkpoint& to) noexcept override;
 
   /// Completed top-level replies, in order.
   const std::vector<reply_value>& replies() const noexcept { return done_; }

@@ -100,28 +100,43 @@ asio::awaitable<void> connection::run_impl() {
   sess_.host = this;
   ctx_.protocol = "resp";
   ctx_.set_peer(sock_.remote_endpoint(ec));
+
+  // Everything below is undone by destructors, in reverse order, however this coroutine ends: returning, an
+  // exception, or its frame destroyed unresumed when the runtime stops. In particular the session is detached
+  // before anything it points to goes away, so CLIENT LIST and pub/sub delivery never reach a closed connection.
+  struct leave {
+    connection& c;
+    ~leave() {
+      {
+        std::lock_guard lk(c.shared_->mu);
+        c.shared_->conns.erase(&c);
+      }
+      c.close_now();
+      c.shared_->clients.fetch_sub(1, std::memory_order_acq_rel);
+      c.tracker_.reset();
+    }
+  };
   {
     std::lock_guard lk(shared_->mu);
     shared_->conns.insert(this);
   }
-  shared_->store->attach(sess_);
+  leave on_exit{*this};
   auto& rm = metrics::request_metrics::get();
   rm.connections_total.with({"resp"}).inc();
-  metrics::gauge& open = rm.connections.with({"resp"});
-  open.inc();
+  struct open_gauge {
+    metrics::gauge& g;
+    explicit open_gauge(metrics::gauge& x) : g(x) { g.inc(); }
+    ~open_gauge() { g.add(-1); }
+  } open{rm.connections.with({"resp"})};
+  kv::session_attachment attached(*shared_->store, sess_);  // detached first on the way out
 
-  co_await serve();
-
-  open.add(-1);
-  shared_->store->detach(sess_);  // no deliver()/kill() after this returns
-  sess_.host = nullptr;
-  {
-    std::lock_guard lk(shared_->mu);
-    shared_->conns.erase(this);
+  try {
+    co_await serve();
+  } catch (const std::exception& e) {
+    // Commands never throw (the core turns their failures into error replies); this is the connection's own
+    // bookkeeping failing, e.g. no memory for its buffers. Close this connection; the server goes on.
+    spdlog::error("resp {}: closing {}: {}", shared_->name, sess_.addr, e.what());
   }
-  close_now();
-  shared_->clients.fetch_sub(1, std::memory_order_acq_rel);
-  tracker_.reset();
 }
 
 asio::awaitable<void> connection::serve() {

@@ -37,6 +37,10 @@ class resp_reply_builder final : public kv::reply_builder {
   void big_number(std::string_view digits) override { sync(); w_.big_number(digits); }
   void raw(std::string_view resp_bytes) override { sync(); w_.raw(resp_bytes); }
   int protocol() const noexcept override { return *proto_; }
+  checkpoint mark() const noexcept override { return {w_.buffer().size()}; }
+  void rollback(const checkpoint& to) noexcept override {
+    if (w_.buffer().size() > to.a) w_.buffer().resize(to.a);  // shrinking: no allocation
+  }
 
  private:
   void sync() noexcept { w_.set_protocol(*proto_); }

@@ -59,14 +59,13 @@ void cmd_setbit(command_ctx& c) {
   bool grown;
   entry* e = string_for_bits(c, off, grown);
   if (!e) return;
-  auto v = c.db().mutable_value(e);
   const std::size_t byte = off >> 3;
   const int bit = 7 - static_cast<int>(off & 7);
-  unsigned char bv = static_cast<unsigned char>(v[byte]);
+  unsigned char bv = static_cast<unsigned char>(keyspace::value_of(e)[byte]);
   const int old = (bv >> bit) & 1;
   if (grown || old != on) {
     bv = static_cast<unsigned char>((bv & ~(1u << bit)) | (static_cast<unsigned>(on) << bit));
-    v[byte] = static_cast<char>(bv);
+    c.db().mutable_value(e, byte, 1)[0] = static_cast<char>(bv);
     modified(c, c.args[1], "setbit");
   }
   c.out.integer(old);
@@ -472,7 +471,11 @@ void bitfield_generic(command_ctx& c, bool readonly_cmd) {
   std::size_t changes = 0;
   for (const bitfield_op& op : ops) {
     if (op.op != bf_op::get) {
-      auto* p = reinterpret_cast<unsigned char*>(db.mutable_value(e).data());
+      // The bytes this operation may rewrite (the value reaches them: string_for_bits grew it), as a pointer to
+      // the value's start so that bit offsets apply unchanged.
+      const std::size_t first = static_cast<std::size_t>(op.offset >> 3);
+      const std::size_t last = static_cast<std::size_t>((op.offset + op.bits - 1) >> 3);
+      auto* p = reinterpret_cast<unsigned char*>(db.mutable_value(e, first, last - first + 1).data()) - first;
       if (op.sign) {
         std::int64_t oldval = get_signed_bits(p, op.offset, op.bits), newval, wrapped = 0, retval;
         int of;

@@ -238,8 +238,8 @@ void store_value(command_ctx& c, std::string_view key, entry* e, std::string_vie
     db.set(key, v);
     return;
   }
-  auto dst = db.resize_value(e, v.size());
-  if (!v.empty()) std::memcpy(dst.data(), v.data(), v.size());
+  db.resize_value(e, v.size());
+  if (!v.empty()) std::memcpy(db.mutable_value(e, 0, v.size()).data(), v.data(), v.size());
 }
 
 void incr_decr(command_ctx& c, long long incr) {
@@ -337,8 +337,8 @@ void cmd_append(command_ctx& c) {
     std::size_t old = keyspace::value_of(e).size();
     if (!check_string_length(c, old, add.size())) return;
     total = old + add.size();
-    auto v = c.db().resize_value(e, total);
-    if (!add.empty()) std::memcpy(v.data() + old, add.data(), add.size());
+    auto tail = c.db().resize_value(e, total);  // the added bytes
+    if (!add.empty()) std::memcpy(tail.data(), add.data(), add.size());
   }
   modified(c, key, "append");
   c.out.integer(static_cast<long long>(total));
@@ -388,10 +388,10 @@ void cmd_setrange(command_ctx& c) {
   }
   std::size_t need = static_cast<std::size_t>(offset) + val.size();
   std::size_t cur = keyspace::value_of(e).size();
-  std::span<char> v = need > cur ? db.resize_value(e, need) : db.mutable_value(e);
-  if (!val.empty()) std::memcpy(v.data() + offset, val.data(), val.size());
+  if (need > cur) db.resize_value(e, need);
+  std::memcpy(db.mutable_value(e, static_cast<std::size_t>(offset), val.size()).data(), val.data(), val.size());
   modified(c, key, "setrange");
-  c.out.integer(static_cast<long long>(v.size()));
+  c.out.integer(static_cast<long long>(keyspace::value_of(e).size()));
 }
 
 // ---- LCS -------------------------------------------------------------------------------------------------------

@@ -49,6 +49,8 @@ class resp_test_builder final : public reply_builder {
   void big_number(std::string_view d) override { proto_ == 3 ? line('(', d) : bulk(d); }
   void raw(std::string_view b) override { out.append(b); }
   int protocol() const noexcept override { return proto_; }
+  checkpoint mark() const noexcept override { return {out.size()}; }
+  void rollback(const checkpoint& to) noexcept override { out.resize(std::min(out.size(), to.a)); }
 
  private:
   void line(char t, std::string_view s) {

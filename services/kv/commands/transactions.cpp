@@ -56,6 +56,16 @@ void exec_cmd(command_ctx& c) {
   c.st.unwatch_all(s);
   auto queue = std::move(s.queued);
   s.queued.clear();
+  // However EXEC ends (an exception out of the reply builder included), the session leaves the transaction.
+  struct leave_exec {
+    session& s;
+    ~leave_exec() {
+      s.in_exec = false;
+      s.in_multi = false;
+      s.multi_error = false;
+      s.last_command = "exec";
+    }
+  } leave{s};
   const command_table& table = *c.st.commands();
   c.out.array(queue.size());
   s.in_exec = true;
@@ -72,10 +82,6 @@ void exec_cmd(command_ctx& c) {
     command_ctx sub{c.st, s, argv, c.out, c.now};
     call_command(*cmd, sub);
   }
-  s.in_exec = false;
-  s.in_multi = false;
-  s.multi_error = false;
-  s.last_command = "exec";
 }
 
 void watch_cmd(command_ctx& c) {

@@ -84,6 +84,7 @@ class writer {
   int protocol() const noexcept { return proto_; }
   void set_protocol(int p) noexcept { proto_ = p; }
   std::string& buffer() noexcept { return *out_; }
+  const std::string& buffer() const noexcept { return *out_; }
   void rebind(std::string& out) noexcept { out_ = &out; }
 
   /// +s\r\n  (s must not contain CR/LF; status replies are constants)
