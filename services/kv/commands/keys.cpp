@@ -364,8 +364,10 @@ void ttl_generic(command_ctx& c, bool output_ms, bool output_abs) {
     ttl = output_abs ? expire : expire - c.now;
     if (ttl < 0) ttl = 0;
   }
+  // Seconds rounded half up, as Redis's (ttl + 500) / 1000, without its overflow when ttl is an absolute time
+  // near LLONG_MAX (EXPIRETIME after PEXPIREAT 9223372036854775807 is 9223372036854776).
   if (ttl == -1) c.out.integer(-1);
-  else c.out.integer(output_ms ? ttl : (ttl + 500) / 1000);
+  else c.out.integer(output_ms ? ttl : ttl / 1000 + (ttl % 1000 >= 500 ? 1 : 0));
 }
 
 void ttl_cmd(command_ctx& c) { ttl_generic(c, false, false); }
