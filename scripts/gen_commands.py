@@ -23,7 +23,7 @@ COMMANDS = {
     # connection
     "ping": None, "echo": None, "quit": None, "select": None, "swapdb": None, "auth": None, "hello": None,
     "reset": None,
-    "client": ["id", "setname", "getname", "list", "info", "kill", "reply", "help"],
+    "client": ["id", "setname", "getname", "list", "info", "kill", "reply", "no-evict", "help"],
     # server
     "info": None, "dbsize": None, "flushdb": None, "flushall": None,
     "config": ["get", "set", "resetstat", "help"],

@@ -18,9 +18,13 @@ inline int at(const char* p, long len, long i) { return i < len ? static_cast<un
 inline int sc(char c) { return static_cast<int>(static_cast<signed char>(c)); }
 inline int low(int c) { return std::tolower(c); }
 
+// Redis 7.0 gives up (no match) past 1000 nested '*': a pattern of 1001 stars never matches, as in redis-server.
+// Also bounds the recursion depth (stack use) of any pattern.
+constexpr int max_nesting = 1000;
+
 int match_impl(const char* pattern, long patternLen, const char* string, long stringLen, bool nocase,
                int* skipLongerMatches, int depth) {
-  if (depth > 20000) return 0;
+  if (depth > max_nesting) return 0;  // protection against abusive patterns, at Redis's depth
   while (patternLen > 0 && stringLen > 0) {
     switch (pattern[0]) {
       case '*':

@@ -7,6 +7,7 @@
 namespace turret::kv {
 
 /// True when `str` matches the glob `pattern` (binary safe). `nocase` folds ASCII case as Redis's tolower does.
+/// As Redis 7.0, matching stops (false) beyond 1000 nested '*'.
 bool glob_match(std::string_view pattern, std::string_view str, bool nocase = false) noexcept;
 
 }  // namespace turret::kv

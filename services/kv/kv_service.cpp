@@ -14,31 +14,74 @@
 namespace turret::kv {
 namespace {
 
-/// Swallows a reply (CLIENT REPLY OFF/SKIP).
-class null_reply_builder final : public reply_builder {
+/// CLIENT REPLY OFF/SKIP: swallows a command's reply except its push frames (SUBSCRIBE & co. confirmations), which
+/// redis-server 7.0 sends whatever the reply mode (its CLIENT_PUSHING flag), in RESP2 as in RESP3.
+class silenced_reply_builder final : public reply_builder {
  public:
-  explicit null_reply_builder(int proto) : proto_(proto) {}
-  void simple(std::string_view) override {}
-  void error(std::string_view) override {}
-  void integer(long long) override {}
-  void bulk(std::string_view) override {}
-  void null_bulk() override {}
-  void null_array() override {}
-  void array(std::size_t) override {}
-  void map(std::size_t) override {}
-  void set(std::size_t) override {}
-  void push(std::size_t) override {}
-  void dbl(double) override {}
-  void boolean(bool) override {}
-  void verbatim(std::string_view, std::string_view) override {}
-  void big_number(std::string_view) override {}
-  void raw(std::string_view) override {}
-  int protocol() const noexcept override { return proto_; }
-  checkpoint mark() const noexcept override { return {}; }
-  void rollback(const checkpoint&) noexcept override {}
+  explicit silenced_reply_builder(reply_builder& out) : out_(out) {}
+  void simple(std::string_view s) override {
+    if (pass()) out_.simple(s);
+  }
+  void error(std::string_view s) override {
+    if (pass()) out_.error(s);
+  }
+  void integer(long long v) override {
+    if (pass()) out_.integer(v);
+  }
+  void bulk(std::string_view s) override {
+    if (pass()) out_.bulk(s);
+  }
+  void null_bulk() override {
+    if (pass()) out_.null_bulk();
+  }
+  void null_array() override {
+    if (pass()) out_.null_array();
+  }
+  void array(std::size_t n) override {
+    if (pass(n)) out_.array(n);
+  }
+  void map(std::size_t n) override {
+    if (pass(2 * n)) out_.map(n);
+  }
+  void set(std::size_t n) override {
+    if (pass(n)) out_.set(n);
+  }
+  void push(std::size_t n) override {
+    if (pending_ == 0) pending_ = 1;  // a push frame starts: it (and then its n elements) go out
+    if (pass(n)) out_.push(n);
+  }
+  void dbl(double v) override {
+    if (pass()) out_.dbl(v);
+  }
+  void boolean(bool v) override {
+    if (pass()) out_.boolean(v);
+  }
+  void verbatim(std::string_view s, std::string_view f) override {
+    if (pass()) out_.verbatim(s, f);
+  }
+  void big_number(std::string_view d) override {
+    if (pass()) out_.big_number(d);
+  }
+  void raw(std::string_view r) override {
+    if (pass()) out_.raw(r);
+  }
+  int protocol() const noexcept override { return out_.protocol(); }
+  // Marks are taken between commands, never inside a push frame: a rollback leaves no frame open.
+  checkpoint mark() const noexcept override { return out_.mark(); }
+  void rollback(const checkpoint& to) noexcept override {
+    out_.rollback(to);
+    pending_ = 0;
+  }
 
  private:
-  int proto_;
+  // One element written: forwarded while a push frame is open. An aggregate opens `children` more elements.
+  bool pass(std::size_t children = 0) noexcept {
+    if (pending_ == 0) return false;
+    pending_ = pending_ - 1 + children;
+    return true;
+  }
+  reply_builder& out_;
+  std::size_t pending_ = 0;  ///< elements of the open push frame still to forward (the frame's header included)
 };
 
 // C's "%.Ns": at most n bytes, stopping at a NUL.
@@ -272,12 +315,15 @@ void kv_service::execute_unchecked(request& req) {
   if (s.replies == reply_mode::on && !s.reply_skip_pending) [[likely]] {
     process_command(*store_, s, req.args, req.out, now);
   } else {
-    // CLIENT REPLY OFF / SKIP: Redis drops the reply; CLIENT REPLY ON clears the flags before replying.
+    // CLIENT REPLY OFF / SKIP: Redis drops the reply; CLIENT REPLY ON clears the flags before replying, and so does
+    // RESET for OFF (not for a pending SKIP: that one is consumed by the RESET itself).
+    const bool skipped = s.reply_skip_pending;
     s.reply_skip_pending = false;
-    const bool reply_on = req.args.size() == 3 && iequals(req.args[0], "client") && iequals(req.args[1], "reply") &&
-                          iequals(req.args[2], "on");
-    null_reply_builder null_out(s.resp);
-    process_command(*store_, s, req.args, reply_on ? req.out : static_cast<reply_builder&>(null_out), now);
+    const bool reply_on = (req.args.size() == 3 && iequals(req.args[0], "client") && iequals(req.args[1], "reply") &&
+                           iequals(req.args[2], "on")) ||
+                          (!skipped && req.args.size() == 1 && iequals(req.args[0], "reset"));
+    silenced_reply_builder silenced(req.out);
+    process_command(*store_, s, req.args, reply_on ? req.out : static_cast<reply_builder&>(silenced), now);
   }
   if (s.replies == reply_mode::skip) {
     // CLIENT REPLY SKIP: the mode returns to ON after the next command's reply is dropped.

@@ -49,6 +49,7 @@ struct session {
   bool authenticated = false;
   reply_mode replies = reply_mode::on;
   bool close_after_reply = false;       ///< QUIT, or killed: the front end closes once the reply is flushed
+  bool no_evict = false;                ///< CLIENT NO-EVICT (CLIENT LIST flag 'e'; turretd evicts no client)
   bool is_subscriber_only_front_end = false;
 
   // MULTI/EXEC

@@ -6,9 +6,13 @@
 #include <algorithm>
 #include <charconv>
 #include <chrono>
+#include <cctype>
 #include <climits>
 #include <cstdio>
+#include <cstdlib>
 #include <stdexcept>
+#include <string>
+#include <vector>
 
 #include <unistd.h>
 
@@ -25,29 +29,34 @@ void erase_one(std::vector<session*>& v, session* s) {
   if (it != v.end()) v.erase(it);
 }
 
+// sdssplitlen(value, " "): CONFIG SET's split of a multi-argument value (save, client-output-buffer-limit). Every
+// single space separates, so "a  b" has an empty middle argument; an empty value has no argument at all.
+std::vector<std::string_view> split_config_args(std::string_view v) {
+  std::vector<std::string_view> parts;
+  if (v.empty()) return parts;
+  for (;;) {
+    const std::size_t sp = v.find(' ');
+    parts.push_back(v.substr(0, sp));
+    if (sp == std::string_view::npos) return parts;
+    v.remove_prefix(sp + 1);
+  }
+}
 
-// Redis's memtoull: number with optional unit b, k, kb, m, mb, g, gb (case-insensitive).
-bool parse_memory(std::string_view s, unsigned long long& out) {
-  std::size_t i = 0;
-  while (i < s.size() && ((s[i] >= '0' && s[i] <= '9') || s[i] == '-' || s[i] == '.')) ++i;
-  std::string unit(s.substr(i));
-  for (auto& c : unit) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  unsigned long long mul;
-  if (unit.empty() || unit == "b") mul = 1;
-  else if (unit == "k") mul = 1000;
-  else if (unit == "kb") mul = 1024;
-  else if (unit == "m") mul = 1000ull * 1000;
-  else if (unit == "mb") mul = 1024ull * 1024;
-  else if (unit == "g") mul = 1000ull * 1000 * 1000;
-  else if (unit == "gb") mul = 1024ull * 1024 * 1024;
-  else return false;
-  auto num = s.substr(0, i);
-  if (num.empty() || num[0] == '-') return false;
-  unsigned long long v = 0;
-  auto r = std::from_chars(num.data(), num.data() + num.size(), v);
-  if (r.ec != std::errc() || r.ptr != num.data() + num.size()) return false;
-  if (mul != 1 && v > ULLONG_MAX / mul) return false;
-  out = v * mul;
+// strtoll(s, &end, 10) with `*end == '\0'` required, on the C string Redis sees (up to the first NUL): leading
+// white space and a sign are accepted, out-of-range values saturate, and "" is 0.
+bool c_strtoll(std::string_view s, long long& out) {
+  const std::string c(s.substr(0, s.find('\0')));
+  char* end = nullptr;
+  out = std::strtoll(c.c_str(), &end, 10);
+  return *end == '\0';
+}
+
+// Redis's strcasecmp(a, b) == 0 where `a` is an argument: compared as the C string up to its first NUL.
+bool c_iequals(std::string_view a, std::string_view b) {
+  a = a.substr(0, a.find('\0'));
+  if (a.size() != b.size()) return false;
+  for (std::size_t i = 0; i < a.size(); ++i)
+    if (std::tolower(static_cast<unsigned char>(a[i])) != std::tolower(static_cast<unsigned char>(b[i]))) return false;
   return true;
 }
 
@@ -372,7 +381,9 @@ void store::publish_notification(std::uint32_t cls, std::string_view event, std:
 // --- config --------------------------------------------------------------------------------------------------------------
 
 struct store_config {
-  enum kind { k_int, k_memory, k_bool, k_string, k_special, k_enum };
+  // k_memory: memtoull value checked against [min, max] as a long long (Redis's signed numeric configs);
+  // k_umemory: an unsigned long long config spanning 0..ULLONG_MAX (maxmemory), so every memory value is valid.
+  enum kind { k_int, k_memory, k_umemory, k_bool, k_string, k_special, k_enum };
   struct param {
     std::string_view name, alias;
     kind k;
@@ -398,32 +409,29 @@ struct store_config {
     return s;
   }
 
+  // setConfigClientOutputBufferLimitOption (updateClientOutputBufferLimit): groups of <class> <hard> <soft>
+  // <soft_seconds>; hard and soft are memtoull values (saturating), soft_seconds is strtoll truncated to an int.
+  // Every group is checked before any is applied.
   static std::string obuf_set(store& st, std::string_view v) {
-    std::vector<std::string_view> parts;
-    std::size_t i = 0;
-    while (i < v.size()) {
-      while (i < v.size() && v[i] == ' ') ++i;
-      std::size_t j = i;
-      while (j < v.size() && v[j] != ' ') ++j;
-      if (j > i) parts.push_back(v.substr(i, j - i));
-      i = j;
-    }
+    const std::vector<std::string_view> parts = split_config_args(v);
     if (parts.size() % 4 != 0) return "Wrong number of arguments in buffer limit configuration.";
     struct item { int cls; unsigned long long hard, soft; long long secs; };
     std::vector<item> items;
     for (std::size_t k = 0; k < parts.size(); k += 4) {
       int cls;
-      auto c = parts[k];
-      std::string lc(c);
-      for (auto& ch : lc) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
-      if (lc == "normal") cls = 0;
-      else if (lc == "slave" || lc == "replica") cls = 1;
-      else if (lc == "pubsub") cls = 2;
-      else return "Invalid client class specified in buffer limit configuration.";
+      if (c_iequals(parts[k], "normal"))
+        cls = 0;
+      else if (c_iequals(parts[k], "slave") || c_iequals(parts[k], "replica"))
+        cls = 1;
+      else if (c_iequals(parts[k], "pubsub"))
+        cls = 2;
+      else
+        return "Invalid client class specified in buffer limit configuration.";
       unsigned long long hard, soft;
       long long secs;
-      if (!parse_memory(parts[k + 1], hard) || !parse_memory(parts[k + 2], soft) || !parse_ll(parts[k + 3], secs) ||
-          secs < 0)
+      const bool secs_ok = c_strtoll(parts[k + 3], secs);
+      secs = static_cast<int>(secs);  // Redis keeps it in an int
+      if (!parse_memory(parts[k + 1], hard) || !parse_memory(parts[k + 2], soft) || !secs_ok || secs < 0)
         return "Error in hard, soft or soft_seconds setting in buffer limit configuration.";
       items.push_back({cls, hard, soft, secs});
     }
@@ -443,26 +451,18 @@ struct store_config {
     return {};
   }
 
+  // setConfigSaveOption: pairs "<seconds> <changes>" (strtoll; seconds >= 1, changes >= 0 and kept in an int), or
+  // "" for none. CONFIG GET shows them as Redis's "%jd %d" pairs.
   static std::string save_set(store& st, std::string_view v) {
-    // pairs of integers "seconds changes", or empty
-    std::vector<std::string_view> parts;
-    std::size_t i = 0;
-    while (i < v.size()) {
-      while (i < v.size() && v[i] == ' ') ++i;
-      std::size_t j = i;
-      while (j < v.size() && v[j] != ' ') ++j;
-      if (j > i) parts.push_back(v.substr(i, j - i));
-      i = j;
-    }
+    std::vector<std::string_view> parts = split_config_args(v);
+    if (parts.size() == 1 && c_iequals(parts[0], "")) parts.clear();
     if (parts.size() % 2) return "Invalid save parameters";
-    for (auto p : parts) {
-      long long x;
-      if (!parse_ll(p, x) || x < 0) return "Invalid save parameters";
-    }
     std::string norm;
-    for (auto p : parts) {
+    for (std::size_t j = 0; j < parts.size(); ++j) {
+      long long x;
+      if (!c_strtoll(parts[j], x) || x < (j % 2 == 0 ? 1 : 0)) return "Invalid save parameters";
       if (!norm.empty()) norm += ' ';
-      norm += p;
+      norm += std::to_string(j % 2 == 0 ? x : static_cast<int>(x));
     }
     st.misc_config_["save"] = norm;
     return {};
@@ -478,16 +478,16 @@ struct store_config {
       v.push_back({"maxclients", {}, k_int, false, 1, 4294967295ll,
                    [](const store& s) { return std::to_string(s.limits_.maxclients.load()); },
                    [](store& s, std::string_view x) {
-                     long long n;
-                     parse_ll(x, n);
+                     long long n = 0;
+                     parse_ll(x, n);  // validated already
                      s.limits_.maxclients = static_cast<std::size_t>(n);
                      return std::string();
                    }});
       v.push_back({"timeout", {}, k_int, false, 0, INT_MAX,
                    [](const store& s) { return std::to_string(s.limits_.timeout.load()); },
                    [](store& s, std::string_view x) {
-                     long long n;
-                     parse_ll(x, n);
+                     long long n = 0;
+                     parse_ll(x, n);  // validated already
                      s.limits_.timeout = n;
                      return std::string();
                    }});
@@ -509,24 +509,24 @@ struct store_config {
       v.push_back({"proto-max-bulk-len", {}, k_memory, false, 1024 * 1024, LLONG_MAX,
                    [](const store& s) { return std::to_string(s.limits_.proto_max_bulk_len.load()); },
                    [](store& s, std::string_view x) {
-                     unsigned long long n;
-                     parse_memory(x, n);
+                     unsigned long long n = 0;
+                     parse_memory(x, n);  // validated already
                      s.limits_.proto_max_bulk_len = static_cast<long long>(n);
                      return std::string();
                    }});
       v.push_back({"client-query-buffer-limit", {}, k_memory, false, 1024 * 1024, LLONG_MAX,
                    [](const store& s) { return std::to_string(s.limits_.client_query_buffer_limit.load()); },
                    [](store& s, std::string_view x) {
-                     unsigned long long n;
-                     parse_memory(x, n);
+                     unsigned long long n = 0;
+                     parse_memory(x, n);  // validated already
                      s.limits_.client_query_buffer_limit = static_cast<long long>(n);
                      return std::string();
                    }});
       v.push_back({"client-output-buffer-limit", {}, k_special, false, 0, 0, &obuf_string, &obuf_set});
       v.push_back({"hz", {}, k_int, false, 0, INT_MAX, [](const store& s) { return std::to_string(s.hz_); },
                    [](store& s, std::string_view x) {
-                     long long n;
-                     parse_ll(x, n);
+                     long long n = 0;
+                     parse_ll(x, n);  // validated already
                      s.hz_ = static_cast<int>(std::clamp<long long>(n, 1, 500));
                      return std::string();
                    }});
@@ -536,7 +536,7 @@ struct store_config {
       v.push_back({"save", {}, k_special, false, 0, 0, [](const store& s) { return misc_get(s, "save"); },
                    &save_set});
       misc("appendonly", {}, k_bool, false);
-      misc("maxmemory", {}, k_memory, false, 0, LLONG_MAX);
+      misc("maxmemory", {}, k_umemory, false);
       misc("maxmemory-policy", {}, k_enum, false);
       misc("maxmemory-samples", {}, k_int, false, 1, INT_MAX);
       misc("dbfilename", {}, k_string, false);
@@ -593,6 +593,11 @@ struct store_config {
           return "argument must be between " + ll_str(p.min) + " and " + ll_str(p.max) + " inclusive";
         return {};
       }
+      case k_umemory: {
+        unsigned long long n;
+        if (!parse_memory(value, n)) return "argument must be a memory value";
+        return {};
+      }
       case k_memory: {
         unsigned long long n;
         if (!parse_memory(value, n)) return "argument must be a memory value";
@@ -629,7 +634,7 @@ struct store_config {
     std::string v(value);
     if (p.k == k_bool || p.k == k_enum)
       for (auto& c : v) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    if (p.k == k_memory) {
+    if (p.k == k_memory || p.k == k_umemory) {
       unsigned long long n = 0;
       parse_memory(value, n);
       v = std::to_string(n);

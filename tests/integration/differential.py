@@ -5,7 +5,8 @@ Script format (tests/differential/*.txt), one step per line; blank lines and lin
   SET key "va\\x00lue"        a command: sent as a RESP multibulk on the current connection; one reply is read from
                               each server and the two byte strings must be identical. Tokens are separated by blanks;
                               "double quotes" take C escapes (\\xHH \\r \\n \\t \\0 \\\\ \\"), 'single quotes' are literal,
-                              and a quoted token followed by *N (no blank) repeats it N times: "ab"*1000.
+                              a quoted token followed by *N (no blank) repeats it N times: "ab"*1000, and
+                              pieces glued to a quoted token (quoted or bare, no blank) join it: "a*"*1000b.
                               SUBSCRIBE/PSUBSCRIBE/UNSUBSCRIBE/PUNSUBSCRIBE with n arguments read n replies.
   !conn NAME                  switch to connection NAME (opened on first use; the first one is "main").
   !replies N                  the next command (or !raw) reads N replies instead of the default.
@@ -57,6 +58,31 @@ def unescape(s: str) -> bytes:
     return bytes(out)
 
 
+def _quoted(line: str, i: int) -> tuple[bytes, int]:
+    """The quoted piece starting at line[i] (with its optional *N repeat) and the index just after it."""
+    q = line[i]
+    n = len(line)
+    j = i + 1
+    buf = []
+    while j < n and line[j] != q:
+        if q == '"' and line[j] == "\\" and j + 1 < n:
+            buf.append(line[j:j + 2])
+            j += 2
+            continue
+        buf.append(line[j])
+        j += 1
+    if j >= n:
+        raise ValueError(f"unbalanced quote in: {line}")
+    raw = "".join(buf)
+    tok = unescape(raw) if q == '"' else raw.encode()
+    j += 1
+    m = re.match(r"\*(\d+)", line[j:])
+    if m:
+        tok = tok * int(m.group(1))
+        j += len(m.group(0))
+    return tok, j
+
+
 def tokenize(line: str) -> list[bytes]:
     toks: list[bytes] = []
     i = 0
@@ -66,27 +92,18 @@ def tokenize(line: str) -> list[bytes]:
             i += 1
             continue
         if line[i] in "\"'":
-            q = line[i]
-            j = i + 1
-            buf = []
-            while j < n and line[j] != q:
-                if q == '"' and line[j] == "\\" and j + 1 < n:
-                    buf.append(line[j:j + 2])
-                    j += 2
-                    continue
-                buf.append(line[j])
-                j += 1
-            if j >= n:
-                raise ValueError(f"unbalanced quote in: {line}")
-            raw = "".join(buf)
-            tok = unescape(raw) if q == '"' else raw.encode()
-            j += 1
-            m = re.match(r"\*(\d+)", line[j:])
-            if m:
-                tok = tok * int(m.group(1))
-                j += len(m.group(0))
+            # a quoted piece, then more pieces glued to it (quoted or bare) up to the next blank: "a*"*1000b
+            tok, i = _quoted(line, i)
+            while i < n and not line[i].isspace():
+                if line[i] in "\"'":
+                    piece, i = _quoted(line, i)
+                else:
+                    j = i
+                    while j < n and not line[j].isspace() and line[j] not in "\"'":
+                        j += 1
+                    piece, i = line[i:j].encode(), j
+                tok += piece
             toks.append(tok)
-            i = j
             continue
         j = i
         while j < n and not line[j].isspace():

@@ -57,6 +57,8 @@ class Runner(unittest.TestCase):
         from differential import tokenize
         self.assertEqual(tokenize("SET \"a\\x00b\\r\\n\" 'x y' \"ab\"*3 plain"),
                          [b"SET", b"a\x00b\r\n", b"x y", b"ababab", b"plain"])
+        self.assertEqual(tokenize("KEYS \"a*\"*2b \"x\"'y'z\"\\x00\"*2 k\"v\""),
+                         [b"KEYS", b"a*a*b", b"xyz\0\0", b'k"v"'])
         a = harness.start_redis(self)
         b = harness.start_redis(self, ["--maxclients", "5"])
         script = "SET k v\nGET k\nCONFIG GET maxclients\n!norm type\nCLIENT ID\n!pipeline\nPING\nECHO x\n!end\n"

@@ -19,12 +19,12 @@ bool bit_offset(command_ctx& c, std::string_view arg, std::uint64_t& out, bool h
   bool usehash = !arg.empty() && arg[0] == '#' && hash && bits > 0;
   long long off;
   if (!parse_ll(arg.substr(usehash ? 1 : 0), off)) {
-    c.out.error(err_bit_offset);
+    fail(c, err_bit_offset);
     return false;
   }
   if (usehash) off = static_cast<long long>(static_cast<unsigned long long>(off) * static_cast<unsigned>(bits));
   if (off < 0 || (off >> 3) >= proto_max_bulk_len(c)) {
-    c.out.error(err_bit_offset);
+    fail(c, err_bit_offset);
     return false;
   }
   out = static_cast<std::uint64_t>(off);
@@ -55,7 +55,7 @@ void cmd_setbit(command_ctx& c) {
   std::uint64_t off;
   if (!bit_offset(c, c.args[2], off, false, 0)) return;
   long long on;
-  if (!parse_ll(c.args[3], on) || (on & ~1LL)) return c.out.error("ERR bit is not an integer or out of range");
+  if (!parse_ll(c.args[3], on) || (on & ~1LL)) return fail(c, "ERR bit is not an integer or out of range");
   bool grown;
   entry* e = string_for_bits(c, off, grown);
   if (!e) return;
@@ -115,7 +115,7 @@ bool parse_bit_byte(command_ctx& c, std::string_view arg, bool& isbit) {
   else if (iequals(arg, "byte"))
     isbit = false;
   else {
-    c.out.error(err_syntax);
+    fail(c, err_syntax);
     return false;
   }
   return true;
@@ -133,7 +133,7 @@ void cmd_bitcount(command_ctx& c) {
   const std::size_t argc = c.args.size();
   if (argc == 4 || argc == 5) {
     long long totlen = static_cast<long long>(s.size());
-    if (!parse_ll(c.args[2], start) || !parse_ll(c.args[3], end)) return c.out.error(err_not_int);
+    if (!parse_ll(c.args[2], start) || !parse_ll(c.args[3], end)) return fail(c, err_not_int);
     if (start < 0 && end < 0 && start > end) return c.out.integer(0);
     if (argc == 5 && !parse_bit_byte(c, c.args[4], isbit)) return;
     if (isbit) totlen <<= 3;
@@ -152,7 +152,7 @@ void cmd_bitcount(command_ctx& c) {
     start = 0;
     end = static_cast<long long>(s.size()) - 1;
   } else {
-    return c.out.error(err_syntax);
+    return fail(c, err_syntax);
   }
   if (start > end) return c.out.integer(0);
   long long count = popcount(p + start, static_cast<std::size_t>(end - start + 1));
@@ -167,8 +167,8 @@ void cmd_bitcount(command_ctx& c) {
 
 void cmd_bitpos(command_ctx& c) {
   long long bit;
-  if (!parse_ll(c.args[2], bit)) return c.out.error(err_not_int);
-  if (bit != 0 && bit != 1) return c.out.error("ERR The bit argument must be 1 or 0.");
+  if (!parse_ll(c.args[2], bit)) return fail(c, err_not_int);
+  if (bit != 0 && bit != 1) return fail(c, "ERR The bit argument must be 1 or 0.");
   entry* e = lookup_read(c, c.args[1]);
   if (!e) return c.out.integer(bit ? -1 : 0);
   if (wrong_type(c, e)) return;
@@ -180,10 +180,10 @@ void cmd_bitpos(command_ctx& c) {
   unsigned char first_mask = 0, last_mask = 0;
   if (argc == 4 || argc == 5 || argc == 6) {
     long long totlen = static_cast<long long>(s.size());
-    if (!parse_ll(c.args[3], start)) return c.out.error(err_not_int);
+    if (!parse_ll(c.args[3], start)) return fail(c, err_not_int);
     if (argc == 6 && !parse_bit_byte(c, c.args[5], isbit)) return;
     if (argc >= 5) {
-      if (!parse_ll(c.args[4], end)) return c.out.error(err_not_int);
+      if (!parse_ll(c.args[4], end)) return fail(c, err_not_int);
       end_given = true;
     } else {
       end = isbit ? (totlen << 3) + 7 : totlen - 1;
@@ -204,7 +204,7 @@ void cmd_bitpos(command_ctx& c) {
     start = 0;
     end = static_cast<long long>(s.size()) - 1;
   } else {
-    return c.out.error(err_syntax);
+    return fail(c, err_syntax);
   }
   if (start > end) return c.out.integer(-1);
 
@@ -248,8 +248,8 @@ void cmd_bitop(command_ctx& c) {
   else if (iequals(opname, "not"))
     op = op_not;
   else
-    return c.out.error(err_syntax);
-  if (op == op_not && c.args.size() != 4) return c.out.error("ERR BITOP NOT must be called with a single source key.");
+    return fail(c, err_syntax);
+  if (op == op_not && c.args.size() != 4) return fail(c, "ERR BITOP NOT must be called with a single source key.");
   const std::size_t numkeys = c.args.size() - 3;
   std::vector<std::string_view> src(numkeys);
   std::size_t maxlen = 0;
@@ -422,10 +422,10 @@ void bitfield_generic(command_ctx& c, bool readonly_cmd) {
       else if (iequals(t, "fail"))
         ow = overflow::fail;
       else
-        return c.out.error("ERR Invalid OVERFLOW type specified");
+        return fail(c, "ERR Invalid OVERFLOW type specified");
       continue;
     } else {
-      return c.out.error(err_syntax);
+      return fail(c, err_syntax);
     }
     // getBitfieldTypeFromArgument
     std::string_view type = a[j + 1];
@@ -436,16 +436,20 @@ void bitfield_generic(command_ctx& c, bool readonly_cmd) {
     else if (!type.empty() && type[0] == 'u')
       sign = false;
     else
-      return c.out.error("ERR Invalid bitfield type. Use something like i16 u8. Note that u64 is not supported but i64 is.");
-    if (!parse_ll(type.substr(1), bits) || bits < 1 || (sign && bits > 64) || (!sign && bits > 63))
-      return c.out.error("ERR Invalid bitfield type. Use something like i16 u8. Note that u64 is not supported but i64 is.");
+      return fail(c,
+                  "ERR Invalid bitfield type. Use something like i16 u8. Note that u64 is not supported but i64 is.");
+    std::string_view width = type.substr(1);
+    width = width.substr(0, width.find('\0'));  // Redis parses strlen(p+1) bytes: the width ends at a NUL
+    if (!parse_ll(width, bits) || bits < 1 || (sign && bits > 64) || (!sign && bits > 63))
+      return fail(c,
+                  "ERR Invalid bitfield type. Use something like i16 u8. Note that u64 is not supported but i64 is.");
     std::uint64_t offset;
     if (!bit_offset(c, a[j + 2], offset, true, static_cast<int>(bits))) return;
     long long i64 = 0;
     if (op != bf_op::get) {
       readonly = false;
       highest_write_offset = std::max<std::uint64_t>(highest_write_offset, offset + bits - 1);
-      if (!parse_ll(a[j + 3], i64)) return c.out.error(err_not_int);
+      if (!parse_ll(a[j + 3], i64)) return fail(c, err_not_int);
     }
     ops.push_back({offset, i64, op, ow, static_cast<int>(bits), sign});
     j += op == bf_op::get ? 2 : 3;
@@ -458,7 +462,7 @@ void bitfield_generic(command_ctx& c, bool readonly_cmd) {
     e = lookup_read(c, a[1]);
     if (wrong_type(c, e)) return;
   } else {
-    if (readonly_cmd) return c.out.error("ERR BITFIELD_RO only supports the GET subcommand");
+    if (readonly_cmd) return fail(c, "ERR BITFIELD_RO only supports the GET subcommand");
     e = string_for_bits(c, highest_write_offset, grown);
     if (!e) return;
   }

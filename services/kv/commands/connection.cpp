@@ -1,5 +1,7 @@
-// PING, ECHO, QUIT, SELECT, SWAPDB, AUTH, HELLO, RESET, CLIENT (ID, SETNAME, GETNAME, LIST, INFO, KILL, REPLY, HELP).
+// PING, ECHO, QUIT, SELECT, SWAPDB, AUTH, HELLO, RESET, CLIENT (ID, SETNAME, GETNAME, LIST, INFO, KILL, REPLY,
+// NO-EVICT, HELP).
 #include <services/kv/command_table.hpp>
+#include <services/kv/commands/arguments.hpp>
 #include <services/kv/dispatch.hpp>
 #include <services/kv/store.hpp>
 
@@ -36,36 +38,28 @@ void quit_cmd(command_ctx& c) {
   c.sess.close_after_reply = true;
 }
 
-bool get_int(command_ctx& c, std::string_view s, long long& v, std::string_view err) {
-  if (!parse_ll(s, v) || v < INT_MIN || v > INT_MAX) {
-    reply_error(c.st, c.out, err.empty() ? "ERR value is not an integer or out of range" : err);
-    return false;
-  }
-  return true;
-}
-
 void select_cmd(command_ctx& c) {
-  long long id;
-  if (!get_int(c, c.args[1], id, {})) return;
+  int id;
+  if (!int_arg(c, c.args[1], id)) return;
   if (id < 0 || id >= c.st.databases()) {
     reply_error(c.st, c.out, "ERR DB index is out of range");
     return;
   }
-  c.sess.db = static_cast<int>(id);
+  c.sess.db = id;
   c.out.ok();
 }
 
 void swapdb_cmd(command_ctx& c) {
-  long long a, b;
-  if (!get_int(c, c.args[1], a, "ERR invalid first DB index")) return;
-  if (!get_int(c, c.args[2], b, "ERR invalid second DB index")) return;
+  int a, b;
+  if (!int_arg(c, c.args[1], a, "ERR invalid first DB index")) return;
+  if (!int_arg(c, c.args[2], b, "ERR invalid second DB index")) return;
   if (a < 0 || a >= c.st.databases() || b < 0 || b >= c.st.databases()) {
     reply_error(c.st, c.out, "ERR DB index is out of range");
     return;
   }
   if (a != b) {
-    c.st.dbs_swapped(static_cast<int>(a), static_cast<int>(b));
-    c.st.db(static_cast<int>(a)).swap(c.st.db(static_cast<int>(b)));
+    c.st.dbs_swapped(a, b);
+    c.st.db(a).swap(c.st.db(b));
     c.st.add_dirty(1);
   }
   c.out.ok();
@@ -84,7 +78,7 @@ bool authenticate(command_ctx& c, std::string_view user, std::string_view pass) 
 
 void auth_cmd(command_ctx& c) {
   if (c.args.size() > 3) {
-    reply_error(c.st, c.out, "ERR syntax error");
+    reply_error(c.st, c.out, err_syntax);
     return;
   }
   if (c.args.size() == 2) {
@@ -121,10 +115,7 @@ void hello_cmd(command_ctx& c) {
   long long ver = 0;
   std::size_t next = 1;
   if (c.args.size() >= 2) {
-    if (!parse_ll(c.args[next++], ver)) {
-      reply_error(c.st, c.out, "ERR Protocol version is not an integer or out of range");
-      return;
-    }
+    if (!ll_arg(c, c.args[next++], ver, "ERR Protocol version is not an integer or out of range")) return;
     if (ver < 2 || ver > 3) {
       reply_error(c.st, c.out, "NOPROTO unsupported protocol version");
       return;
@@ -203,6 +194,7 @@ std::string client_flags(const session& s) {
   if (s.in_multi) f += 'x';
   if (s.watch_dirty) f += 'd';
   if (s.close_after_reply) f += 'c';
+  if (s.no_evict) f += 'e';
   if (f.empty()) f += 'N';
   return f;
 }
@@ -288,16 +280,13 @@ void client_list(command_ctx& c) {
     by_id = true;
     for (std::size_t j = 3; j < c.args.size(); ++j) {
       long long id;
-      if (!parse_ll(c.args[j], id)) {
-        reply_error(c.st, c.out, "ERR Invalid client ID");
-        return;
-      }
+      if (!ll_arg(c, c.args[j], id, "ERR Invalid client ID")) return;
       auto it = c.st.clients().find(static_cast<std::uint64_t>(id));
       if (it != c.st.clients().end()) append_client_info(o, *it->second, c.now);
       else if (static_cast<std::uint64_t>(id) == c.sess.id) append_client_info(o, c.sess, c.now);
     }
   } else if (c.args.size() != 2) {
-    reply_error(c.st, c.out, "ERR syntax error");
+    reply_error(c.st, c.out, err_syntax);
     return;
   }
   if (!by_id) {
@@ -337,10 +326,7 @@ void client_kill(command_ctx& c) {
       auto opt = c.args[i];
       if (iequals(opt, "id") && moreargs) {
         long long tmp;
-        if (!parse_ll(c.args[i + 1], tmp) || tmp < 1) {
-          reply_error(c.st, c.out, "ERR client-id should be greater than 0");
-          return;
-        }
+        if (!range_arg(c, c.args[i + 1], 1, LONG_MAX, tmp, "ERR client-id should be greater than 0")) return;
         id = static_cast<std::uint64_t>(tmp);
       } else if (iequals(opt, "type") && moreargs) {
         type = client_type_by_name(c.args[i + 1]);
@@ -365,17 +351,17 @@ void client_kill(command_ctx& c) {
         if (iequals(c.args[i + 1], "yes")) skipme = true;
         else if (iequals(c.args[i + 1], "no")) skipme = false;
         else {
-          reply_error(c.st, c.out, "ERR syntax error");
+          reply_error(c.st, c.out, err_syntax);
           return;
         }
       } else {
-        reply_error(c.st, c.out, "ERR syntax error");
+        reply_error(c.st, c.out, err_syntax);
         return;
       }
       i += 2;
     }
   } else {
-    reply_error(c.st, c.out, "ERR syntax error");
+    reply_error(c.st, c.out, err_syntax);
     return;
   }
   std::vector<session*> victims;
@@ -418,8 +404,21 @@ void client_reply(command_ctx& c) {
   } else if (iequals(m, "skip")) {
     if (c.sess.replies != reply_mode::off) c.sess.replies = reply_mode::skip;
   } else {
-    reply_error(c.st, c.out, "ERR syntax error");
+    reply_error(c.st, c.out, err_syntax);
   }
+}
+
+// CLIENT NO-EVICT on|off. RESET keeps the flag, as in Redis 7.0.
+void client_no_evict(command_ctx& c) {
+  if (iequals(c.args[2], "on")) {
+    c.sess.no_evict = true;
+  } else if (iequals(c.args[2], "off")) {
+    c.sess.no_evict = false;
+  } else {
+    reply_error(c.st, c.out, err_syntax);
+    return;
+  }
+  c.out.ok();
 }
 
 void client_help(command_ctx& c) { c.out.raw(c.st.commands()->find("client")->help(c.out.protocol())); }
@@ -443,6 +442,7 @@ void register_connection_commands(command_table& t) {
   t.add("client|info", client_info);
   t.add("client|kill", client_kill);
   t.add("client|reply", client_reply);
+  t.add("client|no-evict", client_no_evict);
   t.add("client|help", client_help);
 }
 

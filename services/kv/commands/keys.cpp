@@ -2,13 +2,16 @@
 // RENAMENX, COPY, MOVE, TOUCH, EXPIRE/PEXPIRE/EXPIREAT/PEXPIREAT, TTL, PTTL, EXPIRETIME, PEXPIRETIME, PERSIST.
 // Every write calls key_modified (WATCH, dirty) and notify (keyspace events) exactly where Redis does.
 #include <services/kv/command_table.hpp>
+#include <services/kv/commands/arguments.hpp>
 #include <services/kv/dispatch.hpp>
 #include <services/kv/glob.hpp>
 #include <services/kv/store.hpp>
 
+#include <algorithm>
 #include <cerrno>
 #include <cctype>
 #include <climits>
+#include <cstdint>
 #include <cstdlib>
 #include <string>
 #include <vector>
@@ -16,8 +19,6 @@
 namespace turret::kv {
 namespace {
 
-constexpr std::string_view err_not_int = "ERR value is not an integer or out of range";
-constexpr std::string_view err_syntax = "ERR syntax error";
 constexpr std::string_view err_same_object = "ERR source and destination objects are the same";
 
 std::string_view type_name(const entry* e) {
@@ -103,10 +104,7 @@ void scan_cmd(command_ctx& c) {
   for (std::size_t i = 2; i < c.args.size();) {
     std::size_t j = c.args.size() - i;
     if (iequals(c.args[i], "count") && j >= 2) {
-      if (!parse_ll(c.args[i + 1], count)) {
-        reply_error(c.st, c.out, err_not_int);
-        return;
-      }
+      if (!ll_arg(c, c.args[i + 1], count)) return;
       if (count < 1) {
         reply_error(c.st, c.out, err_syntax);
         return;
@@ -127,6 +125,9 @@ void scan_cmd(command_ctx& c) {
   }
   keyspace& db = c.db();
   std::vector<std::string> keys;
+  // keyspace::scan bounds its work by count * 10 buckets: a COUNT above SIZE_MAX / 10 means "no bound" (the whole
+  // table), never a product that wraps to a small one.
+  count = std::min<long long>(count, static_cast<long long>(SIZE_MAX / 10));
   std::uint64_t next = db.scan(cursor, static_cast<std::size_t>(count),
                                [&](const entry* e) { keys.emplace_back(keyspace::key_of(e)); });
   std::vector<std::string_view> out;
@@ -197,16 +198,13 @@ void copy_cmd(command_ctx& c) {
     if (iequals(c.args[j], "replace")) {
       replace = true;
     } else if (iequals(c.args[j], "db") && additional >= 1) {
-      long long id;
-      if (!parse_ll(c.args[j + 1], id)) {
-        reply_error(c.st, c.out, err_not_int);
-        return;
-      }
-      if (id < 0 || id >= c.st.databases() || id > INT_MAX) {
+      int id;
+      if (!int_arg(c, c.args[j + 1], id)) return;
+      if (id < 0 || id >= c.st.databases()) {
         reply_error(c.st, c.out, "ERR DB index is out of range");
         return;
       }
-      dst = &c.st.db(static_cast<int>(id));
+      dst = &c.st.db(id);
       ++j;
     } else {
       reply_error(c.st, c.out, err_syntax);
@@ -240,16 +238,13 @@ void copy_cmd(command_ctx& c) {
 
 void move_cmd(command_ctx& c) {
   keyspace& src = c.db();
-  long long id;
-  if (!parse_ll(c.args[2], id) || id < INT_MIN || id > INT_MAX) {
-    reply_error(c.st, c.out, err_not_int);
-    return;
-  }
+  int id;
+  if (!int_arg(c, c.args[2], id)) return;
   if (id < 0 || id >= c.st.databases()) {
     reply_error(c.st, c.out, "ERR DB index is out of range");
     return;
   }
-  keyspace& dst = c.st.db(static_cast<int>(id));
+  keyspace& dst = c.st.db(id);
   if (&dst == &src) {
     reply_error(c.st, c.out, err_same_object);
     return;
@@ -308,10 +303,7 @@ void expire_generic(command_ctx& c, ms_t basetime, bool seconds) {
     return;
   }
   long long when;
-  if (!parse_ll(c.args[2], when)) {
-    reply_error(c.st, c.out, err_not_int);
-    return;
-  }
+  if (!ll_arg(c, c.args[2], when)) return;
   const command_def* def = c.st.commands() ? c.st.commands()->find(c.args[0]) : nullptr;
   std::string err = "ERR invalid expire time in '" + std::string(def ? def->name : std::string_view("expire")) +
                     "' command";
@@ -372,8 +364,10 @@ void ttl_generic(command_ctx& c, bool output_ms, bool output_abs) {
     ttl = output_abs ? expire : expire - c.now;
     if (ttl < 0) ttl = 0;
   }
+  // Seconds rounded half up, as Redis's (ttl + 500) / 1000, without its overflow when ttl is an absolute time
+  // near LLONG_MAX (EXPIRETIME after PEXPIREAT 9223372036854775807 is 9223372036854776).
   if (ttl == -1) c.out.integer(-1);
-  else c.out.integer(output_ms ? ttl : (ttl + 500) / 1000);
+  else c.out.integer(output_ms ? ttl : ttl / 1000 + (ttl % 1000 >= 500 ? 1 : 0));
 }
 
 void ttl_cmd(command_ctx& c) { ttl_generic(c, false, false); }

@@ -75,7 +75,7 @@ void pubsub_channels(command_ctx& c) {
     std::string msg = "ERR unknown subcommand or wrong number of arguments for '";
     msg.append(c.args[1]);
     msg += "'. Try PUBSUB HELP.";
-    return c.out.error(msg);
+    return reply_error(c.st, c.out, msg);
   }
   auto chans = c.args.size() == 2 ? c.st.channels({}, true) : c.st.channels(c.args[2], false);
   c.out.array(chans.size());

@@ -1,6 +1,7 @@
 // Server commands: INFO, DBSIZE, FLUSHDB, FLUSHALL, CONFIG (GET, SET, RESETSTAT, HELP), COMMAND (COUNT, INFO, DOCS,
 // LIST, HELP), TIME, SHUTDOWN, FUNCTION (FLUSH, LIST, HELP) answering as a Redis with no functions.
 #include <services/kv/command_table.hpp>
+#include <services/kv/commands/arguments.hpp>
 #include <services/kv/dispatch.hpp>
 #include <services/kv/glob.hpp>
 #include <services/kv/store.hpp>
@@ -17,8 +18,6 @@
 
 namespace turret::kv {
 namespace {
-
-constexpr std::string_view err_syntax = "ERR syntax error";
 
 // --- INFO --------------------------------------------------------------------------------------------------------------
 

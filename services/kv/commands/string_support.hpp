@@ -3,6 +3,8 @@
 // formatting rules, its error texts, and the lookups of db.c (lazy expiry + keyspace hit/miss statistics).
 // Internal to services/kv/commands; handlers run under the store lock.
 #include <services/kv/command.hpp>
+#include <services/kv/commands/arguments.hpp>
+#include <services/kv/dispatch.hpp>
 #include <services/kv/numbers.hpp>
 #include <services/kv/store.hpp>
 
@@ -14,12 +16,12 @@ namespace turret::kv::detail {
 
 using kv::parse_ll;
 
-inline constexpr std::string_view err_not_int = "ERR value is not an integer or out of range";
-inline constexpr std::string_view err_syntax = "ERR syntax error";
 inline constexpr std::string_view err_wrongtype = "WRONGTYPE Operation against a key holding the wrong kind of value";
 inline constexpr std::string_view err_not_float = "ERR value is not a valid float";
 inline constexpr std::string_view err_too_big = "ERR string exceeds maximum allowed size (proto-max-bulk-len)";
 
+/// An error reply, counted in INFO's errorstats as Redis's addReplyError does.
+inline void fail(command_ctx& c, std::string_view msg) { reply_error(c.st, c.out, msg); }
 
 /// Decimal formatting of a long long into buf (at least 21 bytes); returns the length.
 inline std::size_t format_ll(char* buf, long long value) noexcept {
@@ -55,7 +57,7 @@ inline entry* lookup_write(command_ctx& c, std::string_view key) { return c.db()
 /// checkType: replies WRONGTYPE and returns true when e exists and is not a string.
 inline bool wrong_type(command_ctx& c, const entry* e) {
   if (e && keyspace::type_of(e) != value_type::string) {
-    c.out.error(err_wrongtype);
+    fail(c, err_wrongtype);
     return true;
   }
   return false;
@@ -70,6 +72,14 @@ inline void modified(command_ctx& c, std::string_view key, std::string_view even
 /// server.proto_max_bulk_len (CONFIG SET proto-max-bulk-len changes it).
 inline long long proto_max_bulk_len(const command_ctx& c) noexcept {
   return c.st.limits().proto_max_bulk_len.load(std::memory_order_relaxed);
+}
+
+/// checkStringLength: replies the proto-max-bulk-len error and returns false when a string of size + append bytes
+/// would be too long (overflow-safe). Call it before anything is allocated or written.
+inline bool check_string_length(command_ctx& c, unsigned long long size, unsigned long long append) {
+  if (!exceeds_string_limit(size, append, proto_max_bulk_len(c))) return true;
+  fail(c, err_too_big);
+  return false;
 }
 
 }  // namespace turret::kv::detail

@@ -61,7 +61,7 @@ bool parse_extended(command_ctx& c, bool is_set, std::size_t first, unsigned& fl
       flags |= f_pxat;
       expire = a[++j];
     } else {
-      c.out.error(err_syntax);
+      fail(c, err_syntax);
       return false;
     }
   }
@@ -72,14 +72,14 @@ void expire_time_error(command_ctx& c, std::string_view cmd) {
   std::string msg = "ERR invalid expire time in '";
   msg += cmd;
   msg += "' command";
-  c.out.error(msg);
+  fail(c, msg);
 }
 
 // getExpireMillisecondsOrReply: absolute unix ms.
 bool expire_at_ms(command_ctx& c, std::string_view arg, unsigned flags, std::string_view cmd, ms_t& when) {
   long long ms;
   if (!parse_ll(arg, ms)) {
-    c.out.error(err_not_int);
+    fail(c, err_not_int);
     return false;
   }
   const bool seconds = flags & (f_ex | f_exat);
@@ -212,7 +212,7 @@ void mset_generic(command_ctx& c, bool nx) {
     std::string msg = "ERR wrong number of arguments for '";
     msg += nx ? "msetnx" : "mset";
     msg += "' command";
-    return c.out.error(msg);
+    return fail(c, msg);
   }
   if (nx) {
     for (std::size_t j = 1; j < c.args.size(); j += 2)
@@ -247,9 +247,9 @@ void incr_decr(command_ctx& c, long long incr) {
   entry* e = lookup_write(c, key);
   if (wrong_type(c, e)) return;
   long long value = 0;
-  if (e && !parse_ll(keyspace::value_of(e), value)) return c.out.error(err_not_int);
+  if (e && !parse_ll(keyspace::value_of(e), value)) return fail(c, err_not_int);
   if ((incr < 0 && value < 0 && incr < (LLONG_MIN - value)) || (incr > 0 && value > 0 && incr > (LLONG_MAX - value)))
-    return c.out.error("ERR increment or decrement would overflow");
+    return fail(c, "ERR increment or decrement would overflow");
   value += incr;
   char buf[24];
   store_value(c, key, e, std::string_view(buf, format_ll(buf, value)));
@@ -261,13 +261,13 @@ void cmd_incr(command_ctx& c) { incr_decr(c, 1); }
 void cmd_decr(command_ctx& c) { incr_decr(c, -1); }
 void cmd_incrby(command_ctx& c) {
   long long incr;
-  if (!parse_ll(c.args[2], incr)) return c.out.error(err_not_int);
+  if (!parse_ll(c.args[2], incr)) return fail(c, err_not_int);
   incr_decr(c, incr);
 }
 void cmd_decrby(command_ctx& c) {
   long long incr;
-  if (!parse_ll(c.args[2], incr)) return c.out.error(err_not_int);
-  if (incr == LLONG_MIN) return c.out.error("ERR decrement would overflow");
+  if (!parse_ll(c.args[2], incr)) return fail(c, err_not_int);
+  if (incr == LLONG_MIN) return fail(c, "ERR decrement would overflow");
   incr_decr(c, -incr);
 }
 
@@ -313,9 +313,9 @@ void cmd_incrbyfloat(command_ctx& c) {
   entry* e = lookup_write(c, key);
   if (wrong_type(c, e)) return;
   long double value = 0, incr = 0;
-  if ((e && !parse_ld(keyspace::value_of(e), value)) || !parse_ld(c.args[2], incr)) return c.out.error(err_not_float);
+  if ((e && !parse_ld(keyspace::value_of(e), value)) || !parse_ld(c.args[2], incr)) return fail(c, err_not_float);
   value += incr;
-  if (std::isnan(value) || std::isinf(value)) return c.out.error("ERR increment would produce NaN or Infinity");
+  if (std::isnan(value) || std::isinf(value)) return fail(c, "ERR increment would produce NaN or Infinity");
   char buf[max_long_double_chars];
   std::size_t n = format_ld_human(buf, sizeof buf, value);
   store_value(c, key, e, std::string_view(buf, n));
@@ -335,8 +335,8 @@ void cmd_append(command_ctx& c) {
   } else {
     if (wrong_type(c, e)) return;
     std::size_t old = keyspace::value_of(e).size();
+    if (!check_string_length(c, old, add.size())) return;
     total = old + add.size();
-    if (static_cast<long long>(total) > proto_max_bulk_len(c)) return c.out.error(err_too_big);
     auto tail = c.db().resize_value(e, total);  // the added bytes
     if (!add.empty()) std::memcpy(tail.data(), add.data(), add.size());
   }
@@ -353,7 +353,7 @@ void cmd_strlen(command_ctx& c) {
 
 void cmd_getrange(command_ctx& c) {
   long long start, end;
-  if (!parse_ll(c.args[2], start) || !parse_ll(c.args[3], end)) return c.out.error(err_not_int);
+  if (!parse_ll(c.args[2], start) || !parse_ll(c.args[3], end)) return fail(c, err_not_int);
   entry* e = lookup_read(c, c.args[1]);
   if (!e) return c.out.bulk("");
   if (wrong_type(c, e)) return;
@@ -372,19 +372,19 @@ void cmd_getrange(command_ctx& c) {
 void cmd_setrange(command_ctx& c) {
   std::string_view key = c.args[1], val = c.args[3];
   long long offset;
-  if (!parse_ll(c.args[2], offset)) return c.out.error(err_not_int);
-  if (offset < 0) return c.out.error("ERR offset is out of range");
+  if (!parse_ll(c.args[2], offset)) return fail(c, err_not_int);
+  if (offset < 0) return fail(c, "ERR offset is out of range");
   keyspace& db = c.db();
   entry* e = lookup_write(c, key);
   if (!e) {
     if (val.empty()) return c.out.integer(0);
-    if (offset + static_cast<long long>(val.size()) > proto_max_bulk_len(c)) return c.out.error(err_too_big);
+    if (!check_string_length(c, static_cast<unsigned long long>(offset), val.size())) return;
     e = db.set(key, std::string_view());
   } else {
     if (wrong_type(c, e)) return;
     std::size_t olen = keyspace::value_of(e).size();
     if (val.empty()) return c.out.integer(static_cast<long long>(olen));
-    if (offset + static_cast<long long>(val.size()) > proto_max_bulk_len(c)) return c.out.error(err_too_big);
+    if (!check_string_length(c, static_cast<unsigned long long>(offset), val.size())) return;
   }
   std::size_t need = static_cast<std::size_t>(offset) + val.size();
   std::size_t cur = keyspace::value_of(e).size();
@@ -400,7 +400,7 @@ void cmd_lcs(command_ctx& c) {
   entry* ea = lookup_read(c, c.args[1]);
   entry* eb = lookup_read(c, c.args[2]);
   if ((ea && keyspace::type_of(ea) != value_type::string) || (eb && keyspace::type_of(eb) != value_type::string))
-    return c.out.error("ERR The specified keys must contain string values");
+    return fail(c, "ERR The specified keys must contain string values");
   // Copies: lookups above may not invalidate each other, but keep the views independent of the keyspace anyway.
   std::string a(ea ? keyspace::value_of(ea) : std::string_view());
   std::string b(eb ? keyspace::value_of(eb) : std::string_view());
@@ -416,23 +416,26 @@ void cmd_lcs(command_ctx& c) {
     } else if (iequals(opt, "withmatchlen")) {
       withmatchlen = true;
     } else if (iequals(opt, "minmatchlen") && moreargs) {
-      if (!parse_ll(c.args[j + 1], minmatchlen)) return c.out.error(err_not_int);
+      if (!parse_ll(c.args[j + 1], minmatchlen)) return fail(c, err_not_int);
       if (minmatchlen < 0) minmatchlen = 0;
       ++j;
     } else {
-      return c.out.error(err_syntax);
+      return fail(c, err_syntax);
     }
   }
-  if (getlen && getidx) return c.out.error("ERR If you want both the length and indexes, please just use IDX.");
-  if (a.size() >= UINT32_MAX - 1 || b.size() >= UINT32_MAX - 1) return c.out.error("ERR String too long for LCS");
+  if (getlen && getidx) return fail(c, "ERR If you want both the length and indexes, please just use IDX.");
+  if (a.size() >= UINT32_MAX - 1 || b.size() >= UINT32_MAX - 1) return fail(c, "ERR String too long for LCS");
 
   const std::uint32_t alen = static_cast<std::uint32_t>(a.size()), blen = static_cast<std::uint32_t>(b.size());
-  const unsigned long long cells = static_cast<unsigned long long>(alen + 1) * (blen + 1);
-  // Redis 7.0: refuse a DP table larger than proto-max-bulk-len before trying to allocate it.
-  if (cells * sizeof(std::uint32_t) > static_cast<unsigned long long>(proto_max_bulk_len(c)))
-    return c.out.error("ERR Insufficient memory, transient memory for LCS exceeds proto-max-bulk-len");
+  const unsigned long long cells = static_cast<unsigned long long>(alen + 1) * (blen + 1);  // < 2^64: sizes above
+  // Redis 7.0: a table whose byte size does not fit in size_t cannot be allocated; one larger than
+  // proto-max-bulk-len is refused before trying. Sizes are compared by division: cells * 4 may overflow.
+  if (cells >= SIZE_MAX / sizeof(std::uint32_t))
+    return fail(c, "ERR Insufficient memory, failed allocating transient memory for LCS");
+  if (cells > static_cast<unsigned long long>(proto_max_bulk_len(c)) / sizeof(std::uint32_t))
+    return fail(c, "ERR Insufficient memory, transient memory for LCS exceeds proto-max-bulk-len");
   std::unique_ptr<std::uint32_t[]> table(new (std::nothrow) std::uint32_t[cells]);
-  if (!table) return c.out.error("ERR Insufficient memory, failed allocating transient memory for LCS");
+  if (!table) return fail(c, "ERR Insufficient memory, failed allocating transient memory for LCS");
   auto L = [&](std::uint32_t i, std::uint32_t j) -> std::uint32_t& { return table[j + static_cast<std::size_t>(i) * (blen + 1)]; };
   for (std::uint32_t i = 0; i <= alen; ++i) {
     for (std::uint32_t j = 0; j <= blen; ++j) {
