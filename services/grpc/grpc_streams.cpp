@@ -1,0 +1,370 @@
+// The streaming calls of the gRPC front end: Scan (SCAN batches on the runtime, one write in flight) and Subscribe
+// (an attached session whose host queues messages for the writer).
+#include <services/grpc/grpc_streams.hpp>
+
+#include <turret/kv/v1/kv.grpc.pb.h>
+
+#include <boost/asio/post.hpp>
+#include <spdlog/spdlog.h>
+
+#include <deque>
+
+namespace turret::grpc_frontend {
+
+namespace asio = boost::asio;
+namespace pb = ::turret::kv::v1;
+
+namespace {
+
+/// Escapes Redis glob metacharacters so that `prefix` matches literally.
+std::string glob_escape(std::string_view s) {
+  std::string out;
+  out.reserve(s.size() + 4);
+  for (char c : s) {
+    if (c == '*' || c == '?' || c == '[' || c == ']' || c == '\\') out.push_back('\\');
+    out.push_back(c);
+  }
+  return out;
+}
+
+grpc::Status shutting_down() { return {grpc::StatusCode::UNAVAILABLE, "server is shutting down"}; }
+
+// ---------------------------------------------------------------------------------------------------------------
+// Scan: one SCAN per batch on the runtime; one write in flight; the next batch starts from OnWriteDone.
+
+class scan_call final : public call_base, public grpc::ServerWriteReactor<pb::ScanResponse> {
+ public:
+  using request_type = pb::ScanRequest;
+  using response_type = pb::ScanResponse;
+  using reactor = grpc::ServerWriteReactor<pb::ScanResponse>;
+  static constexpr rpc id = rpc::scan;
+  static grpc::Status validate(const request_type&) { return grpc::Status(); }
+
+  scan_call(std::shared_ptr<listener_shared> sh, grpc::CallbackServerContext* sctx, const request_type* rq)
+      : call_base(std::move(sh), sctx, id), rq_(*rq) {
+    cursor_ = rq_.cursor();
+    if (!rq_.match().empty()) {
+      pattern_ = rq_.match();
+      filter_prefix_ = !rq_.prefix().empty();
+    } else if (!rq_.prefix().empty()) {
+      pattern_ = glob_escape(rq_.prefix()) + "*";
+    }
+    batch_ = rq_.batch_size() ? rq_.batch_size() : shared().opts.scan_batch;
+  }
+
+  /// Every step holds its own reference (spawn_step), so the call's initial coroutine reference is dropped here
+  /// once the first step is running (it used to be kept forever: the reactor leaked, found by LeakSanitizer).
+  void start() {
+    spawn_step();
+    release();
+  }
+
+  void OnWriteDone(bool ok) override {
+    if (!ok || last_) {
+      force_finish(ok ? grpc::Status::OK : grpc::Status::CANCELLED);
+      return;
+    }
+    spawn_step();
+  }
+  void OnCancel() override { cancel_in_pipeline(); }
+  void OnDone() override { done(); }
+  void force_finish(grpc::Status s) override {
+    if (claim_finish(s)) Finish(std::move(s));
+  }
+
+ private:
+  void spawn_step() {
+    add_ref();
+    asio::co_spawn(ex_, step(), [this](std::exception_ptr e) {
+      if (e) {
+        log_exception(name(), e);
+        force_finish(grpc::Status(grpc::StatusCode::INTERNAL, "internal error"));
+      }
+      release();
+    });
+  }
+
+  asio::awaitable<void> step() {
+    if (sctx_->IsCancelled() || shared().draining.load(std::memory_order_acquire)) {
+      force_finish(sctx_->IsCancelled() ? grpc::Status::CANCELLED : shutting_down());
+      co_return;
+    }
+    out_.Clear();
+    number count(static_cast<unsigned long long>(batch_));
+    // Loop over empty batches (SCAN may return none) so that every write carries keys, or is the last.
+    for (int spins = 0; spins < 64; ++spins) {
+      number cur(static_cast<unsigned long long>(cursor_));
+      std::string_view args[6] = {"SCAN", cur.view(), "COUNT", count.view()};
+      std::size_t n = 4;
+      if (!pattern_.empty()) {
+        args[n++] = "MATCH";
+        args[n++] = pattern_;
+      }
+      kv::reply_value v;
+      auto st = co_await exec1(std::span(args, n), v);
+      if (!st.ok()) {
+        force_finish(std::move(st));
+        co_return;
+      }
+      if (v.elements.size() != 2) {
+        force_finish(grpc::Status(grpc::StatusCode::INTERNAL, "unexpected SCAN reply"));
+        co_return;
+      }
+      std::uint64_t next = 0;
+      const auto& cs = v.elements[0].str;
+      std::from_chars(cs.data(), cs.data() + cs.size(), next);
+      cursor_ = next;
+      for (auto& k : v.elements[1].elements) {
+        if (filter_prefix_ && std::string_view(k.str).substr(0, rq_.prefix().size()) != rq_.prefix()) continue;
+        if (rq_.limit() != 0 && sent_ >= rq_.limit()) break;
+        *out_.add_keys() = std::move(k.str);
+        ++sent_;
+      }
+      if (cursor_ == 0 || (rq_.limit() != 0 && sent_ >= rq_.limit()) || out_.keys_size() != 0) break;
+    }
+    out_.set_cursor(cursor_);
+    last_ = cursor_ == 0 || (rq_.limit() != 0 && sent_ >= rq_.limit());
+    if (sctx_->IsCancelled()) {
+      force_finish(grpc::Status::CANCELLED);
+      co_return;
+    }
+    StartWrite(&out_);
+  }
+
+  request_type rq_;
+  pb::ScanResponse out_;
+  std::string pattern_;
+  bool filter_prefix_ = false;
+  std::uint64_t cursor_ = 0;
+  std::uint64_t batch_ = 100;
+  std::uint64_t sent_ = 0;
+  bool last_ = false;  // the write in flight is the last one
+};
+
+// ---------------------------------------------------------------------------------------------------------------
+// Subscribe: an attached session whose host queues messages for the writer.
+
+class subscribe_call final : public call_base,
+                             public grpc::ServerWriteReactor<pb::SubscribeResponse>,
+                             public kv::session_host {
+ public:
+  using request_type = pb::SubscribeRequest;
+  using response_type = pb::SubscribeResponse;
+  using reactor = grpc::ServerWriteReactor<pb::SubscribeResponse>;
+  static constexpr rpc id = rpc::subscribe;
+  static grpc::Status validate(const request_type& rq) {
+    if (rq.channels_size() == 0 && rq.patterns_size() == 0)
+      return invalid("at least one channel or pattern is required");
+    return grpc::Status();
+  }
+
+  subscribe_call(std::shared_ptr<listener_shared> sh, grpc::CallbackServerContext* sctx, const request_type* rq)
+      : call_base(std::move(sh), sctx, id), rq_(*rq), limit_(shared().opts.subscribe_buffer) {
+    sess_.host = this;
+    sess_.is_subscriber_only_front_end = true;
+    const auto& peer = ctx_.peer();
+    sess_.addr = peer.port() ? endpoint_string(peer) : sctx->peer();
+    // The confirmation goes first; it is held (not written) until the subscriptions are in place, so that no
+    // message can overtake it.
+    pb::SubscribeResponse first;
+    first.mutable_subscribed();
+    queue_.push_back(std::move(first));
+  }
+
+  ~subscribe_call() override {
+    if (attached_) shared().store->detach(sess_);
+  }
+
+  void start() {
+    asio::co_spawn(ex_, subscribe(), [this](std::exception_ptr e) {
+      if (e) {
+        log_exception(name(), e);
+        schedule_finish(grpc::Status(grpc::StatusCode::INTERNAL, "internal error"));
+      }
+      release();
+    });
+  }
+
+  // session_host (called with the store lock held, from any thread): only queue and post.
+  bool deliver(const kv::pubsub_message& m) override {
+    std::unique_lock lk(mutex_);
+    if (finish_pending_) return true;
+    if (queue_.size() >= limit_) {
+      lk.unlock();
+      schedule_finish(grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                                   "subscriber too slow: more than " + std::to_string(limit_) + " messages pending"));
+      return false;
+    }
+    pb::SubscribeResponse r;
+    auto* msg = r.mutable_message();
+    msg->set_channel(m.channel.data(), m.channel.size());
+    if (!m.pattern.empty()) msg->set_pattern(m.pattern.data(), m.pattern.size());
+    msg->set_payload(m.payload.data(), m.payload.size());
+    queue_.push_back(std::move(r));
+    if (!writing_ && !held_ && !pump_posted_) {
+      pump_posted_ = true;
+      lk.unlock();
+      post_pump();
+    }
+    return true;
+  }
+  void kill() override { schedule_finish(grpc::Status(grpc::StatusCode::UNAVAILABLE, "client killed")); }
+  buffers buffer_info() const override {
+    std::lock_guard lk(mutex_);
+    buffers b;
+    b.oll = queue_.size();
+    return b;
+  }
+
+  void OnWriteDone(bool ok) override {
+    if (!ok) {
+      std::lock_guard lk(mutex_);
+      writing_ = false;
+      if (!finish_pending_) {
+        finish_pending_ = true;
+        final_ = grpc::Status::CANCELLED;
+      }
+    } else {
+      std::lock_guard lk(mutex_);
+      writing_ = false;
+    }
+    pump();
+  }
+  void OnCancel() override {
+    cancel_in_pipeline();
+    schedule_finish(grpc::Status::CANCELLED);
+  }
+  void OnDone() override { done(); }
+  void force_finish(grpc::Status s) override { schedule_finish(std::move(s)); }
+
+ private:
+  asio::awaitable<void> subscribe() {
+    if (shared().draining.load(std::memory_order_acquire)) {
+      schedule_finish(shutting_down());
+      co_return;
+    }
+    shared().store->attach(sess_);
+    attached_ = true;
+    long long count = 0;
+    for (int kind = 0; kind < 2; ++kind) {
+      const auto& names = kind == 0 ? rq_.channels() : rq_.patterns();
+      if (names.empty()) continue;
+      std::vector<std::string_view> args;
+      args.reserve(static_cast<std::size_t>(names.size()) + 1);
+      args.push_back(kind == 0 ? "SUBSCRIBE" : "PSUBSCRIBE");
+      for (const auto& n : names) args.push_back(sv(n));
+      std::vector<kv::reply_value> replies;
+      auto st = co_await exec(args, replies);
+      if (!st.ok()) {
+        schedule_finish(std::move(st));
+        co_return;
+      }
+      // Each confirmation is [subscribe, channel, count].
+      const auto& last = replies.back();
+      if (last.elements.size() == 3) count = last.elements[2].integer;
+    }
+    {
+      std::lock_guard lk(mutex_);
+      queue_.front().mutable_subscribed()->set_count(count);
+      held_ = false;
+    }
+    pump();
+  }
+
+  /// Ends the stream with `s` once no write is in flight (thread-safe; safe under the store lock: posts).
+  void schedule_finish(grpc::Status s) {
+    {
+      std::lock_guard lk(mutex_);
+      if (finish_pending_) return;
+      finish_pending_ = true;
+      final_ = std::move(s);
+      if (pump_posted_) return;
+      pump_posted_ = true;
+    }
+    post_pump();
+  }
+
+  void post_pump() {
+    add_ref();
+    asio::post(ex_, [this] {
+      {
+        std::lock_guard lk(mutex_);
+        pump_posted_ = false;
+      }
+      pump();
+      release();
+    });
+  }
+
+  /// Starts the next write, or finishes when asked to and idle. Never called with the store lock held.
+  void pump() {
+    std::unique_lock lk(mutex_);
+    if (writing_ || finished_) return;
+    if (finish_pending_) {
+      finished_ = true;
+      grpc::Status s = std::move(final_);
+      // Leave the store before the client can see the status, so that a PUBLISH sent after it no longer counts
+      // this subscriber (otherwise that waits for OnDone). Only once subscribe() is done with the session
+      // (held_ == false); else the destructor detaches. The store lock is taken without mutex_ (deliver() takes
+      // them in the other order).
+      const bool detach_now = !held_ && attached_;
+      if (detach_now) attached_ = false;
+      lk.unlock();
+      if (detach_now) shared().store->detach(sess_);
+      if (claim_finish(s)) Finish(std::move(s));
+      return;
+    }
+    if (held_ || queue_.empty()) return;
+    current_ = std::move(queue_.front());
+    queue_.pop_front();
+    writing_ = true;
+    lk.unlock();
+    StartWrite(&current_);
+  }
+
+  request_type rq_;
+  const std::size_t limit_;
+  bool attached_ = false;  // set by subscribe() before held_ = false; then under mutex_ (pump), then the destructor
+
+  mutable std::mutex mutex_;
+  std::deque<pb::SubscribeResponse> queue_;
+  pb::SubscribeResponse current_;
+  bool held_ = true;
+  bool writing_ = false;
+  bool pump_posted_ = false;
+  bool finish_pending_ = false;
+  bool finished_ = false;
+  grpc::Status final_;
+};
+
+/// A streaming call: validates the request, creates the call and starts it.
+template <class Call>
+typename Call::reactor* serve_stream(const std::shared_ptr<listener_shared>& sh, grpc::CallbackServerContext* c,
+                                     const typename Call::request_type* rq) {
+  using reactor = typename Call::reactor;
+  if (sh->draining.load(std::memory_order_acquire)) return finished<reactor>(Call::id, shutting_down());
+  if (grpc::Status st = Call::validate(*rq); !st.ok()) return finished<reactor>(Call::id, std::move(st));
+  auto* call = new Call(sh, c, rq);
+  call->start();
+  return call;
+}
+
+template <class Call>
+std::unique_ptr<grpc::internal::MethodHandler> handler_for(std::shared_ptr<listener_shared> sh) {
+  using handler =
+      grpc::internal::CallbackServerStreamingHandler<typename Call::request_type, typename Call::response_type>;
+  return std::make_unique<handler>(
+      [sh = std::move(sh)](grpc::CallbackServerContext* c, const typename Call::request_type* rq) {
+        return serve_stream<Call>(sh, c, rq);
+      });
+}
+
+}  // namespace
+
+std::unique_ptr<grpc::internal::MethodHandler> make_stream_handler(rpc r, std::shared_ptr<listener_shared> sh) {
+  if (r == rpc::scan) return handler_for<scan_call>(std::move(sh));
+  if (r == rpc::subscribe) return handler_for<subscribe_call>(std::move(sh));
+  return nullptr;
+}
+
+}  // namespace turret::grpc_frontend
