@@ -3,8 +3,11 @@
 
 #include <boost/asio/post.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <grpcpp/support/proto_buffer_reader.h>
 #include <spdlog/spdlog.h>
 #include <turret/metrics.hpp>
+
+#include <google/protobuf/message_lite.h>
 
 #include <limits>
 
@@ -107,6 +110,23 @@ void record_call(rpc r, grpc::StatusCode code, steady::time_point start) {
   }
   requests->inc();
   duration->observe(std::chrono::duration<double>(steady::now() - start).count());
+}
+
+grpc::Status parse_request(const grpc::ByteBuffer* raw, google::protobuf::MessageLite& msg) {
+  if (raw == nullptr || !raw->Valid()) return invalid("request message missing");
+  // The common case, one uncompressed slice, parses from the array; otherwise (several slices, or a compressed
+  // buffer, which the reader inflates) through grpc's zero-copy stream, as grpc++'s own decoding does.
+  grpc::Slice slice;
+  bool ok = false;
+  if (raw->TrySingleSlice(&slice).ok()) {
+    ok = msg.ParseFromArray(slice.begin(), static_cast<int>(slice.size()));
+  } else {
+    grpc::ByteBuffer copy(*raw);  // the reader needs a mutable buffer; the copy shares the slices
+    grpc::ProtoBufferReader reader(&copy);
+    ok = reader.status().ok() && msg.ParseFromZeroCopyStream(&reader);
+  }
+  if (!ok) return invalid("request is not a valid " + msg.GetTypeName() + " message");
+  return grpc::Status();
 }
 
 void log_exception(std::string_view what, std::exception_ptr e) {

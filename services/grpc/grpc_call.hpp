@@ -1,6 +1,7 @@
 #pragma once
 // What every gRPC call of the front end shares (see grpc_listener.hpp for the design): the listener's state seen by
-// its calls, a call's context and session, running one command through the pipeline, and the request metrics. Used by the unary calls (grpc_unary.hpp), the
+// its calls, a call's context and session, running one command through the pipeline, the request metrics, and
+// decoding a request. Used by the unary calls (grpc_unary.hpp), the
 // streaming calls (grpc_streams.hpp) and the listener; includes nothing of theirs.
 #include <services/grpc/grpc_options.hpp>
 #include <services/kv/store.hpp>
@@ -24,6 +25,10 @@
 #include <string_view>
 #include <vector>
 
+namespace google::protobuf {
+class MessageLite;
+}
+
 namespace turret::grpc_frontend {
 
 /// The RPCs of turret.kv.v1.KV (the `command` label of the front end's request metrics). rpc_names are the methods'
@@ -45,6 +50,10 @@ std::string endpoint_string(const boost::asio::ip::tcp::endpoint& ep);
 inline std::string_view sv(const std::string& s) noexcept { return {s.data(), s.size()}; }
 
 inline grpc::Status invalid(std::string msg) { return {grpc::StatusCode::INVALID_ARGUMENT, std::move(msg)}; }
+
+/// Decodes a call's request (the raw bytes grpc received) into `msg`. INVALID_ARGUMENT when the bytes are not a
+/// valid encoding of the message (grpc++'s own decoding, before any handler runs, would answer UNIMPLEMENTED).
+grpc::Status parse_request(const grpc::ByteBuffer* raw, google::protobuf::MessageLite& msg);
 
 /// Logs an exception that ended a call (`what`: the RPC's name).
 void log_exception(std::string_view what, std::exception_ptr e);

@@ -25,9 +25,11 @@ namespace {
 
 constexpr std::string_view kv_service_name = "turret.kv.v1.KV";
 
-/// turret.kv.v1.KV with every method registered as a grpc++ callback method (make_unary_handler,
-/// make_stream_handler), as the generated CallbackService does. The handlers run on grpc's threads and only run a
-/// call inline or create it.
+/// turret.kv.v1.KV with every method registered as a callback method that takes its request as raw bytes
+/// (make_unary_handler, make_stream_handler): grpc++'s typed callback methods decode the request before any handler
+/// runs and answer UNIMPLEMENTED, without a message, when that fails; here the handlers decode it and answer
+/// INVALID_ARGUMENT. (A server interceptor cannot change that answer, and a generic service would turn every unary
+/// call into a bidirectional stream.) The handlers run on grpc's threads and only run a call inline or create it.
 class kv_service final : public pb::KV::Service {
  public:
   explicit kv_service(const std::shared_ptr<listener_shared>& sh) {
@@ -41,7 +43,7 @@ class kv_service final : public pb::KV::Service {
       const auto* method = desc->FindMethodByName(std::string(rpc_names[i]));
       if (method == nullptr) throw std::logic_error("grpc: kv.proto has no method " + std::string(rpc_names[i]));
       auto handler = r == rpc::scan || r == rpc::subscribe ? make_stream_handler(r, sh) : make_unary_handler(r, sh);
-      MarkMethodCallback(method->index(), handler.release());
+      MarkMethodRawCallback(method->index(), handler.release());
     }
   }
 };

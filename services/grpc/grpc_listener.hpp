@@ -13,7 +13,9 @@
 // - Cancellation: a call cancelled by the client (OnCancel) posts request_context::cancel() to the call's executor,
 //   so that a layer waiting for readiness (concurrency limit) or a timer wakes with operation_aborted.
 // - Status codes: see kv.proto (NOT_FOUND, FAILED_PRECONDITION, INVALID_ARGUMENT, RESOURCE_EXHAUSTED,
-//   DEADLINE_EXCEEDED, UNAVAILABLE while draining, CANCELLED).
+//   DEADLINE_EXCEEDED, UNAVAILABLE while draining, CANCELLED). Every method takes its request as raw bytes and
+//   decodes it in the handler: an undecodable request is INVALID_ARGUMENT (grpc++'s typed methods would answer
+//   UNIMPLEMENTED before any handler runs).
 // - Subscribe: a kv::session attached to the store whose session_host::deliver() queues messages (bounded by
 //   `subscribe_buffer`) for a ServerWriteReactor; one write in flight at a time.
 // - grpc.health.v1 follows the server state (SERVING once turretd is ready, NOT_SERVING from stop_accepting());

@@ -40,8 +40,8 @@ class scan_call final : public call_base, public grpc::ServerWriteReactor<pb::Sc
   static constexpr rpc id = rpc::scan;
   static grpc::Status validate(const request_type&) { return grpc::Status(); }
 
-  scan_call(std::shared_ptr<listener_shared> sh, grpc::CallbackServerContext* sctx, const request_type* rq)
-      : call_base(std::move(sh), sctx, id), rq_(*rq) {
+  scan_call(std::shared_ptr<listener_shared> sh, grpc::CallbackServerContext* sctx, request_type&& rq)
+      : call_base(std::move(sh), sctx, id), rq_(std::move(rq)) {
     cursor_ = rq_.cursor();
     if (!rq_.match().empty()) {
       pattern_ = rq_.match();
@@ -158,8 +158,8 @@ class subscribe_call final : public call_base,
     return grpc::Status();
   }
 
-  subscribe_call(std::shared_ptr<listener_shared> sh, grpc::CallbackServerContext* sctx, const request_type* rq)
-      : call_base(std::move(sh), sctx, id), rq_(*rq), limit_(shared().opts.subscribe_buffer) {
+  subscribe_call(std::shared_ptr<listener_shared> sh, grpc::CallbackServerContext* sctx, request_type&& rq)
+      : call_base(std::move(sh), sctx, id), rq_(std::move(rq)), limit_(shared().opts.subscribe_buffer) {
     sess_.host = this;
     sess_.is_subscriber_only_front_end = true;
     const auto& peer = ctx_.peer();
@@ -337,26 +337,27 @@ class subscribe_call final : public call_base,
   grpc::Status final_;
 };
 
-/// A streaming call: validates the request, creates the call and starts it.
+/// A streaming call: decodes and validates the request, creates the call and starts it.
 template <class Call>
 typename Call::reactor* serve_stream(const std::shared_ptr<listener_shared>& sh, grpc::CallbackServerContext* c,
-                                     const typename Call::request_type* rq) {
+                                     const grpc::ByteBuffer* raw) {
   using reactor = typename Call::reactor;
   if (sh->draining.load(std::memory_order_acquire)) return finished<reactor>(Call::id, shutting_down());
-  if (grpc::Status st = Call::validate(*rq); !st.ok()) return finished<reactor>(Call::id, std::move(st));
-  auto* call = new Call(sh, c, rq);
+  typename Call::request_type rq;
+  grpc::Status st = parse_request(raw, rq);
+  if (st.ok()) st = Call::validate(rq);
+  if (!st.ok()) return finished<reactor>(Call::id, std::move(st));
+  auto* call = new Call(sh, c, std::move(rq));
   call->start();
   return call;
 }
 
 template <class Call>
 std::unique_ptr<grpc::internal::MethodHandler> handler_for(std::shared_ptr<listener_shared> sh) {
-  using handler =
-      grpc::internal::CallbackServerStreamingHandler<typename Call::request_type, typename Call::response_type>;
-  return std::make_unique<handler>(
-      [sh = std::move(sh)](grpc::CallbackServerContext* c, const typename Call::request_type* rq) {
-        return serve_stream<Call>(sh, c, rq);
-      });
+  using handler = grpc::internal::CallbackServerStreamingHandler<grpc::ByteBuffer, typename Call::response_type>;
+  return std::make_unique<handler>([sh = std::move(sh)](grpc::CallbackServerContext* c, const grpc::ByteBuffer* rq) {
+    return serve_stream<Call>(sh, c, rq);
+  });
 }
 
 }  // namespace

@@ -122,11 +122,11 @@ class unary_call final : public call_base, public grpc::ServerUnaryReactor {
   using request_type = typename Op::request;
   using response_type = typename Op::response;
 
-  /// `first_step`: the step to start from (the inline driver ran the ones before it).
-  /// `echoed`: the inline driver ran first (and put the request id into the initial metadata).
-  unary_call(std::shared_ptr<listener_shared> sh, grpc::CallbackServerContext* sctx, const request_type* rq,
+  /// `rq`: the decoded request (the call owns it). `first_step`: the step to start from (the inline driver ran the
+  /// ones before it). `echoed`: the inline driver ran first (and put the request id into the initial metadata).
+  unary_call(std::shared_ptr<listener_shared> sh, grpc::CallbackServerContext* sctx, request_type&& rq,
              response_type* rs, int first_step, steady::time_point start, bool echoed)
-      : call_base(std::move(sh), sctx, Op::id, start, echoed), rq_(rq), rs_(rs), step_(first_step) {}
+      : call_base(std::move(sh), sctx, Op::id, start, echoed), rq_(std::move(rq)), rs_(rs), step_(first_step) {}
 
   void start() {
     asio::co_spawn(ex_, run(), [this](std::exception_ptr e) {
@@ -148,12 +148,12 @@ class unary_call final : public call_base, public grpc::ServerUnaryReactor {
   asio::awaitable<grpc::Status> steps() {
     for (;; ++step_) {
       cmd_args a;
-      grpc::Status st = Op::command(*rq_, step_, a);
+      grpc::Status st = Op::command(rq_, step_, a);
       if (!st.ok()) co_return st;
       kv::reply_value v;
       st = co_await exec1(a.view(), v);
       if (!st.ok()) co_return st;
-      if (auto done = Op::reply(*rq_, step_, v, local_)) co_return std::move(*done);
+      if (auto done = Op::reply(rq_, step_, v, local_)) co_return std::move(*done);
     }
   }
 
@@ -164,7 +164,7 @@ class unary_call final : public call_base, public grpc::ServerUnaryReactor {
     Finish(std::move(st));
   }
 
-  const request_type* rq_;
+  request_type rq_;
   response_type* rs_;
   response_type local_;
   int step_;
@@ -198,10 +198,10 @@ grpc::ServerUnaryReactor* finish_inline(grpc::CallbackServerContext* c, rpc r, s
 template <class Op>
 [[gnu::noinline]] grpc::ServerUnaryReactor* continue_async(const std::shared_ptr<listener_shared>& sh,
                                                            grpc::CallbackServerContext* c,
-                                                           const typename Op::request* rq, typename Op::response* rs,
+                                                           typename Op::request&& rq, typename Op::response* rs,
                                                            int step, steady::time_point start) {
   const bool inline_ran = sh->pipeline.supports_immediate();  // then its init_call echoed the request id
-  auto* call = new unary_call<Op>(sh, c, rq, rs, step, start, inline_ran);
+  auto* call = new unary_call<Op>(sh, c, std::move(rq), rs, step, start, inline_ran);
   call->start();
   return call;
 }
@@ -216,10 +216,13 @@ template <class Op>
 /// need no cancellation: nothing of theirs outlives the handler except grpc's own finishing of the call.
 template <class Op>
 grpc::ServerUnaryReactor* serve_unary(const std::shared_ptr<listener_shared>& sh, grpc::CallbackServerContext* c,
-                                      const typename Op::request* rq, typename Op::response* rs) {
+                                      const grpc::ByteBuffer* raw, typename Op::response* rs) {
   const auto start = steady::now();
   if (sh->draining.load(std::memory_order_acquire)) [[unlikely]]
     return finish_inline(c, Op::id, start, grpc::Status(grpc::StatusCode::UNAVAILABLE, "server is shutting down"));
+  typename Op::request rq;
+  if (grpc::Status st = parse_request(raw, rq); !st.ok()) [[unlikely]]
+    return finish_inline(c, Op::id, start, std::move(st));
   int step = 0;
   if (sh->pipeline.supports_immediate()) {
     // The context and session are this thread's, reset per call: nothing of an inline call outlives the
@@ -231,7 +234,7 @@ grpc::ServerUnaryReactor* serve_unary(const std::shared_ptr<listener_shared>& sh
     init_call(c, ctx, sess);
     for (;; ++step) {
       cmd_args a;
-      grpc::Status st = Op::command(*rq, step, a);
+      grpc::Status st = Op::command(rq, step, a);
       if (!st.ok()) return finish_inline(c, Op::id, start, std::move(st));
       unary_reply_builder builder(sess.resp);
       kv::request req{ctx, sess, a.view(), builder};
@@ -240,19 +243,19 @@ grpc::ServerUnaryReactor* serve_unary(const std::shared_ptr<listener_shared>& sh
       if (!*now) return finish_inline(c, Op::id, start, pipeline_status(*sh, c, ctx, now->error(), a.v[0]));
       kv::reply_value* v = builder.first_reply(st);
       if (!v) return finish_inline(c, Op::id, start, std::move(st));
-      if (auto done = Op::reply(*rq, step, *v, *rs)) return finish_inline(c, Op::id, start, std::move(*done));
+      if (auto done = Op::reply(rq, step, *v, *rs)) return finish_inline(c, Op::id, start, std::move(*done));
     }
   }
-  return continue_async<Op>(sh, c, rq, rs, step, start);
+  return continue_async<Op>(sh, c, std::move(rq), rs, step, start);
 }
 
 template <class Op>
 std::unique_ptr<grpc::internal::MethodHandler> handler_for(std::shared_ptr<listener_shared> sh) {
-  using handler = grpc::internal::CallbackUnaryHandler<typename Op::request, typename Op::response>;
-  return std::make_unique<handler>([sh = std::move(sh)](grpc::CallbackServerContext* c,
-                                                        const typename Op::request* rq, typename Op::response* rs) {
-    return serve_unary<Op>(sh, c, rq, rs);
-  });
+  using handler = grpc::internal::CallbackUnaryHandler<grpc::ByteBuffer, typename Op::response>;
+  return std::make_unique<handler>(
+      [sh = std::move(sh)](grpc::CallbackServerContext* c, const grpc::ByteBuffer* rq, typename Op::response* rs) {
+        return serve_unary<Op>(sh, c, rq, rs);
+      });
 }
 
 }  // namespace
