@@ -10,6 +10,8 @@
 #include <google/protobuf/message_lite.h>
 
 #include <limits>
+#include <new>
+#include <stdexcept>
 
 namespace turret::grpc_frontend {
 
@@ -91,7 +93,7 @@ std::string endpoint_string(const tcp::endpoint& ep) {
   return ep.address().to_string() + ":" + std::to_string(ep.port());
 }
 
-void record_call(rpc r, grpc::StatusCode code, steady::time_point start) {
+void record_call(rpc r, grpc::StatusCode code, steady::time_point start) noexcept {
   // The series are looked up once per thread (families live as long as the process).
   struct series_cache {
     std::array<std::array<metrics::counter*, status_code_count>, rpc_names.size()> requests{};
@@ -104,9 +106,13 @@ void record_call(rpc r, grpc::StatusCode code, steady::time_point start) {
   metrics::counter*& requests = cache.requests[ri][ci];
   metrics::histogram*& duration = cache.duration[ri];
   if (!requests || !duration) [[unlikely]] {
-    auto& m = metrics::request_metrics::get();
-    requests = &m.requests.with({"grpc", rpc_names[ri], status_code_name(static_cast<grpc::StatusCode>(ci))});
-    duration = &m.duration.with({"grpc", rpc_names[ri]});
+    try {
+      auto& m = metrics::request_metrics::get();
+      requests = &m.requests.with({"grpc", rpc_names[ri], status_code_name(static_cast<grpc::StatusCode>(ci))});
+      duration = &m.duration.with({"grpc", rpc_names[ri]});
+    } catch (...) {  // a series could not be created (out of memory): this call goes uncounted
+      return;
+    }
   }
   requests->inc();
   duration->observe(std::chrono::duration<double>(steady::now() - start).count());
@@ -129,15 +135,21 @@ grpc::Status parse_request(const grpc::ByteBuffer* raw, google::protobuf::Messag
   return grpc::Status();
 }
 
-void log_exception(std::string_view what, std::exception_ptr e) {
-  if (!e) return;
+grpc::Status exception_status(std::string_view what, std::exception_ptr e) noexcept {
   try {
     std::rethrow_exception(e);
+  } catch (const std::bad_alloc& x) {
+    spdlog::error("grpc: {} failed: out of memory ({})", what, x.what());
+    return {grpc::StatusCode::RESOURCE_EXHAUSTED, "out of memory"};
+  } catch (const std::length_error& x) {
+    spdlog::error("grpc: {} failed: allocation too large ({})", what, x.what());
+    return {grpc::StatusCode::RESOURCE_EXHAUSTED, "out of memory"};
   } catch (const std::exception& x) {
     spdlog::error("grpc: {} failed: {}", what, x.what());
   } catch (...) {
-    spdlog::error("grpc: {} failed", what);
+    spdlog::error("grpc: {} failed: unknown exception", what);
   }
+  return {grpc::StatusCode::INTERNAL, "internal error"};
 }
 
 void init_call(grpc::CallbackServerContext* sctx, request_context& ctx, kv::session& sess, bool echo) {
@@ -178,15 +190,18 @@ void listener_shared::add(call_base* c) {
   c->next_ = head;
   if (head) head->prev_ = c;
   head = c;
+  c->linked_ = true;
   ++open;
 }
 
-void listener_shared::remove(call_base* c) {
+void listener_shared::remove(call_base* c) noexcept {
   std::lock_guard lk(mutex);
+  if (!c->linked_) return;
   if (c->prev_) c->prev_->next_ = c->next_;
   else if (head == c) head = c->next_;
   if (c->next_) c->next_->prev_ = c->prev_;
   c->prev_ = c->next_ = nullptr;
+  c->linked_ = false;
   --open;
 }
 
@@ -202,12 +217,20 @@ call_base::call_base(std::shared_ptr<listener_shared> sh, grpc::CallbackServerCo
   sh_->add(this);
 }
 
-void call_base::cancel_in_pipeline() {
+// A call normally leaves the list at OnDone; this covers one whose derived constructor threw after it was listed.
+call_base::~call_base() { sh_->remove(this); }
+
+void call_base::cancel_in_pipeline() noexcept {
   add_ref();
-  asio::post(ex_, [this] {
-    ctx_.cancel();
+  try {
+    asio::post(ex_, [this] {
+      ctx_.cancel();
+      release();
+    });
+  } catch (...) {  // the call still ends, at its deadline or when its pipeline answers
     release();
-  });
+    spdlog::warn("grpc: could not cancel a {} call in the pipeline (out of memory)", name());
+  }
 }
 
 asio::awaitable<grpc::Status> call_base::exec(std::span<const std::string_view> args,

@@ -1,7 +1,7 @@
 #pragma once
 // What every gRPC call of the front end shares (see grpc_listener.hpp for the design): the listener's state seen by
-// its calls, a call's context and session, running one command through the pipeline, the request metrics, and
-// decoding a request. Used by the unary calls (grpc_unary.hpp), the
+// its calls, a call's context and session, running one command through the pipeline, the request metrics, turning
+// an exception into the call's status, and decoding a request. Used by the unary calls (grpc_unary.hpp), the
 // streaming calls (grpc_streams.hpp) and the listener; includes nothing of theirs.
 #include <services/grpc/grpc_options.hpp>
 #include <services/kv/store.hpp>
@@ -41,8 +41,8 @@ using steady = std::chrono::steady_clock;
 
 /// Records a finished call: turret_requests_total{frontend="grpc",command=<RPC>,status=<code name>} and
 /// turret_request_duration_seconds{frontend="grpc",command=<RPC>} (from the handler's start to Finish; a stream's
-/// whole life).
-void record_call(rpc r, grpc::StatusCode code, steady::time_point start);
+/// whole life). Never throws (the metrics are best effort: a call must finish even when they cannot be recorded).
+void record_call(rpc r, grpc::StatusCode code, steady::time_point start) noexcept;
 
 /// "127.0.0.1:5000", "[::1]:5000".
 std::string endpoint_string(const boost::asio::ip::tcp::endpoint& ep);
@@ -55,8 +55,10 @@ inline grpc::Status invalid(std::string msg) { return {grpc::StatusCode::INVALID
 /// valid encoding of the message (grpc++'s own decoding, before any handler runs, would answer UNIMPLEMENTED).
 grpc::Status parse_request(const grpc::ByteBuffer* raw, google::protobuf::MessageLite& msg);
 
-/// Logs an exception that ended a call (`what`: the RPC's name).
-void log_exception(std::string_view what, std::exception_ptr e);
+/// The status of a call whose serving threw `e` (and logs it, with `what`, the RPC's name):
+/// RESOURCE_EXHAUSTED for std::bad_alloc and std::length_error (an allocation too large), INTERNAL for anything
+/// else. Never throws: the messages fit std::string's small buffer.
+grpc::Status exception_status(std::string_view what, std::exception_ptr e) noexcept;
 
 /// Decimal of an integer into a caller-provided buffer.
 struct number {
@@ -99,7 +101,8 @@ struct listener_shared {
   std::size_t open = 0;
 
   void add(call_base* c);
-  void remove(call_base* c);
+  /// Unlinks `c` (idempotent: a call leaves the list at OnDone, or in its destructor when it never reached grpc).
+  void remove(call_base* c) noexcept;
   /// Applies f to every open call (each kept alive by a reference meanwhile), outside the lock.
   template <class F>
   void for_each_open(F f);
@@ -123,13 +126,17 @@ grpc::Status replies_status(const std::vector<kv::reply_value>& out);
 /// Per-call state common to the calls that outlive their handler (unary calls continued on the runtime, Scan,
 /// Subscribe): context, session, reference count, the one-time finish claim, membership in the listener's list of
 /// open calls.
+///
+/// Exception safety: whatever a call's coroutine throws, and whatever starting it throws, ends the call through
+/// force_finish() with exception_status(); every reactor callback of a derived call is noexcept. So a call is
+/// finished exactly once (claim_finish) and always reaches OnDone, which drops grpc's reference.
 class call_base {
  public:
   /// `start`: when the handler was called (the request metrics' duration runs from there to finish()).
   /// `echoed`: the request id is already in the response's initial metadata.
   call_base(std::shared_ptr<listener_shared> sh, grpc::CallbackServerContext* sctx, rpc r,
             steady::time_point start = steady::now(), bool echoed = false);
-  virtual ~call_base() = default;
+  virtual ~call_base();
   call_base(const call_base&) = delete;
   call_base& operator=(const call_base&) = delete;
 
@@ -140,17 +147,17 @@ class call_base {
 
   /// True once, for the one party allowed to finish the reactor (the call's coroutine, or a forced close), which
   /// must then Finish with `s`: the call's request metrics are recorded with that status here.
-  bool claim_finish(const grpc::Status& s) {
+  bool claim_finish(const grpc::Status& s) noexcept {
     if (claimed_.exchange(true, std::memory_order_acq_rel)) return false;
     record_call(rpc_, s.error_code(), start_);
     return true;
   }
 
-  /// Ends the call now with `s` unless it already ended (draining, forced close). Thread-safe.
-  virtual void force_finish(grpc::Status s) = 0;
+  /// Ends the call now with `s` unless it already ended (draining, forced close, failure). Thread-safe.
+  virtual void force_finish(grpc::Status s) noexcept = 0;
 
   /// Client cancelled (or its deadline passed): cancel the request inside the pipeline, on the call's thread.
-  void cancel_in_pipeline();
+  void cancel_in_pipeline() noexcept;
 
   rpc kind() const noexcept { return rpc_; }
   std::string_view name() const noexcept { return rpc_names[static_cast<std::size_t>(rpc_)]; }
@@ -158,8 +165,26 @@ class call_base {
   // intrusive list of open calls (listener_shared::mutex)
   call_base* prev_ = nullptr;
   call_base* next_ = nullptr;
+  bool linked_ = false;
 
  protected:
+  /// Runs `body()` (an awaitable<void>) on the call's executor, holding a reference meanwhile. An exception, thrown
+  /// by the coroutine or by starting it, ends the call with exception_status(). Callable before the reactor is
+  /// handed to grpc: a Finish before that waits in the reactor's backlog until grpc binds it.
+  template <class Body>
+  void spawn(Body body) noexcept {
+    add_ref();
+    try {
+      boost::asio::co_spawn(ex_, body(), [this](std::exception_ptr e) noexcept {
+        if (e) force_finish(exception_status(name(), e));
+        release();
+      });
+    } catch (...) {
+      force_finish(exception_status(name(), std::current_exception()));
+      release();
+    }
+  }
+
   /// Runs one command through the pipeline. On success the command's top-level replies are in `out`.
   /// Returns a non-OK status for pipeline errors and for a Redis error reply (the first one found).
   boost::asio::awaitable<grpc::Status> exec(std::span<const std::string_view> args, std::vector<kv::reply_value>& out);
@@ -167,7 +192,7 @@ class call_base {
   boost::asio::awaitable<grpc::Status> exec1(std::span<const std::string_view> args, kv::reply_value& out);
 
   /// Called from OnDone (exactly once): unlink, drop grpc's reference.
-  void done() {
+  void done() noexcept {
     sh_->remove(this);
     release();
   }
@@ -182,7 +207,7 @@ class call_base {
   kv::session sess_;
 
  private:
-  std::atomic<int> refs_{2};  // grpc (until OnDone) + the call's coroutine
+  std::atomic<int> refs_{1};  // grpc's (until OnDone); each coroutine and posted handler holds one more
   std::atomic<bool> claimed_{false};
   const rpc rpc_;
   const steady::time_point start_;
@@ -212,11 +237,16 @@ struct finish_only final : Base {
   void OnDone() override { delete this; }
 };
 
-/// Ends a streaming call at once with `s` (and records it).
+/// Ends a streaming call at once with `s` (and records it). nullptr when even that cannot be allocated: grpc++
+/// then ends the call itself (UNIMPLEMENTED), which is all that is left to do.
 template <class Base>
-Base* finished(rpc r, grpc::Status s) {
+Base* finished(rpc r, grpc::Status s) noexcept {
   record_call(r, s.error_code(), steady::now());
-  return new finish_only<Base>(std::move(s));
+  try {
+    return new finish_only<Base>(std::move(s));
+  } catch (...) {
+    return nullptr;
+  }
 }
 
 }  // namespace turret::grpc_frontend

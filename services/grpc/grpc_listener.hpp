@@ -16,8 +16,12 @@
 //   DEADLINE_EXCEEDED, UNAVAILABLE while draining, CANCELLED). Every method takes its request as raw bytes and
 //   decodes it in the handler: an undecodable request is INVALID_ARGUMENT (grpc++'s typed methods would answer
 //   UNIMPLEMENTED before any handler runs).
-// - Subscribe: a kv::session attached to the store whose session_host::deliver() queues messages (bounded by
-//   `subscribe_buffer`) for a ServerWriteReactor; one write in flight at a time.
+// - Exceptions: whatever is thrown while serving a call (the pipeline, building a response, allocating the call)
+//   finishes it exactly once, with RESOURCE_EXHAUSTED for std::bad_alloc / std::length_error and INTERNAL for
+//   anything else, and is logged; reactor callbacks never throw into grpc (grpc_call.hpp, call_base).
+// - Subscribe: a kv::session attached to the store (kv::session_attachment: detached however the stream ends) whose
+//   session_host::deliver() queues messages (bounded by `subscribe_buffer`) for a ServerWriteReactor; one write in
+//   flight at a time.
 // - grpc.health.v1 follows the server state (SERVING once turretd is ready, NOT_SERVING from stop_accepting());
 //   server reflection is on (both configurable).
 // - Shutdown: stop_accepting() marks the listener draining (new calls: UNAVAILABLE), ends Subscribe streams with

@@ -52,36 +52,24 @@ class scan_call final : public call_base, public grpc::ServerWriteReactor<pb::Sc
     batch_ = rq_.batch_size() ? rq_.batch_size() : shared().opts.scan_batch;
   }
 
-  /// Every step holds its own reference (spawn_step), so the call's initial coroutine reference is dropped here
-  /// once the first step is running (it used to be kept forever: the reactor leaked, found by LeakSanitizer).
-  void start() {
-    spawn_step();
-    release();
-  }
+  void start() noexcept { spawn_step(); }
 
-  void OnWriteDone(bool ok) override {
+  void OnWriteDone(bool ok) noexcept override {
     if (!ok || last_) {
       force_finish(ok ? grpc::Status::OK : grpc::Status::CANCELLED);
       return;
     }
     spawn_step();
   }
-  void OnCancel() override { cancel_in_pipeline(); }
-  void OnDone() override { done(); }
-  void force_finish(grpc::Status s) override {
+  void OnCancel() noexcept override { cancel_in_pipeline(); }
+  void OnDone() noexcept override { done(); }
+  void force_finish(grpc::Status s) noexcept override {
     if (claim_finish(s)) Finish(std::move(s));
   }
 
  private:
-  void spawn_step() {
-    add_ref();
-    asio::co_spawn(ex_, step(), [this](std::exception_ptr e) {
-      if (e) {
-        log_exception(name(), e);
-        force_finish(grpc::Status(grpc::StatusCode::INTERNAL, "internal error"));
-      }
-      release();
-    });
+  void spawn_step() noexcept {
+    spawn([this] { return step(); });
   }
 
   asio::awaitable<void> step() {
@@ -171,44 +159,39 @@ class subscribe_call final : public call_base,
     queue_.push_back(std::move(first));
   }
 
-  ~subscribe_call() override {
-    if (attached_) shared().store->detach(sess_);
+  void start() noexcept {
+    spawn([this] { return subscribe(); });
   }
 
-  void start() {
-    asio::co_spawn(ex_, subscribe(), [this](std::exception_ptr e) {
-      if (e) {
-        log_exception(name(), e);
-        schedule_finish(grpc::Status(grpc::StatusCode::INTERNAL, "internal error"));
+  // session_host (called with the store lock held, from any thread): only queue and post. Never throws into the
+  // store (the publisher's command): a message that cannot be queued ends this stream instead.
+  bool deliver(const kv::pubsub_message& m) noexcept override {
+    try {
+      std::unique_lock lk(mutex_);
+      if (finish_pending_) return true;
+      if (queue_.size() >= limit_) {
+        lk.unlock();
+        schedule_finish(grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                                     "subscriber too slow: more than " + std::to_string(limit_) + " messages pending"));
+        return false;
       }
-      release();
-    });
-  }
-
-  // session_host (called with the store lock held, from any thread): only queue and post.
-  bool deliver(const kv::pubsub_message& m) override {
-    std::unique_lock lk(mutex_);
-    if (finish_pending_) return true;
-    if (queue_.size() >= limit_) {
-      lk.unlock();
-      schedule_finish(grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
-                                   "subscriber too slow: more than " + std::to_string(limit_) + " messages pending"));
-      return false;
-    }
-    pb::SubscribeResponse r;
-    auto* msg = r.mutable_message();
-    msg->set_channel(m.channel.data(), m.channel.size());
-    if (!m.pattern.empty()) msg->set_pattern(m.pattern.data(), m.pattern.size());
-    msg->set_payload(m.payload.data(), m.payload.size());
-    queue_.push_back(std::move(r));
-    if (!writing_ && !held_ && !pump_posted_) {
-      pump_posted_ = true;
-      lk.unlock();
-      post_pump();
+      pb::SubscribeResponse r;
+      auto* msg = r.mutable_message();
+      msg->set_channel(m.channel.data(), m.channel.size());
+      if (!m.pattern.empty()) msg->set_pattern(m.pattern.data(), m.pattern.size());
+      msg->set_payload(m.payload.data(), m.payload.size());
+      queue_.push_back(std::move(r));
+      if (!writing_ && !held_ && !pump_posted_) {
+        pump_posted_ = true;
+        lk.unlock();
+        post_pump();
+      }
+    } catch (...) {
+      schedule_finish(exception_status(name(), std::current_exception()));
     }
     return true;
   }
-  void kill() override { schedule_finish(grpc::Status(grpc::StatusCode::UNAVAILABLE, "client killed")); }
+  void kill() noexcept override { schedule_finish(grpc::Status(grpc::StatusCode::UNAVAILABLE, "client killed")); }
   buffers buffer_info() const override {
     std::lock_guard lk(mutex_);
     buffers b;
@@ -216,35 +199,35 @@ class subscribe_call final : public call_base,
     return b;
   }
 
-  void OnWriteDone(bool ok) override {
-    if (!ok) {
+  void OnWriteDone(bool ok) noexcept override {
+    {
       std::lock_guard lk(mutex_);
       writing_ = false;
-      if (!finish_pending_) {
+      if (!ok && !finish_pending_) {
         finish_pending_ = true;
         final_ = grpc::Status::CANCELLED;
       }
-    } else {
-      std::lock_guard lk(mutex_);
-      writing_ = false;
     }
     pump();
   }
-  void OnCancel() override {
+  void OnCancel() noexcept override {
     cancel_in_pipeline();
-    schedule_finish(grpc::Status::CANCELLED);
+    force_finish(grpc::Status::CANCELLED);
   }
-  void OnDone() override { done(); }
-  void force_finish(grpc::Status s) override { schedule_finish(std::move(s)); }
+  void OnDone() noexcept override { done(); }
+  /// Never under the store lock: pumps here.
+  void force_finish(grpc::Status s) noexcept override {
+    if (want_finish(std::move(s))) pump();
+  }
 
  private:
   asio::awaitable<void> subscribe() {
     if (shared().draining.load(std::memory_order_acquire)) {
-      schedule_finish(shutting_down());
+      force_finish(shutting_down());
       co_return;
     }
-    shared().store->attach(sess_);
-    attached_ = true;
+    // Detached however the stream ends: early by pump() once finishing, else when the call is destroyed.
+    attachment_ = kv::session_attachment(*shared().store, sess_);
     long long count = 0;
     for (int kind = 0; kind < 2; ++kind) {
       const auto& names = kind == 0 ? rq_.channels() : rq_.patterns();
@@ -256,7 +239,7 @@ class subscribe_call final : public call_base,
       std::vector<kv::reply_value> replies;
       auto st = co_await exec(args, replies);
       if (!st.ok()) {
-        schedule_finish(std::move(st));
+        force_finish(std::move(st));
         co_return;
       }
       // Each confirmation is [subscribe, channel, count].
@@ -271,33 +254,50 @@ class subscribe_call final : public call_base,
     pump();
   }
 
-  /// Ends the stream with `s` once no write is in flight (thread-safe; safe under the store lock: posts).
-  void schedule_finish(grpc::Status s) {
+  /// Records that the stream is to end with `s` (the first such status wins). True when the caller should pump.
+  bool want_finish(grpc::Status&& s) noexcept {
+    std::lock_guard lk(mutex_);
+    if (finish_pending_) return false;
+    finish_pending_ = true;
+    final_ = std::move(s);
+    return true;
+  }
+
+  /// Ends the stream with `s` once no write is in flight, from under the store lock (deliver, kill): posts the pump,
+  /// which detaches the session (taking the store lock).
+  void schedule_finish(grpc::Status s) noexcept {
+    if (!want_finish(std::move(s))) return;
     {
       std::lock_guard lk(mutex_);
-      if (finish_pending_) return;
-      finish_pending_ = true;
-      final_ = std::move(s);
       if (pump_posted_) return;
       pump_posted_ = true;
     }
     post_pump();
   }
 
-  void post_pump() {
+  void post_pump() noexcept {
     add_ref();
-    asio::post(ex_, [this] {
+    try {
+      asio::post(ex_, [this] {
+        {
+          std::lock_guard lk(mutex_);
+          pump_posted_ = false;
+        }
+        pump();
+        release();
+      });
+    } catch (...) {  // out of memory: the next write's completion, a cancel or the shutdown pumps instead
       {
         std::lock_guard lk(mutex_);
         pump_posted_ = false;
       }
-      pump();
       release();
-    });
+      spdlog::error("grpc: Subscribe could not schedule its writer (out of memory)");
+    }
   }
 
   /// Starts the next write, or finishes when asked to and idle. Never called with the store lock held.
-  void pump() {
+  void pump() noexcept {
     std::unique_lock lk(mutex_);
     if (writing_ || finished_) return;
     if (finish_pending_) {
@@ -305,12 +305,11 @@ class subscribe_call final : public call_base,
       grpc::Status s = std::move(final_);
       // Leave the store before the client can see the status, so that a PUBLISH sent after it no longer counts
       // this subscriber (otherwise that waits for OnDone). Only once subscribe() is done with the session
-      // (held_ == false); else the destructor detaches. The store lock is taken without mutex_ (deliver() takes
-      // them in the other order).
-      const bool detach_now = !held_ && attached_;
-      if (detach_now) attached_ = false;
+      // (held_ == false); else the attachment's destructor detaches. The store lock is taken without mutex_
+      // (deliver() takes them in the other order).
+      const bool detach_now = !held_;
       lk.unlock();
-      if (detach_now) shared().store->detach(sess_);
+      if (detach_now) attachment_.reset();
       if (claim_finish(s)) Finish(std::move(s));
       return;
     }
@@ -324,7 +323,6 @@ class subscribe_call final : public call_base,
 
   request_type rq_;
   const std::size_t limit_;
-  bool attached_ = false;  // set by subscribe() before held_ = false; then under mutex_ (pump), then the destructor
 
   mutable std::mutex mutex_;
   std::deque<pb::SubscribeResponse> queue_;
@@ -335,21 +333,30 @@ class subscribe_call final : public call_base,
   bool finish_pending_ = false;
   bool finished_ = false;
   grpc::Status final_;
+  // Last member: destroyed (detached) first, while the members deliver() uses still exist. Set by subscribe()
+  // before held_ = false, reset by the one pump() that finishes once held_ is false.
+  kv::session_attachment attachment_;
 };
 
-/// A streaming call: decodes and validates the request, creates the call and starts it.
+/// A streaming call: decodes and validates the request, creates the call and starts it. Whatever is thrown before
+/// the call exists finishes the call with exception_status(); after that, the call ends itself.
 template <class Call>
 typename Call::reactor* serve_stream(const std::shared_ptr<listener_shared>& sh, grpc::CallbackServerContext* c,
-                                     const grpc::ByteBuffer* raw) {
+                                     const grpc::ByteBuffer* raw) noexcept {
   using reactor = typename Call::reactor;
-  if (sh->draining.load(std::memory_order_acquire)) return finished<reactor>(Call::id, shutting_down());
-  typename Call::request_type rq;
-  grpc::Status st = parse_request(raw, rq);
-  if (st.ok()) st = Call::validate(rq);
-  if (!st.ok()) return finished<reactor>(Call::id, std::move(st));
-  auto* call = new Call(sh, c, std::move(rq));
-  call->start();
-  return call;
+  try {
+    if (sh->draining.load(std::memory_order_acquire)) return finished<reactor>(Call::id, shutting_down());
+    typename Call::request_type rq;
+    grpc::Status st = parse_request(raw, rq);
+    if (st.ok()) st = Call::validate(rq);
+    if (!st.ok()) return finished<reactor>(Call::id, std::move(st));
+    auto* call = new Call(sh, c, std::move(rq));
+    call->start();
+    return call;
+  } catch (...) {
+    return finished<reactor>(Call::id, exception_status(rpc_names[static_cast<std::size_t>(Call::id)],
+                                                        std::current_exception()));
+  }
 }
 
 template <class Call>

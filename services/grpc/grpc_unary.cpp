@@ -128,19 +128,13 @@ class unary_call final : public call_base, public grpc::ServerUnaryReactor {
              response_type* rs, int first_step, steady::time_point start, bool echoed)
       : call_base(std::move(sh), sctx, Op::id, start, echoed), rq_(std::move(rq)), rs_(rs), step_(first_step) {}
 
-  void start() {
-    asio::co_spawn(ex_, run(), [this](std::exception_ptr e) {
-      if (e) {
-        log_exception(name(), e);
-        force_finish(grpc::Status(grpc::StatusCode::INTERNAL, "internal error"));
-      }
-      release();
-    });
+  void start() noexcept {
+    spawn([this] { return run(); });
   }
 
-  void OnCancel() override { cancel_in_pipeline(); }
-  void OnDone() override { done(); }
-  void force_finish(grpc::Status s) override {
+  void OnCancel() noexcept override { cancel_in_pipeline(); }
+  void OnDone() noexcept override { done(); }
+  void force_finish(grpc::Status s) noexcept override {
     if (claim_finish(s)) Finish(std::move(s));
   }
 
@@ -185,9 +179,9 @@ struct inline_call_state {
 };
 
 /// Ends an inline unary call (or one refused at once) with `s`: records its metrics, finishes grpc's default
-/// reactor.
+/// reactor. Nothing here throws, so a caller may use it from a catch block of the code that could not finish.
 grpc::ServerUnaryReactor* finish_inline(grpc::CallbackServerContext* c, rpc r, steady::time_point start,
-                                        grpc::Status&& s) {
+                                        grpc::Status&& s) noexcept {
   record_call(r, s.error_code(), start);
   auto* reactor = c->DefaultReactor();
   reactor->Finish(std::move(s));
@@ -202,7 +196,7 @@ template <class Op>
                                                            int step, steady::time_point start) {
   const bool inline_ran = sh->pipeline.supports_immediate();  // then its init_call echoed the request id
   auto* call = new unary_call<Op>(sh, c, std::move(rq), rs, step, start, inline_ran);
-  call->start();
+  call->start();  // never throws: a failure to start finishes the call
   return call;
 }
 
@@ -214,39 +208,45 @@ template <class Op>
 /// (try_call_now declines, without side effect: a concurrency limit with no free slot, a layer without fast path)
 /// the call continues from that step on the runtime (unary_call). Inline calls are not listed in connections() and
 /// need no cancellation: nothing of theirs outlives the handler except grpc's own finishing of the call.
+/// Whatever is thrown before the call is finished or handed over finishes it with exception_status().
 template <class Op>
 grpc::ServerUnaryReactor* serve_unary(const std::shared_ptr<listener_shared>& sh, grpc::CallbackServerContext* c,
-                                      const grpc::ByteBuffer* raw, typename Op::response* rs) {
+                                      const grpc::ByteBuffer* raw, typename Op::response* rs) noexcept {
   const auto start = steady::now();
-  if (sh->draining.load(std::memory_order_acquire)) [[unlikely]]
-    return finish_inline(c, Op::id, start, grpc::Status(grpc::StatusCode::UNAVAILABLE, "server is shutting down"));
-  typename Op::request rq;
-  if (grpc::Status st = parse_request(raw, rq); !st.ok()) [[unlikely]]
-    return finish_inline(c, Op::id, start, std::move(st));
-  int step = 0;
-  if (sh->pipeline.supports_immediate()) {
-    // The context and session are this thread's, reset per call: nothing of an inline call outlives the
-    // handler, and building and destroying a session (strings, sets, vectors) per call showed in profiles.
-    thread_local inline_call_state state;
-    request_context& ctx = state.ctx;
-    kv::session& sess = state.sess;
-    state.reset();
-    init_call(c, ctx, sess);
-    for (;; ++step) {
-      cmd_args a;
-      grpc::Status st = Op::command(rq, step, a);
-      if (!st.ok()) return finish_inline(c, Op::id, start, std::move(st));
-      unary_reply_builder builder(sess.resp);
-      kv::request req{ctx, sess, a.view(), builder};
-      auto now = sh->pipeline.try_call_now(req);
-      if (!now) break;  // would suspend: continue from this step on the runtime
-      if (!*now) return finish_inline(c, Op::id, start, pipeline_status(*sh, c, ctx, now->error(), a.v[0]));
-      kv::reply_value* v = builder.first_reply(st);
-      if (!v) return finish_inline(c, Op::id, start, std::move(st));
-      if (auto done = Op::reply(rq, step, *v, *rs)) return finish_inline(c, Op::id, start, std::move(*done));
+  try {
+    if (sh->draining.load(std::memory_order_acquire)) [[unlikely]]
+      return finish_inline(c, Op::id, start, grpc::Status(grpc::StatusCode::UNAVAILABLE, "server is shutting down"));
+    typename Op::request rq;
+    if (grpc::Status st = parse_request(raw, rq); !st.ok()) [[unlikely]]
+      return finish_inline(c, Op::id, start, std::move(st));
+    int step = 0;
+    if (sh->pipeline.supports_immediate()) {
+      // The context and session are this thread's, reset per call: nothing of an inline call outlives the
+      // handler, and building and destroying a session (strings, sets, vectors) per call showed in profiles.
+      thread_local inline_call_state state;
+      request_context& ctx = state.ctx;
+      kv::session& sess = state.sess;
+      state.reset();
+      init_call(c, ctx, sess);
+      for (;; ++step) {
+        cmd_args a;
+        grpc::Status st = Op::command(rq, step, a);
+        if (!st.ok()) return finish_inline(c, Op::id, start, std::move(st));
+        unary_reply_builder builder(sess.resp);
+        kv::request req{ctx, sess, a.view(), builder};
+        auto now = sh->pipeline.try_call_now(req);
+        if (!now) break;  // would suspend: continue from this step on the runtime
+        if (!*now) return finish_inline(c, Op::id, start, pipeline_status(*sh, c, ctx, now->error(), a.v[0]));
+        kv::reply_value* v = builder.first_reply(st);
+        if (!v) return finish_inline(c, Op::id, start, std::move(st));
+        if (auto done = Op::reply(rq, step, *v, *rs)) return finish_inline(c, Op::id, start, std::move(*done));
+      }
     }
+    return continue_async<Op>(sh, c, std::move(rq), rs, step, start);
+  } catch (...) {
+    return finish_inline(c, Op::id, start,
+                         exception_status(rpc_names[static_cast<std::size_t>(Op::id)], std::current_exception()));
   }
-  return continue_async<Op>(sh, c, std::move(rq), rs, step, start);
 }
 
 template <class Op>
