@@ -314,6 +314,66 @@ TEST_F(grpc_declining_test, a_call_continued_on_the_runtime_echoes_its_request_i
   EXPECT_EQ(std::string(it->second.data(), it->second.size()), "req-42");
 }
 
+/// Finding 5 of issue 8: a Scan cut short by `limit` returned cursor 0, or a cursor past the keys it cut, and paging
+/// lost keys. Every combination below must page through all 50 keys, each call within its limit (or, when the first
+/// SCAN step of the call holds more keys than the limit, that step alone: kv.proto's cursor contract).
+TEST_F(grpc_frontend_test, scan_paging_with_a_limit_returns_every_key) {
+  std::set<std::string> all;
+  for (int i = 0; i < 50; ++i) {
+    grpc::ClientContext c;
+    pb::SetRequest set;
+    set.set_key((i < 10 ? "key0" : "key") + std::to_string(i));
+    set.set_value("v");
+    pb::SetResponse rs;
+    ASSERT_TRUE(stub_->Set(&c, set, &rs).ok());
+    all.insert(set.key());
+  }
+  {
+    grpc::ClientContext c;
+    pb::ScanRequest rq;
+    rq.set_limit(5);
+    auto reader = stub_->Scan(&c, rq);
+    pb::ScanResponse rs;
+    std::size_t n = 0;
+    std::uint64_t cursor = 0;
+    while (reader->Read(&rs)) {
+      n += static_cast<std::size_t>(rs.keys_size());
+      cursor = rs.cursor();
+    }
+    ASSERT_TRUE(reader->Finish().ok());
+    EXPECT_GE(n, 1u);
+    EXPECT_LT(n, 50u);
+    EXPECT_NE(cursor, 0u) << "cursor 0 although the keyspace was not covered";
+  }
+  for (auto [limit, batch] : {std::pair{5, 2}, {3, 10}, {7, 0}, {1, 1}, {50, 3}}) {
+    std::set<std::string> got;
+    std::uint64_t cursor = 0;
+    int calls = 0;
+    do {
+      ASSERT_LT(++calls, 200) << "limit " << limit << " batch " << batch << ": the scan does not end";
+      grpc::ClientContext c;
+      pb::ScanRequest rq;
+      rq.set_limit(static_cast<std::uint64_t>(limit));
+      rq.set_batch_size(static_cast<std::uint32_t>(batch));
+      rq.set_cursor(cursor);
+      auto reader = stub_->Scan(&c, rq);
+      pb::ScanResponse rs;
+      int n = 0, with_keys = 0;
+      while (reader->Read(&rs)) {
+        n += rs.keys_size();
+        with_keys += rs.keys_size() != 0;
+        got.insert(rs.keys().begin(), rs.keys().end());
+        cursor = rs.cursor();
+      }
+      ASSERT_TRUE(reader->Finish().ok());
+      if (n > limit) {
+        EXPECT_EQ(with_keys, 1) << "over the limit, yet more than the call's first step";
+      }
+    } while (cursor != 0);
+    EXPECT_EQ(got, all) << "limit " << limit << " batch " << batch;
+  }
+}
+
 /// In front of the core: throws for a command with an argument starting with "throw:" (SET excepted, so that tests
 /// can create such keys): "throw:oom" std::bad_alloc, "throw:length" std::length_error, "throw:int" an int,
 /// "throw:partial" std::runtime_error after writing part of a reply, "throw:after" std::runtime_error after the

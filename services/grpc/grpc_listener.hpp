@@ -19,6 +19,8 @@
 // - Exceptions: whatever is thrown while serving a call (the pipeline, building a response, allocating the call)
 //   finishes it exactly once, with RESOURCE_EXHAUSTED for std::bad_alloc / std::length_error and INTERNAL for
 //   anything else, and is logged; reactor callbacks never throw into grpc (grpc_call.hpp, call_base).
+// - Scan: SCAN batches on the runtime; a `limit` cuts a call only between SCAN steps, so its cursor resumes without
+//   loss (the cursor contract is in kv.proto).
 // - Subscribe: a kv::session attached to the store (kv::session_attachment: detached however the stream ends) whose
 //   session_host::deliver() queues messages (bounded by `subscribe_buffer`) for a ServerWriteReactor; one write in
 //   flight at a time.

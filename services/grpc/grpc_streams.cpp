@@ -7,7 +7,9 @@
 #include <boost/asio/post.hpp>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <deque>
+#include <limits>
 
 namespace turret::grpc_frontend {
 
@@ -31,6 +33,14 @@ grpc::Status shutting_down() { return {grpc::StatusCode::UNAVAILABLE, "server is
 
 // ---------------------------------------------------------------------------------------------------------------
 // Scan: one SCAN per batch on the runtime; one write in flight; the next batch starts from OnWriteDone.
+//
+// Paging (the cursor contract of kv.proto): SCAN's cursor only resumes at the boundary of one of its steps (a hash
+// bucket; several buckets while the table is being resized), and every key present for the whole scan is returned
+// at least once across steps, even across resizes (keyspace::scan). A batch is therefore never cut inside a step:
+// when a batch holds more keys than the limit leaves, it is scanned again from its start in SCAN's smallest steps
+// (COUNT 1), keeping whole steps while they fit, and the cursor written is the start of the first step that did not
+// fit, so that a call resumed there loses nothing. Only the first step of a call may exceed the limit (returned whole,
+// in one response): a step holding more keys than `limit` could otherwise never be passed.
 
 class scan_call final : public call_base, public grpc::ServerWriteReactor<pb::ScanResponse> {
  public:
@@ -72,46 +82,87 @@ class scan_call final : public call_base, public grpc::ServerWriteReactor<pb::Sc
     spawn([this] { return step(); });
   }
 
+  /// Keys the limit still allows (max when there is none).
+  std::uint64_t room() const noexcept {
+    if (rq_.limit() == 0) return std::numeric_limits<std::uint64_t>::max();
+    return sent_ >= rq_.limit() ? 0 : rq_.limit() - sent_;
+  }
+
+  /// One SCAN from `from` with COUNT `count`: the keys it returned (after the prefix filter) into `keys`, the cursor
+  /// after it into `next`.
+  asio::awaitable<grpc::Status> scan_once(std::uint64_t from, std::uint64_t count, std::vector<std::string>& keys,
+                                          std::uint64_t& next) {
+    keys.clear();
+    number cur(static_cast<unsigned long long>(from));
+    number cnt(static_cast<unsigned long long>(count));
+    std::string_view args[6] = {"SCAN", cur.view(), "COUNT", cnt.view()};
+    std::size_t n = 4;
+    if (!pattern_.empty()) {
+      args[n++] = "MATCH";
+      args[n++] = pattern_;
+    }
+    kv::reply_value v;
+    auto st = co_await exec1(std::span(args, n), v);
+    if (!st.ok()) co_return st;
+    if (v.elements.size() != 2) co_return grpc::Status(grpc::StatusCode::INTERNAL, "unexpected SCAN reply");
+    const auto& cs = v.elements[0].str;
+    next = 0;
+    std::from_chars(cs.data(), cs.data() + cs.size(), next);
+    for (auto& k : v.elements[1].elements) {
+      if (filter_prefix_ && std::string_view(k.str).substr(0, rq_.prefix().size()) != rq_.prefix()) continue;
+      keys.push_back(std::move(k.str));
+    }
+    co_return grpc::Status();
+  }
+
+  void take(std::vector<std::string>& keys) {
+    for (auto& k : keys) *out_.add_keys() = std::move(k);
+    sent_ += keys.size();
+    keys.clear();
+  }
+
+  /// The batch at cursor_ holds more keys than room(): takes its steps one at a time (COUNT 1) while they fit and
+  /// leaves cursor_ at the first that does not (see the paging note above).
+  asio::awaitable<grpc::Status> take_whole_steps(std::vector<std::string>& keys) {
+    // (cursor_ is 0 both at the start of the keyspace, where the first step is due, and at its end.)
+    for (bool first = true; (first || cursor_ != 0) && room() != 0; first = false) {
+      std::uint64_t next = 0;
+      auto st = co_await scan_once(cursor_, 1, keys, next);
+      if (!st.ok()) co_return st;
+      if (keys.size() > room() && sent_ != 0) break;
+      take(keys);
+      cursor_ = next;
+    }
+    co_return grpc::Status();
+  }
+
   asio::awaitable<void> step() {
     if (sctx_->IsCancelled() || shared().draining.load(std::memory_order_acquire)) {
       force_finish(sctx_->IsCancelled() ? grpc::Status::CANCELLED : shutting_down());
       co_return;
     }
     out_.Clear();
-    number count(static_cast<unsigned long long>(batch_));
+    bool cut = false;
+    std::vector<std::string> keys;
     // Loop over empty batches (SCAN may return none) so that every write carries keys, or is the last.
     for (int spins = 0; spins < 64; ++spins) {
-      number cur(static_cast<unsigned long long>(cursor_));
-      std::string_view args[6] = {"SCAN", cur.view(), "COUNT", count.view()};
-      std::size_t n = 4;
-      if (!pattern_.empty()) {
-        args[n++] = "MATCH";
-        args[n++] = pattern_;
+      std::uint64_t next = 0;
+      auto st = co_await scan_once(cursor_, std::min<std::uint64_t>(batch_, room()), keys, next);
+      if (st.ok() && keys.size() > room()) {
+        cut = true;
+        st = co_await take_whole_steps(keys);
       }
-      kv::reply_value v;
-      auto st = co_await exec1(std::span(args, n), v);
       if (!st.ok()) {
         force_finish(std::move(st));
         co_return;
       }
-      if (v.elements.size() != 2) {
-        force_finish(grpc::Status(grpc::StatusCode::INTERNAL, "unexpected SCAN reply"));
-        co_return;
-      }
-      std::uint64_t next = 0;
-      const auto& cs = v.elements[0].str;
-      std::from_chars(cs.data(), cs.data() + cs.size(), next);
+      if (cut) break;
+      take(keys);
       cursor_ = next;
-      for (auto& k : v.elements[1].elements) {
-        if (filter_prefix_ && std::string_view(k.str).substr(0, rq_.prefix().size()) != rq_.prefix()) continue;
-        if (rq_.limit() != 0 && sent_ >= rq_.limit()) break;
-        *out_.add_keys() = std::move(k.str);
-        ++sent_;
-      }
-      if (cursor_ == 0 || (rq_.limit() != 0 && sent_ >= rq_.limit()) || out_.keys_size() != 0) break;
+      if (cursor_ == 0 || room() == 0 || out_.keys_size() != 0) break;
     }
     out_.set_cursor(cursor_);
-    last_ = cursor_ == 0 || (rq_.limit() != 0 && sent_ >= rq_.limit());
+    last_ = cursor_ == 0 || room() == 0 || cut;
     if (sctx_->IsCancelled()) {
       force_finish(grpc::Status::CANCELLED);
       co_return;
@@ -125,8 +176,8 @@ class scan_call final : public call_base, public grpc::ServerWriteReactor<pb::Sc
   bool filter_prefix_ = false;
   std::uint64_t cursor_ = 0;
   std::uint64_t batch_ = 100;
-  std::uint64_t sent_ = 0;
-  bool last_ = false;  // the write in flight is the last one
+  std::uint64_t sent_ = 0;  // keys written so far (the limit counts them)
+  bool last_ = false;       // the write in flight is the last one
 };
 
 // ---------------------------------------------------------------------------------------------------------------
