@@ -124,8 +124,11 @@ for which, v in per_call.items():
 b, t = per_call["bare"], per_call["turretd"]
 print(f"bare/turretd: instructions {b[0] / t[0]:.3f}, est {est(b) / est(t):.3f} (an estimate of the throughput ratio)")
 
-parts = re.compile(r"kv_service_impl::unary<.*get_op>|bare_kv::Get\(|kv_service::execute\(|finish_inline\(|"
-                   r"record_call\(|init_call\(|process_command\(|cmd_get\(|keyspace::find\(|command_table::find\(")
+# The Get handler: serve_unary (kv_service_impl::unary in builds from before grpc_listener.cpp was split), which
+# decodes its request with parse_request.
+parts = re.compile(r"(?:serve_unary|kv_service_impl::unary)<.*get_op>|bare_kv::Get\(|kv_service::execute\(|"
+                   r"finish_inline\(|parse_request\(|record_call\(|init_call\(|process_command\(|cmd_get\(|"
+                   r"keyspace::find\(|command_table::find\(")
 print("\nGet handler, inclusive, per call (both runs' handlers run CALLS times; start-up has none):")
 for which in ("bare", "turretd"):
     for v, name in annotate(f"{work}/{which}.{calls}.out", inclusive=True):

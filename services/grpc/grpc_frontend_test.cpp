@@ -13,6 +13,9 @@
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 
+#include <new>
+#include <set>
+#include <stdexcept>
 #include <thread>
 
 namespace turret::grpc_frontend {
@@ -310,6 +313,240 @@ TEST_F(grpc_declining_test, a_call_continued_on_the_runtime_echoes_its_request_i
   ASSERT_NE(it, md.end());
   EXPECT_EQ(std::string(it->second.data(), it->second.size()), "req-42");
 }
+
+/// Finding 5 of issue 8: a Scan cut short by `limit` returned cursor 0, or a cursor past the keys it cut, and paging
+/// lost keys. Every combination below must page through all 50 keys, each call within its limit (or, when the first
+/// SCAN step of the call holds more keys than the limit, that step alone: kv.proto's cursor contract).
+TEST_F(grpc_frontend_test, scan_paging_with_a_limit_returns_every_key) {
+  std::set<std::string> all;
+  for (int i = 0; i < 50; ++i) {
+    grpc::ClientContext c;
+    pb::SetRequest set;
+    set.set_key((i < 10 ? "key0" : "key") + std::to_string(i));
+    set.set_value("v");
+    pb::SetResponse rs;
+    ASSERT_TRUE(stub_->Set(&c, set, &rs).ok());
+    all.insert(set.key());
+  }
+  {
+    grpc::ClientContext c;
+    pb::ScanRequest rq;
+    rq.set_limit(5);
+    auto reader = stub_->Scan(&c, rq);
+    pb::ScanResponse rs;
+    std::size_t n = 0;
+    std::uint64_t cursor = 0;
+    while (reader->Read(&rs)) {
+      n += static_cast<std::size_t>(rs.keys_size());
+      cursor = rs.cursor();
+    }
+    ASSERT_TRUE(reader->Finish().ok());
+    EXPECT_GE(n, 1u);
+    EXPECT_LT(n, 50u);
+    EXPECT_NE(cursor, 0u) << "cursor 0 although the keyspace was not covered";
+  }
+  for (auto [limit, batch] : {std::pair{5, 2}, {3, 10}, {7, 0}, {1, 1}, {50, 3}}) {
+    std::set<std::string> got;
+    std::uint64_t cursor = 0;
+    int calls = 0;
+    do {
+      ASSERT_LT(++calls, 200) << "limit " << limit << " batch " << batch << ": the scan does not end";
+      grpc::ClientContext c;
+      pb::ScanRequest rq;
+      rq.set_limit(static_cast<std::uint64_t>(limit));
+      rq.set_batch_size(static_cast<std::uint32_t>(batch));
+      rq.set_cursor(cursor);
+      auto reader = stub_->Scan(&c, rq);
+      pb::ScanResponse rs;
+      int n = 0, with_keys = 0;
+      while (reader->Read(&rs)) {
+        n += rs.keys_size();
+        with_keys += rs.keys_size() != 0;
+        got.insert(rs.keys().begin(), rs.keys().end());
+        cursor = rs.cursor();
+      }
+      ASSERT_TRUE(reader->Finish().ok());
+      if (n > limit) {
+        EXPECT_EQ(with_keys, 1) << "over the limit, yet more than the call's first step";
+      }
+    } while (cursor != 0);
+    EXPECT_EQ(got, all) << "limit " << limit << " batch " << batch;
+  }
+}
+
+/// In front of the core: throws for a command with an argument starting with "throw:" (SET excepted, so that tests
+/// can create such keys): "throw:oom" std::bad_alloc, "throw:length" std::length_error, "throw:int" an int,
+/// "throw:partial" std::runtime_error after writing part of a reply, "throw:after" std::runtime_error after the
+/// core ran the command, any other std::runtime_error. A SCAN with a pattern starting with "throw:later" throws
+/// only after its first batch (cursor not 0). `decline`: the synchronous
+/// fast path always declines, so calls run (and throw) on the runtime.
+struct throwing_service {
+  using response_type = kv::response;
+  using permit_type = unit_permit;
+
+  kv::kv_service inner;
+  bool decline = false;
+
+  /// `ran`: the inner service has run the command ("throw:after" throws then; everything else before).
+  static void maybe_throw(kv::request& r, bool ran) {
+    if (r.args.empty() || r.args[0] == "SET") return;
+    for (std::string_view a : r.args.subspan(1)) {
+      if (!a.starts_with("throw:")) continue;
+      if (a.starts_with("throw:after")) {
+        if (ran) throw std::runtime_error("after");
+      } else if (ran) {
+        continue;
+      } else if (a.starts_with("throw:later")) {
+        if (r.args[1] != "0") throw std::runtime_error("later");
+      } else if (a.starts_with("throw:oom")) {
+        throw std::bad_alloc();
+      } else if (a.starts_with("throw:length")) {
+        throw std::length_error("too long");
+      } else if (a.starts_with("throw:int")) {
+        throw 42;
+      } else if (a.starts_with("throw:partial")) {
+        r.out.array(2);
+        r.out.bulk("half");
+        throw std::runtime_error("partial");
+      } else {
+        throw std::runtime_error("boom");
+      }
+    }
+  }
+
+  awaitable<result<unit_permit>> ready(request_context&) { co_return unit_permit{}; }
+  awaitable<result<kv::response>> call(unit_permit p, kv::request& r) {
+    maybe_throw(r, false);
+    auto res = co_await inner.call(p, r);
+    maybe_throw(r, true);
+    co_return res;
+  }
+  std::optional<result<kv::response>> try_call_now(kv::request& r) {
+    if (decline) return std::nullopt;
+    maybe_throw(r, false);
+    auto res = inner.try_call_now(r);
+    maybe_throw(r, true);
+    return res;
+  }
+};
+
+/// The parameter: whether the calls throw on the runtime (true) or inline on grpc's thread (false).
+class grpc_throwing_test : public grpc_frontend_test, public ::testing::WithParamInterface<bool> {
+ protected:
+  turretd::kv_pipeline make_pipeline() override {
+    kv::kv_service core(store_, kv::command_table::make_default());
+    return turretd::kv_pipeline(throwing_service{std::move(core), GetParam()});
+  }
+
+  /// Every call ended: unlisted (OnDone ran) and destroyed (its shutdown tracker released), no session left.
+  void expect_no_call_left() {
+    for (int i = 0; i < 200 && (listener_->connections() != 0 || shutdown_.in_flight() != 0 ||
+                                store_->connected_clients() != 0);
+         ++i)
+      std::this_thread::sleep_for(10ms);
+    EXPECT_EQ(listener_->connections(), 0u);
+    EXPECT_EQ(shutdown_.in_flight(), 0u);
+    EXPECT_EQ(store_->connected_clients(), 0u);
+  }
+
+  grpc::Status get(const std::string& key, pb::GetResponse* rs = nullptr) {
+    grpc::ClientContext c;
+    c.set_deadline(std::chrono::system_clock::now() + 5s);
+    pb::GetRequest rq;
+    rq.set_key(key);
+    pb::GetResponse local;
+    return stub_->Get(&c, rq, rs ? rs : &local);
+  }
+};
+
+TEST_P(grpc_throwing_test, a_unary_call_that_throws_finishes_once_with_a_status) {
+  struct expected {
+    const char* key;
+    grpc::StatusCode code;
+  };
+  for (auto [key, code] : {expected{"throw:oom", grpc::StatusCode::RESOURCE_EXHAUSTED},
+                           expected{"throw:after", grpc::StatusCode::INTERNAL},
+                           expected{"throw:length", grpc::StatusCode::RESOURCE_EXHAUSTED},
+                           expected{"throw:boom", grpc::StatusCode::INTERNAL},
+                           expected{"throw:int", grpc::StatusCode::INTERNAL},
+                           expected{"throw:partial", grpc::StatusCode::INTERNAL}}) {
+    const grpc::Status st = get(key);
+    EXPECT_EQ(st.error_code(), code) << key << ": " << st.error_message();
+    EXPECT_FALSE(st.error_message().empty()) << key;
+  }
+  // Multi-step calls (PERSIST, then PTTL) and the server afterwards.
+  {
+    grpc::ClientContext c;
+    pb::PersistRequest rq;
+    rq.set_key("throw:boom");
+    pb::PersistResponse rs;
+    EXPECT_EQ(stub_->Persist(&c, rq, &rs).error_code(), grpc::StatusCode::INTERNAL);
+  }
+  grpc::ClientContext c;
+  pb::SetRequest set;
+  set.set_key("k");
+  set.set_value("v");
+  pb::SetResponse set_rs;
+  ASSERT_TRUE(stub_->Set(&c, set, &set_rs).ok());
+  pb::GetResponse rs;
+  ASSERT_TRUE(get("k", &rs).ok());
+  EXPECT_EQ(rs.value(), "v");
+  expect_no_call_left();
+}
+
+TEST_P(grpc_throwing_test, a_scan_that_throws_ends_with_internal) {
+  {
+    grpc::ClientContext c;
+    pb::ScanRequest rq;
+    rq.set_prefix("throw:x");
+    auto reader = stub_->Scan(&c, rq);
+    pb::ScanResponse rs;
+    while (reader->Read(&rs)) {
+    }
+    EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::INTERNAL);
+  }
+  for (int i = 0; i < 100; ++i) {
+    grpc::ClientContext c;
+    pb::SetRequest set;
+    set.set_key("throw:later:" + std::to_string(i));
+    set.set_value("v");
+    pb::SetResponse rs;
+    ASSERT_TRUE(stub_->Set(&c, set, &rs).ok());
+  }
+  {
+    grpc::ClientContext c;
+    pb::ScanRequest rq;
+    rq.set_prefix("throw:later:");
+    rq.set_batch_size(5);
+    auto reader = stub_->Scan(&c, rq);
+    pb::ScanResponse rs;
+    int batches = 0;
+    while (reader->Read(&rs)) ++batches;
+    EXPECT_EQ(batches, 1);  // the first batch; the second SCAN throws
+    EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::INTERNAL);
+  }
+  expect_no_call_left();
+}
+
+TEST_P(grpc_throwing_test, a_subscribe_that_throws_ends_and_detaches_its_session) {
+  for (const char* channel : {"throw:boom", "throw:oom", "throw:after"}) {
+    grpc::ClientContext c;
+    pb::SubscribeRequest rq;
+    rq.add_channels("fine");
+    rq.add_channels(channel);
+    auto reader = stub_->Subscribe(&c, rq);
+    pb::SubscribeResponse ev;
+    EXPECT_FALSE(reader->Read(&ev));  // the confirmation is held until SUBSCRIBE succeeded
+    const auto code = reader->Finish().error_code();
+    EXPECT_EQ(code, std::string_view(channel) == "throw:oom" ? grpc::StatusCode::RESOURCE_EXHAUSTED
+                                                              : grpc::StatusCode::INTERNAL);
+  }
+  expect_no_call_left();
+  EXPECT_EQ(store_->numsub("fine"), 0u);
+}
+
+INSTANTIATE_TEST_SUITE_P(inline_and_on_the_runtime, grpc_throwing_test, ::testing::Bool(),
+                         [](const auto& info) { return info.param ? "on_the_runtime" : "inline"; });
 
 TEST(grpc_status_mapping, pipeline_and_reply_errors) {
   EXPECT_EQ(pipeline_error_code(timeout_errc::elapsed, false), grpc::StatusCode::DEADLINE_EXCEEDED);
