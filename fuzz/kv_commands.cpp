@@ -38,6 +38,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
+#include <deque>
 #include <map>
 #include <memory>
 #include <set>
@@ -216,7 +217,7 @@ class reader {
 };
 
 /// Decodes one argument (see fuzz/README.md for the tags). Text that is built lives in `pool`.
-std::string_view decode_arg(reader& r, std::vector<std::string>& pool, std::string_view huge) {
+std::string_view decode_arg(reader& r, std::deque<std::string>& pool, std::string_view huge) {
   const std::uint8_t t = r.byte();
   if (t < 0x40) return extremes[t % std::size(extremes)];
   if (t < 0x50) return keys[t % std::size(keys)];
@@ -434,14 +435,12 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
 
   harness h(table);
   reader r(data, size);
-  std::vector<std::string> pool;
+  std::deque<std::string> pool;  // stable addresses: args view into it
   std::vector<std::string_view> args;
   std::size_t commands = 0;
   while (!r.empty() && commands++ < 256) {
     const std::uint8_t hdr = r.byte();
     const std::size_t slot = hdr & 3;
-    std::size_t argc = (hdr >> 2) & 7;
-    if (argc == 7) argc = 7 + r.byte() % 32;
     const unsigned op = hdr >> 5;
     if (op == 6) {  // a server tick: active expiry
       h.st->active_expire_cycle(1000);
@@ -451,8 +450,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       h.connect(slot);
       continue;
     }
+    std::size_t argc = (hdr >> 2) & 7;
+    if (argc == 7) argc = 7 + r.byte() % 32;
     pool.clear();
-    pool.reserve(argc + 2);
     args.clear();
     const std::uint8_t n = r.byte();
     if (n == 0xff) {
