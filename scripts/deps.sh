@@ -6,6 +6,8 @@ set -euo pipefail
 PKGS=(
   # build
   build-essential cmake ninja-build ccache pkg-config
+  # fuzzing (fuzz/run.sh): clang 14 and its libFuzzer and sanitizer runtimes
+  clang-14 libclang-rt-14-dev
   # libraries (Boost 1.81: always the versioned names; the unversioned 1.74 ones conflict)
   libboost1.81-dev libboost-json1.81-dev libboost-url1.81-dev
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler grpc-proto

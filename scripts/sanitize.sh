@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Build turret with sanitizers and run the whole test suite under them (not part of CI: it takes long).
+# Build turret with sanitizers and run the whole test suite under them (scripts/test.sh runs the address one).
 #
 #   scripts/sanitize.sh [address|thread] [ctest arguments...]
 #
@@ -23,11 +23,13 @@ esac
 root=$(pwd)
 supp="$root/tests/sanitizers"
 
+t0=$SECONDS
 # -g1: line tables for readable stack traces at little compile-time cost.
 TURRET_BUILD_DIR=${TURRET_BUILD_DIR:-$dir} \
 TURRET_CMAKE_ARGS="-DTURRET_SANITIZE=$kind -DTURRET_BUILD_BENCH=OFF -DCMAKE_CXX_FLAGS=-g1 ${TURRET_CMAKE_ARGS:-}" \
   scripts/build.sh
 dir=${TURRET_BUILD_DIR:-$dir}
+echo "sanitize: $kind build took $((SECONDS - t0)) s" >&2
 
 export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1${UBSAN_OPTIONS:+:$UBSAN_OPTIONS}"
 export ASAN_OPTIONS="detect_leaks=1:abort_on_error=1:check_initialization_order=1${ASAN_OPTIONS:+:$ASAN_OPTIONS}"
@@ -36,6 +38,8 @@ export ASAN_OPTIONS="detect_leaks=1:abort_on_error=1:check_initialization_order=
 export TSAN_OPTIONS="halt_on_error=0:exitcode=66:second_deadlock_stack=1:history_size=4${TSAN_OPTIONS:+:$TSAN_OPTIONS}"
 [ -f "$supp/tsan.supp" ] && export TSAN_OPTIONS="$TSAN_OPTIONS:suppressions=$supp/tsan.supp:print_suppressions=0"
 export TURRET_TEST_THREADS=${TURRET_TEST_THREADS:-4}
+# Waits in the integration tests (server start, replies, stop) stretch by this factor (tests/integration/harness.py).
+export TURRET_TEST_TIMEOUT_SCALE=${TURRET_TEST_TIMEOUT_SCALE:-$([ "$kind" = thread ] && echo 5 || echo 3)}
 
 ulimit -n 65536 2>/dev/null || true
 cd "$dir"

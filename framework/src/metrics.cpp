@@ -262,7 +262,10 @@ std::string registry::expose() const {
   std::string out;
   out.reserve(4096);
   std::lock_guard lock(mu_);
-  for (const auto& [name, e] : families_) {
+  for (const auto& family : families_) {
+    // (Not a structured binding: the lambdas below capture these, which clang before 16 rejects.)
+    const std::string& name = family.first;
+    const auto& e = family.second;
     if (e.callback && !values.count(name)) continue;  // registered meanwhile: next time
     out += "# HELP ";
     out += name;

@@ -298,25 +298,11 @@ connection::flush_result connection::try_flush() {
 
 // --- pub/sub delivery and wake-ups ------------------------------------------------------------------------------------
 
-void connection::append_message(std::string& out, int proto, const kv::pubsub_message& m) {
-  resp::writer w(out, proto);
-  if (m.pattern.empty()) {
-    w.push(3);
-    w.bulk("message");
-  } else {
-    w.push(4);
-    w.bulk("pmessage");
-    w.bulk(m.pattern);
-  }
-  w.bulk(m.channel);
-  w.bulk(m.payload);
-}
-
 bool connection::deliver(const kv::pubsub_message& m) {
   if (killed_.load(std::memory_order_relaxed)) return false;
   if (std::this_thread::get_id() == owner_ && executing_) {
     // Our own command published it: it goes before the command's reply, as in Redis.
-    append_message(out_, sess_.resp, m);
+    append_pubsub_message(out_, sess_.resp, m);
     return true;
   }
   const kv::client_limits& limits = shared_->store->limits();
@@ -327,7 +313,7 @@ bool connection::deliver(const kv::pubsub_message& m) {
   bool over = false;
   {
     std::lock_guard lk(out_mu_);
-    append_message(outbox_, sess_.resp, m);
+    append_pubsub_message(outbox_, sess_.resp, m);
     const std::size_t total = outbox_.size() + inflight_bytes_.load(std::memory_order_relaxed);
     if (hard != 0 && total > hard) {
       over = true;

@@ -103,7 +103,6 @@ class connection final : public kv::session_host, public std::enable_shared_from
   void on_wake();
   void start_push_write();
   void close_now();
-  void append_message(std::string& out, int proto, const kv::pubsub_message& m);
 
   std::shared_ptr<listener_shared> shared_;
   socket_type sock_;

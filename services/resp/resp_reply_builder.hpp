@@ -7,6 +7,7 @@
 // commands of the same pipelined batch follow.
 // `final` so that the connection's own calls devirtualise; the key-value core calls it through the interface.
 #include <services/kv/reply.hpp>
+#include <services/kv/session.hpp>
 #include <turret/resp/writer.hpp>
 
 #include <string>
@@ -47,5 +48,21 @@ class resp_reply_builder final : public kv::reply_builder {
   resp::writer w_;
   const int* proto_;
 };
+
+/// Appends a pub/sub message or keyspace notification as Redis sends it: a push (RESP3) or array (RESP2) of
+/// "message", channel, payload, or "pmessage", pattern, channel, payload.
+inline void append_pubsub_message(std::string& out, int proto, const kv::pubsub_message& m) {
+  resp::writer w(out, proto);
+  if (m.pattern.empty()) {
+    w.push(3);
+    w.bulk("message");
+  } else {
+    w.push(4);
+    w.bulk("pmessage");
+    w.bulk(m.pattern);
+  }
+  w.bulk(m.channel);
+  w.bulk(m.payload);
+}
 
 }  // namespace turret::resp_frontend

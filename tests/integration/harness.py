@@ -44,9 +44,12 @@ REDIS_CLI = shutil.which("redis-cli") or "/usr/bin/redis-cli"
 REDIS_BENCHMARK = shutil.which("redis-benchmark") or "/usr/bin/redis-benchmark"
 SUBSTITUTE_REDIS = os.environ.get("TURRET_TEST_TARGET", "") == "redis"
 
-START_TIMEOUT = 10.0
-STOP_TIMEOUT = 10.0
-IO_TIMEOUT = 5.0
+# Sanitized builds run 2-15x slower: scripts/sanitize.sh sets TURRET_TEST_TIMEOUT_SCALE, which stretches every
+# timeout that waits for the server (never a time the server itself must keep, such as an idle timeout).
+TIMEOUT_SCALE = float(os.environ.get("TURRET_TEST_TIMEOUT_SCALE", "1"))
+START_TIMEOUT = 10.0 * TIMEOUT_SCALE
+STOP_TIMEOUT = 10.0 * TIMEOUT_SCALE
+IO_TIMEOUT = 5.0 * TIMEOUT_SCALE
 
 
 def _find_binary(env: str, *candidates: str) -> str | None:

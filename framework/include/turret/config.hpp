@@ -138,7 +138,8 @@ class config_node {
   YAML::Node node_;
   std::shared_ptr<const config_source> source_;
   std::string path_;
-  YAML::Mark fallback_mark_ = YAML::Mark::null_mark();  ///< the parent's position, for missing keys
+  /// The parent's position, for missing keys; a root without a position of its own (an empty document) is at 1:1.
+  YAML::Mark fallback_mark_ = YAML::Mark();
 };
 
 /// Loads a YAML file (syntax errors -> config_error with position). The root is returned with an empty path.

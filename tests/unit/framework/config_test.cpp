@@ -77,6 +77,27 @@ pipeline:
   EXPECT_STREQ(config_error("logging.level", "bad").what(), "logging.level: bad");
 }
 
+// An empty document (or one holding only comments) has no node positions: its errors point at the start, 1:1
+// (found by fuzz/config_loader: the position was missing).
+TEST(ConfigTest, EmptyDocumentErrorsHaveAPosition) {
+  for (const char* text : {"", "# nothing\n", "~\n"}) {
+    auto root = load_config_string(text, "empty.yaml");
+    try {
+      root.required("listeners");
+      FAIL() << text;
+    } catch (const config_error& e) {
+      EXPECT_STREQ(e.what(), "empty.yaml:1:1: listeners: missing required key") << text;
+    }
+    try {
+      root.fail("missing required key 'listeners'");
+      FAIL() << text;
+    } catch (const config_error& e) {
+      EXPECT_EQ(e.line(), 1);
+      EXPECT_EQ(e.column(), 1);
+    }
+  }
+}
+
 TEST(ConfigTest, TypedAccessAndDefaults) {
   auto root = load_config_string(R"(
 server: {threads: 4, shutdown_grace: 10s, name: x, on: yes, ratio: 0.5, limit: 64kb}
