@@ -5,9 +5,11 @@
 
 #include <algorithm>
 #include <cassert>
+#include <climits>
 #include <cstdlib>
 #include <cstring>
 #include <random>
+#include <stdexcept>
 #include <vector>
 
 namespace turret::kv {
@@ -421,6 +423,11 @@ struct keyspace::impl {
   }
 
   // ---- entry blocks ----
+  /// Lengths are stored in 32 bits: a larger key or value is refused before anything changes (a command gets its
+  /// -OOM reply through the undo log; Redis's own limit, proto-max-bulk-len, defaults to 512 MB).
+  static void check_lengths(std::size_t kl, std::size_t vl) {
+    if (kl > UINT32_MAX || vl > UINT32_MAX) throw std::length_error("keyspace: keys and values are limited to 4 GiB");
+  }
   entry* alloc_entry(std::size_t total) {
     void* p = std::malloc(total);
     if (!p) throw std::bad_alloc();
@@ -434,6 +441,7 @@ struct keyspace::impl {
 
   // Builds a new block for key with a value of vl bytes (uninitialised) and the given type/expiry flags.
   entry* make_entry(std::string_view key, std::size_t vl, std::uint8_t type_exp, std::size_t extra = 0) {
+    check_lengths(key.size(), vl);
     std::uint8_t f = static_cast<std::uint8_t>(type_exp | (needs_wide(key.size(), vl) ? f_wide : 0));
     entry* e = alloc_entry(hdr_size(f) + key.size() + vl + extra);
     write_base(B(e), f, static_cast<std::uint32_t>(key.size()), static_cast<std::uint32_t>(vl));
@@ -576,6 +584,7 @@ entry* keyspace::set_keep_ttl(std::string_view key, std::string_view value) {
 
 std::span<char> keyspace::resize_value(entry*& e, std::size_t new_len) {
   impl& m = *impl_;
+  impl::check_lengths(0, new_len);
   const bool j = journaling();
   if (j) undo_->reserve();
   unsigned char* p = B(e);

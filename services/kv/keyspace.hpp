@@ -77,6 +77,7 @@ class keyspace {
   /// Lookup without expiring anything (for SCAN/KEYS filtering and internal use).
   entry* find_raw(std::string_view key) const;
 
+  /// Keys and values are limited to 4 GiB each: set and resize_value throw std::length_error beyond.
   /// Create or replace `key` with a string value. expire_at == no_expiry clears any TTL.
   entry* set(std::string_view key, std::string_view value, ms_t expire_at = no_expiry);
   /// Replace the value of an existing or new key, keeping its TTL if it exists (SET KEEPTTL, APPEND on a new key...).

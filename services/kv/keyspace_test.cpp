@@ -8,6 +8,7 @@
 #include <map>
 #include <random>
 #include <set>
+#include <stdexcept>
 #include <string>
 #include <unordered_set>
 #include <vector>
@@ -329,4 +330,17 @@ TEST(Keyspace, SetExpireRelocatingEntryKeepsExpiresIndexConsistent) {
   EXPECT_EQ(removed, 300u);
   EXPECT_EQ(ks.size(), 0u);
   EXPECT_EQ(ks.expires_size(), 0u);
+}
+
+TEST(Keyspace, LengthsBeyondFourGiBAreRefusedBeforeAnyChange) {
+  keyspace ks;
+  entry* e = ks.set("k", "v");
+  const std::size_t huge = std::size_t{1} << 32;  // one more than a 32-bit length holds
+  EXPECT_THROW(ks.resize_value(e, huge), std::length_error);
+  // Never read: the size is refused first.
+  const char byte = 'x';
+  EXPECT_THROW(ks.set("k2", std::string_view(&byte, huge)), std::length_error);
+  EXPECT_THROW(ks.set("k", std::string_view(&byte, huge)), std::length_error);
+  EXPECT_EQ(ks.size(), 1u);
+  EXPECT_EQ(keyspace::value_of(ks.find_raw("k")), "v");
 }
