@@ -35,12 +35,12 @@ const turretd::registries& registries() {
     turretd::register_builtin_frontends(r->frontends);
     register_builtin_layers(r->layers);
     if (!r->frontends.find("grpc")) {
-      turretd::frontend f;
+      kv::frontend f;
       f.keys = {"grpc"};
       f.parse = [](const config_node& entry) -> std::any {
         return grpc_frontend::parse_grpc_options(entry.child("grpc"));
       };
-      f.create = [](turretd::listener_env) -> std::unique_ptr<turretd::listener> { std::abort(); };
+      f.create = [](kv::listener_env) -> std::unique_ptr<server::listener> { std::abort(); };
       r->frontends.add("grpc", std::move(f));
     }
     return r;

@@ -12,8 +12,8 @@
 // show it) and the listener counts no open connection. The keyspace is emptied after each input.
 #include <services/http/http_listener.hpp>
 #include <services/http/http_options.hpp>
-#include <services/kv/command_table.hpp>
 #include <services/kv/store.hpp>
+#include <turret/kv/local.hpp>
 #include <services/turretd/config.hpp>
 #include <turret/logging.hpp>
 
@@ -40,8 +40,9 @@ using namespace turret;
 struct server {
   runtime rt{1};
   shutdown_coordinator shutdown{std::chrono::seconds(1)};
-  std::shared_ptr<kv::store> store = std::make_shared<kv::store>(kv::store_options{});
-  std::unique_ptr<turretd::listener> listener;
+  std::shared_ptr<kv::local_backend> backend = std::make_shared<kv::local_backend>(kv::store_options{});
+  kv::store* store = &backend->engine();
+  std::unique_ptr<turret::server::listener> listener;
   std::thread thread;
   std::uint16_t port = 0;
 
@@ -49,12 +50,12 @@ struct server {
     spdlog::set_level(spdlog::level::off);  // codec errors are logged at info: keep the fuzzer's output readable
     auto regs = turretd::make_builtin_registries();
     auto cfg = turretd::parse_config_string(turretd::default_config_yaml(), *regs);
-    turretd::kv_pipeline pipeline = turretd::kv_layer_registry::wrap_all(
-        cfg->pipeline, turretd::kv_pipeline(kv::kv_service(store, kv::command_table::make_default())));
+    kv::pipeline_service pipeline = turretd::kv_layer_registry::wrap_all(
+        cfg->pipeline, backend->service());
     http_frontend::http_options o;  // the defaults, except bodies: 64 KiB keeps 413 reachable with small inputs
     o.max_body_bytes = 64 * 1024;
-    listener = http_frontend::make_listener(turretd::listener_env{
-        "http", boost::asio::ip::tcp::endpoint(boost::asio::ip::make_address("127.0.0.1"), 0), o, rt, shutdown, store,
+    listener = http_frontend::make_listener(kv::listener_env{
+        "http", boost::asio::ip::tcp::endpoint(boost::asio::ip::make_address("127.0.0.1"), 0), o, rt, shutdown, backend,
         pipeline});
     listener->start();
     port = listener->local_endpoint().port();

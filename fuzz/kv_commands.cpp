@@ -24,7 +24,7 @@
 // Bounded memory: the store runs with proto-max-bulk-len 1mb (Redis's minimum; the same limit checks run as with
 // 512mb) and CONFIG SET of that parameter is not sent, so no legitimate value exceeds 1 MB; run with
 // -malloc_limit_mb (fuzz/run.sh: 2048) so that an allocation the core should have refused is reported.
-#include <services/kv/command_table.hpp>
+#include <turret/kv/command_table.hpp>
 #include <services/kv/kv_service.hpp>
 #include <services/kv/store.hpp>
 #include <services/resp/resp_reply_builder.hpp>

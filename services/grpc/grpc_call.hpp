@@ -4,9 +4,9 @@
 // an exception into the call's status, and decoding a request. Used by the unary calls (grpc_unary.hpp), the
 // streaming calls (grpc_streams.hpp) and the listener; includes nothing of theirs.
 #include <services/grpc/grpc_options.hpp>
-#include <services/kv/store.hpp>
-#include <services/kv/value_reply_builder.hpp>
-#include <services/turretd/listener.hpp>
+#include <turret/kv/backend.hpp>
+#include <turret/kv/value_reply_builder.hpp>
+#include <turret/kv/frontend.hpp>
 
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -77,11 +77,11 @@ class call_base;
 /// Listener state shared by every call (kept alive by the calls: a call may outlive the listener object when the
 /// runtime destroys its pending coroutines after the listener).
 struct listener_shared {
-  listener_shared(turretd::listener_env& env, grpc_options o)
+  listener_shared(kv::listener_env& env, grpc_options o)
       : name(env.name),
         rt(env.rt),
         shutdown(env.shutdown),
-        store(env.store),
+        backend(env.backend),
         pipeline(env.pipeline),
         state(env.state),
         opts(o) {}
@@ -89,9 +89,9 @@ struct listener_shared {
   std::string name;
   runtime& rt;
   shutdown_coordinator& shutdown;
-  std::shared_ptr<kv::store> store;
-  turretd::kv_pipeline pipeline;
-  const std::atomic<turretd::server_state>* state;
+  std::shared_ptr<kv::backend> backend;
+  kv::pipeline_service pipeline;
+  const std::atomic<server::server_state>* state;
   grpc_options opts;
   std::atomic<bool> draining{false};
 

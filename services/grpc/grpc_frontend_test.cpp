@@ -1,10 +1,8 @@
-// The gRPC front end on its own (no turretd): a listener on port 0 over a real runtime, store and pipeline, called
+// The gRPC front end on its own (no turretd): a listener on port 0 over a real runtime, the in-process backend and a pipeline, called
 // with grpc++'s generated synchronous stub. Cross-protocol and turretd-level behaviour: tests/integration/test_grpc*.py.
 #include <services/grpc/grpc_listener.hpp>
 #include <services/grpc/grpc_status.hpp>
-#include <services/kv/command_table.hpp>
-#include <services/kv/kv_service.hpp>
-#include <services/kv/store.hpp>
+#include <turret/kv/local.hpp>
 #include <timeout/timeout.hpp>
 
 #include <turret/kv/v1/kv.grpc.pb.h>
@@ -27,10 +25,10 @@ using namespace std::chrono_literals;
 class grpc_frontend_test : public ::testing::Test {
  protected:
   void SetUp() override {
-    store_ = std::make_shared<kv::store>(kv::store_options{});
-    turretd::kv_pipeline pipe = make_pipeline();
-    turretd::listener_env env{"grpc", {boost::asio::ip::make_address("127.0.0.1"), 0}, grpc_options{}, rt_,
-                              shutdown_, store_, pipe, &state_};
+    backend_ = std::make_shared<kv::local_backend>(kv::store_options{});
+    kv::pipeline_service pipe = make_pipeline();
+    kv::listener_env env{"grpc", {boost::asio::ip::make_address("127.0.0.1"), 0}, grpc_options{}, rt_,
+                              shutdown_, backend_, pipe, &state_};
     listener_ = make_listener(std::move(env));
     listener_->start();
     thread_ = std::thread([this] { rt_.run(); });
@@ -38,8 +36,8 @@ class grpc_frontend_test : public ::testing::Test {
                                    grpc::InsecureChannelCredentials());
     stub_ = pb::KV::NewStub(channel_);
   }
-  virtual turretd::kv_pipeline make_pipeline() {
-    return turretd::kv_pipeline(kv::kv_service(store_, kv::command_table::make_default()));
+  virtual kv::pipeline_service make_pipeline() {
+    return backend_->service();
   }
 
   void TearDown() override {
@@ -51,9 +49,11 @@ class grpc_frontend_test : public ::testing::Test {
 
   runtime rt_{2};
   shutdown_coordinator shutdown_{1s};
-  std::atomic<turretd::server_state> state_{turretd::server_state::ready};
-  std::shared_ptr<kv::store> store_;
-  std::unique_ptr<turretd::listener> listener_;
+  std::atomic<server::server_state> state_{server::server_state::ready};
+  std::shared_ptr<kv::local_backend> backend_;
+  /// PUBSUB NUMSUB `channel`, asked the way a client would.
+  long long numsub(std::string_view channel) { return backend_->run({"PUBSUB", "NUMSUB", channel}).elements.at(1).integer; }
+  std::unique_ptr<server::listener> listener_;
   std::thread thread_;
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<pb::KV::Stub> stub_;
@@ -205,8 +205,8 @@ TEST_F(grpc_frontend_test, subscribe_receives_publish_and_cancel_ends_it) {
   }
   EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::CANCELLED);
   // The session is detached once the stream is done.
-  for (int i = 0; i < 100 && store_->numsub("news") != 0; ++i) std::this_thread::sleep_for(10ms);
-  EXPECT_EQ(store_->numsub("news"), 0u);
+  for (int i = 0; i < 100 && numsub("news") != 0; ++i) std::this_thread::sleep_for(10ms);
+  EXPECT_EQ(numsub("news"), 0u);
 }
 
 TEST_F(grpc_frontend_test, draining_refuses_new_calls) {
@@ -223,15 +223,15 @@ TEST_F(grpc_frontend_test, draining_refuses_new_calls) {
 /// A pass-through service in front of the core that notes the deadline each request carries.
 struct deadline_probe {
   using response_type = kv::response;
-  using permit_type = unit_permit;
+  using permit_type = any_permit;
 
-  kv::kv_service inner;
+  kv::pipeline_service inner;
   std::shared_ptr<std::atomic<long long>> ms_left;  // -1: no deadline
 
-  awaitable<result<unit_permit>> ready(request_context&) { co_return unit_permit{}; }
-  awaitable<result<kv::response>> call(unit_permit p, kv::request& r) {
+  awaitable<result<any_permit>> ready(request_context& ctx) { return inner.ready(ctx); }
+  awaitable<result<kv::response>> call(any_permit p, kv::request& r) {
     note(r);
-    co_return co_await inner.call(p, r);
+    co_return co_await inner.call(std::move(p), r);
   }
   std::optional<result<kv::response>> try_call_now(kv::request& r) {
     note(r);
@@ -247,8 +247,8 @@ struct deadline_probe {
 
 class grpc_deadline_test : public grpc_frontend_test {
  protected:
-  turretd::kv_pipeline make_pipeline() override {
-    return turretd::kv_pipeline(deadline_probe{kv::kv_service(store_, kv::command_table::make_default()), ms_left_});
+  kv::pipeline_service make_pipeline() override {
+    return kv::pipeline_service(deadline_probe{backend_->service(), ms_left_});
   }
   std::shared_ptr<std::atomic<long long>> ms_left_ = std::make_shared<std::atomic<long long>>(-2);
 };
@@ -276,19 +276,19 @@ TEST_F(grpc_deadline_test, the_clients_deadline_is_the_requests_deadline) {
 /// continue on the runtime with ready() + call().
 struct declining_service {
   using response_type = kv::response;
-  using permit_type = unit_permit;
+  using permit_type = any_permit;
 
-  kv::kv_service inner;
+  kv::pipeline_service inner;
 
-  awaitable<result<unit_permit>> ready(request_context&) { co_return unit_permit{}; }
-  awaitable<result<kv::response>> call(unit_permit p, kv::request& r) { co_return co_await inner.call(p, r); }
+  awaitable<result<any_permit>> ready(request_context& ctx) { return inner.ready(ctx); }
+  awaitable<result<kv::response>> call(any_permit p, kv::request& r) { co_return co_await inner.call(std::move(p), r); }
   std::optional<result<kv::response>> try_call_now(kv::request&) { return std::nullopt; }
 };
 
 class grpc_declining_test : public grpc_frontend_test {
  protected:
-  turretd::kv_pipeline make_pipeline() override {
-    return turretd::kv_pipeline(declining_service{kv::kv_service(store_, kv::command_table::make_default())});
+  kv::pipeline_service make_pipeline() override {
+    return kv::pipeline_service(declining_service{backend_->service()});
   }
 };
 
@@ -382,9 +382,9 @@ TEST_F(grpc_frontend_test, scan_paging_with_a_limit_returns_every_key) {
 /// fast path always declines, so calls run (and throw) on the runtime.
 struct throwing_service {
   using response_type = kv::response;
-  using permit_type = unit_permit;
+  using permit_type = any_permit;
 
-  kv::kv_service inner;
+  kv::pipeline_service inner;
   bool decline = false;
 
   /// `ran`: the inner service has run the command ("throw:after" throws then; everything else before).
@@ -414,10 +414,10 @@ struct throwing_service {
     }
   }
 
-  awaitable<result<unit_permit>> ready(request_context&) { co_return unit_permit{}; }
-  awaitable<result<kv::response>> call(unit_permit p, kv::request& r) {
+  awaitable<result<any_permit>> ready(request_context& ctx) { return inner.ready(ctx); }
+  awaitable<result<kv::response>> call(any_permit p, kv::request& r) {
     maybe_throw(r, false);
-    auto res = co_await inner.call(p, r);
+    auto res = co_await inner.call(std::move(p), r);
     maybe_throw(r, true);
     co_return res;
   }
@@ -433,20 +433,19 @@ struct throwing_service {
 /// The parameter: whether the calls throw on the runtime (true) or inline on grpc's thread (false).
 class grpc_throwing_test : public grpc_frontend_test, public ::testing::WithParamInterface<bool> {
  protected:
-  turretd::kv_pipeline make_pipeline() override {
-    kv::kv_service core(store_, kv::command_table::make_default());
-    return turretd::kv_pipeline(throwing_service{std::move(core), GetParam()});
+  kv::pipeline_service make_pipeline() override {
+    return kv::pipeline_service(throwing_service{backend_->service(), GetParam()});
   }
 
   /// Every call ended: unlisted (OnDone ran) and destroyed (its shutdown tracker released), no session left.
   void expect_no_call_left() {
     for (int i = 0; i < 200 && (listener_->connections() != 0 || shutdown_.in_flight() != 0 ||
-                                store_->connected_clients() != 0);
+                                backend_->summary().clients != 0);
          ++i)
       std::this_thread::sleep_for(10ms);
     EXPECT_EQ(listener_->connections(), 0u);
     EXPECT_EQ(shutdown_.in_flight(), 0u);
-    EXPECT_EQ(store_->connected_clients(), 0u);
+    EXPECT_EQ(backend_->summary().clients, 0u);
   }
 
   grpc::Status get(const std::string& key, pb::GetResponse* rs = nullptr) {
@@ -542,7 +541,7 @@ TEST_P(grpc_throwing_test, a_subscribe_that_throws_ends_and_detaches_its_session
                                                               : grpc::StatusCode::INTERNAL);
   }
   expect_no_call_left();
-  EXPECT_EQ(store_->numsub("fine"), 0u);
+  EXPECT_EQ(numsub("fine"), 0u);
 }
 
 INSTANTIATE_TEST_SUITE_P(inline_and_on_the_runtime, grpc_throwing_test, ::testing::Bool(),

@@ -19,7 +19,7 @@ namespace turret::grpc_frontend {
 namespace asio = boost::asio;
 namespace pb = ::turret::kv::v1;
 using tcp = asio::ip::tcp;
-using turretd::server_state;
+using server::server_state;
 
 namespace {
 
@@ -50,9 +50,9 @@ class kv_service final : public pb::KV::Service {
 
 // ---------------------------------------------------------------------------------------------------------------
 
-class grpc_listener final : public turretd::listener {
+class grpc_listener final : public server::listener {
  public:
-  explicit grpc_listener(turretd::listener_env env)
+  explicit grpc_listener(kv::listener_env env)
       : env_endpoint_(env.endpoint),
         opts_(env.options.has_value() ? std::any_cast<grpc_options>(env.options) : grpc_options{}),
         sh_(std::make_shared<listener_shared>(env, opts_)),
@@ -164,15 +164,15 @@ class grpc_listener final : public turretd::listener {
 
 }  // namespace
 
-std::unique_ptr<turretd::listener> make_listener(turretd::listener_env env) {
+std::unique_ptr<server::listener> make_listener(kv::listener_env env) {
   return std::make_unique<grpc_listener>(std::move(env));
 }
 
-turretd::frontend make_frontend() {
-  turretd::frontend f;
+kv::frontend make_frontend() {
+  kv::frontend f;
   f.keys = {"grpc"};
   f.parse = [](const config_node& entry) -> std::any { return parse_grpc_options(entry.child("grpc")); };
-  f.create = [](turretd::listener_env env) { return make_listener(std::move(env)); };
+  f.create = [](kv::listener_env env) { return make_listener(std::move(env)); };
   return f;
 }
 

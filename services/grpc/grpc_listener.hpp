@@ -21,7 +21,7 @@
 //   anything else, and is logged; reactor callbacks never throw into grpc (grpc_call.hpp, call_base).
 // - Scan: SCAN batches on the runtime; a `limit` cuts a call only between SCAN steps, so its cursor resumes without
 //   loss (the cursor contract is in kv.proto).
-// - Subscribe: a kv::session attached to the store (kv::session_attachment: detached however the stream ends) whose
+// - Subscribe: a kv::session opened on the backend (kv::session_guard: closed however the stream ends) whose
 //   session_host::deliver() queues messages (bounded by `subscribe_buffer`) for a ServerWriteReactor; one write in
 //   flight at a time.
 // - grpc.health.v1 follows the server state (SERVING once turretd is ready, NOT_SERVING from stop_accepting());
@@ -33,7 +33,7 @@
 // Files: grpc_call (what every call shares), grpc_unary + grpc_unary_ops (unary RPCs), grpc_streams (Scan,
 // Subscribe), grpc_listener.cpp (the service's method table and the listener); each includes only those before it.
 #include <services/grpc/grpc_options.hpp>
-#include <services/turretd/listener.hpp>
+#include <turret/kv/frontend.hpp>
 
 #include <memory>
 
@@ -41,9 +41,9 @@ namespace turret::grpc_frontend {
 
 /// The "grpc" protocol for turretd's frontend_registry: parses a listener's `grpc:` section into grpc_options and
 /// creates gRPC listeners.
-turretd::frontend make_frontend();
+kv::frontend make_frontend();
 
 /// Creates a gRPC listener directly (tests); env.options must hold a grpc_options (or be empty: defaults).
-std::unique_ptr<turretd::listener> make_listener(turretd::listener_env env);
+std::unique_ptr<server::listener> make_listener(kv::listener_env env);
 
 }  // namespace turret::grpc_frontend

@@ -278,7 +278,7 @@ class subscribe_call final : public call_base,
       co_return;
     }
     // Detached however the stream ends: early by pump() once finishing, else when the call is destroyed.
-    attachment_ = kv::session_attachment(*shared().store, sess_);
+    attachment_ = kv::session_guard(*shared().backend, sess_);
     long long count = 0;
     for (int kind = 0; kind < 2; ++kind) {
       const auto& names = kind == 0 ? rq_.channels() : rq_.patterns();
@@ -386,7 +386,7 @@ class subscribe_call final : public call_base,
   grpc::Status final_;
   // Last member: destroyed (detached) first, while the members deliver() uses still exist. Set by subscribe()
   // before held_ = false, reset by the one pump() that finishes once held_ is false.
-  kv::session_attachment attachment_;
+  kv::session_guard attachment_;
 };
 
 /// A streaming call: decodes and validates the request, creates the call and starts it. Whatever is thrown before

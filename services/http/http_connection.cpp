@@ -2,8 +2,8 @@
 #include <services/http/http_connection.hpp>
 #include <services/http/message_framing.hpp>
 #include <services/http/rest_api.hpp>
-#include <services/kv/command_table.hpp>  // kv::iequals
-#include <services/kv/store.hpp>
+#include <turret/ascii.hpp>
+#include <turret/kv/backend.hpp>
 #include <turret/logging.hpp>
 #include <turret/metrics.hpp>
 
@@ -184,7 +184,7 @@ asio::awaitable<void> connection::run(std::shared_ptr<connection> self) {
     std::lock_guard lk(sh_->mu);
     sh_->conns.insert(this);
   }
-  const kv::session_attachment attached(sh_->api->store(), sess_);
+  const kv::session_guard attached(sh_->api->backend(), sess_);
   asio::co_spawn(sock_.get_executor(), watch(self), asio::detached);
   co_await serve();
 }
@@ -454,7 +454,7 @@ asio::awaitable<void> connection::serve() {
     // Body: Expect: 100-continue, Content-Length or chunked, with limits and a deadline.
     const bool has_framing = msg.has_content_length() || parser.chunked();
     if (!parser.is_done()) {
-      if (auto ex = msg[bhttp::field::expect]; kv::iequals(std::string_view(ex.data(), ex.size()), "100-continue")) {
+      if (auto ex = msg[bhttp::field::expect]; turret::iequals(std::string_view(ex.data(), ex.size()), "100-continue")) {
         out_ += version == 10 ? "" : "HTTP/1.1 100 Continue\r\n\r\n";
       }
       if (!co_await flush()) co_return;

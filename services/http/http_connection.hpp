@@ -14,7 +14,7 @@
 // - deliver(), kill(), buffer_info() and fd() are the kv::session_host side: any thread, store lock held, they only
 //   enqueue and wake. drain() and force_close() are thread-safe (the listener's graceful shutdown).
 #include <services/http/http_options.hpp>
-#include <services/kv/session.hpp>
+#include <turret/kv/session.hpp>
 #include <turret/context.hpp>
 #include <turret/runtime.hpp>
 

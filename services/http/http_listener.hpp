@@ -18,7 +18,7 @@
 // by the store under its lock, from any thread) appends the encoded event to a bounded outbox and wakes the
 // connection, which writes it as one chunk. A subscriber whose outbox exceeds sse_buffer_bytes is disconnected.
 #include <services/http/http_options.hpp>
-#include <services/turretd/listener.hpp>
+#include <turret/kv/frontend.hpp>
 
 #include <memory>
 
@@ -26,9 +26,9 @@ namespace turret::http_frontend {
 
 /// The "http" protocol for turretd's frontend_registry: parses a listener's `http:` section (http_options.hpp) and
 /// creates HTTP listeners.
-turretd::frontend make_frontend();
+kv::frontend make_frontend();
 
 /// Creates an HTTP listener directly (tests); env.options must hold an http_options (or be empty: defaults).
-std::unique_ptr<turretd::listener> make_listener(turretd::listener_env env);
+std::unique_ptr<server::listener> make_listener(kv::listener_env env);
 
 }  // namespace turret::http_frontend

@@ -3,7 +3,6 @@
 #include <services/http/http_connection.hpp>
 #include <services/http/http_listener.hpp>
 #include <services/http/rest_api.hpp>
-#include <services/kv/store.hpp>
 #include <turret/logging.hpp>
 #include <turret/metrics.hpp>
 
@@ -85,21 +84,21 @@ asio::awaitable<void> accept_loop(std::shared_ptr<accept_core> core) {
   }
 }
 
-class http_listener final : public turretd::listener {
+class http_listener final : public server::listener {
  public:
-  explicit http_listener(turretd::listener_env env) : name_(env.name), endpoint_(env.endpoint) {
+  explicit http_listener(kv::listener_env env) : name_(env.name), endpoint_(env.endpoint) {
     auto sh = std::make_shared<listener_shared>();
     sh->name = env.name;
     if (auto* o = std::any_cast<http_options>(&env.options)) sh->opts = *o;
     sh->shutdown = &env.shutdown;
     rest_api::env api_env;
     api_env.pipeline = std::move(env.pipeline);
-    api_env.store = env.store;
+    api_env.backend = env.backend;
     api_env.shutdown = &env.shutdown;
     api_env.opts = sh->opts;
     if constexpr (requires { env.state; }) api_env.state = env.state;
     sh->api = std::make_unique<rest_api>(std::move(api_env));
-    register_gauges(env.store);
+    register_gauges(env.backend);
     core_ = std::make_shared<accept_core>(env.rt, std::move(sh));
   }
 
@@ -149,42 +148,29 @@ class http_listener final : public turretd::listener {
   std::size_t connections() const noexcept override { return core_->shared->clients.load(std::memory_order_acquire); }
 
  private:
-  /// Process-level gauges for /metrics (keys, memory); registered once per process, reading the latest store.
-  static void register_gauges(const std::shared_ptr<kv::store>& st) {
+  /// Process-level gauges for /metrics (keys, memory); registered once per process, reading the latest backend.
+  static void register_gauges(const std::shared_ptr<kv::backend>& be) {
     static std::mutex mu;
-    static std::weak_ptr<kv::store> current;
+    static std::weak_ptr<kv::backend> current;
     static bool registered = false;
     {
       std::lock_guard lk(mu);  // not held while registering: the callbacks take mu under the registry's lock
-      current = st;
+      current = be;
       if (registered) return;
       registered = true;
     }
+    static constexpr auto summary = []() -> kv::backend_summary {
+      std::shared_ptr<kv::backend> b;
+      {
+        std::lock_guard lk2(mu);
+        b = current.lock();
+      }
+      return b ? b->summary() : kv::backend_summary{};
+    };
     auto& reg = metrics::default_registry();
-    reg.gauge_callback("turret_keys", "Keys in all databases.", [] {
-      std::shared_ptr<kv::store> s;
-      {
-        std::lock_guard lk2(mu);
-        s = current.lock();
-      }
-      if (!s) return 0.0;
-      std::lock_guard lock(s->mutex());
-      std::size_t n = 0;
-      for (int i = 0; i < s->databases(); ++i) n += s->db(i).size();
-      return static_cast<double>(n);
-    });
-    reg.gauge_callback("turret_keyspace_memory_bytes", "Bytes used by the keyspaces (entries and tables).", [] {
-      std::shared_ptr<kv::store> s;
-      {
-        std::lock_guard lk2(mu);
-        s = current.lock();
-      }
-      if (!s) return 0.0;
-      std::lock_guard lock(s->mutex());
-      std::size_t n = 0;
-      for (int i = 0; i < s->databases(); ++i) n += s->db(i).memory_usage();
-      return static_cast<double>(n);
-    });
+    reg.gauge_callback("turret_keys", "Keys in all databases.", [] { return static_cast<double>(summary().keys); });
+    reg.gauge_callback("turret_keyspace_memory_bytes", "Bytes used by the keyspaces (entries and tables).",
+                       [] { return static_cast<double>(summary().used_memory); });
     reg.gauge_callback("process_resident_memory_bytes", "Resident memory size in bytes.", [] {
       long pages = 0, resident = 0;
       if (FILE* f = std::fopen("/proc/self/statm", "r")) {
@@ -212,15 +198,15 @@ class http_listener final : public turretd::listener {
 
 }  // namespace
 
-std::unique_ptr<turretd::listener> make_listener(turretd::listener_env env) {
+std::unique_ptr<server::listener> make_listener(kv::listener_env env) {
   return std::make_unique<http_listener>(std::move(env));
 }
 
-turretd::frontend make_frontend() {
-  turretd::frontend f;
+kv::frontend make_frontend() {
+  kv::frontend f;
   f.keys = {"http"};
   f.parse = [](const config_node& entry) -> std::any { return parse_http_options(entry.child("http")); };
-  f.create = [](turretd::listener_env env) { return make_listener(std::move(env)); };
+  f.create = [](kv::listener_env env) { return make_listener(std::move(env)); };
   return f;
 }
 

@@ -1,7 +1,7 @@
-// In-process tests of the HTTP listener: a real store, kv_service pipeline and runtime, raw sockets as clients.
+// In-process tests of the HTTP listener: the in-process backend, its service as the pipeline, a runtime, raw sockets
+// as clients.
 #include <services/http/http_listener.hpp>
-#include <services/kv/command_table.hpp>
-#include <services/kv/store.hpp>
+#include <turret/kv/local.hpp>
 
 #include <boost/asio/connect.hpp>
 #include <boost/asio/post.hpp>
@@ -22,13 +22,13 @@ namespace {
 namespace asio = boost::asio;
 using tcp = asio::ip::tcp;
 
-/// A pipeline layer in front of kv_service that throws for the key "throw" (std::runtime_error) or "oom"
+/// A pipeline layer in front of the backend that throws for the key "throw" (std::runtime_error) or "oom"
 /// (std::bad_alloc). `immediate`: on the synchronous fast path; otherwise after a real suspension in call().
 struct throwing_layer {
   using response_type = kv::response;
-  using permit_type = unit_permit;
+  using permit_type = any_permit;
 
-  kv::kv_service inner;
+  kv::pipeline_service inner;
   bool immediate = true;
 
   static void maybe_throw(const kv::request& r) {
@@ -36,11 +36,11 @@ struct throwing_layer {
     if (r.args[1] == "throw") throw std::runtime_error("thrown by the pipeline");
     if (r.args[1] == "oom") throw std::bad_alloc();
   }
-  awaitable<result<unit_permit>> ready(request_context& ctx) { return inner.ready(ctx); }
-  awaitable<result<kv::response>> call(unit_permit p, kv::request& r) {
+  awaitable<result<any_permit>> ready(request_context& ctx) { return inner.ready(ctx); }
+  awaitable<result<kv::response>> call(any_permit p, kv::request& r) {
     co_await asio::post(co_await asio::this_coro::executor, asio::use_awaitable);
     maybe_throw(r);
-    co_return co_await inner.call(p, r);
+    co_return co_await inner.call(std::move(p), r);
   }
   std::optional<result<kv::response>> try_call_now(kv::request& r) {
     if (!immediate) return std::nullopt;
@@ -51,20 +51,18 @@ struct throwing_layer {
 
 class HttpServer : public ::testing::Test {
  protected:
-  /// The listener's pipeline (kv_service alone unless a test fixture says otherwise).
-  virtual turretd::kv_pipeline pipeline(std::shared_ptr<const kv::command_table> table) {
-    return turretd::kv_pipeline{kv::kv_service(store_, std::move(table))};
-  }
+  /// The listener's pipeline (the backend's service alone unless a test fixture says otherwise).
+  virtual kv::pipeline_service pipeline() { return backend_->service(); }
 
   void SetUp() override {
-    store_ = std::make_shared<kv::store>(kv::store_options{});
-    turretd::kv_pipeline pipeline = this->pipeline(kv::command_table::make_default());
+    backend_ = std::make_shared<kv::local_backend>(kv::store_options{});
+    kv::pipeline_service pipeline = this->pipeline();
     http_options o;
     o.header_timeout = std::chrono::milliseconds(300);
     o.max_header_bytes = 2048;
     o.max_body_bytes = 1024;
-    listener_ = make_listener(turretd::listener_env{"http", tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0), o,
-                                                    rt_, shutdown_, store_, pipeline});
+    listener_ = make_listener(kv::listener_env{"http", tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0), o,
+                                                    rt_, shutdown_, backend_, pipeline});
     listener_->start();
     port_ = listener_->local_endpoint().port();
     thread_ = std::thread([this] { rt_.run(); });
@@ -104,8 +102,8 @@ class HttpServer : public ::testing::Test {
 
   runtime rt_{1};
   shutdown_coordinator shutdown_{std::chrono::seconds(1)};
-  std::shared_ptr<kv::store> store_;
-  std::unique_ptr<turretd::listener> listener_;
+  std::shared_ptr<kv::local_backend> backend_;
+  std::unique_ptr<server::listener> listener_;
   std::thread thread_;
   unsigned short port_ = 0;
 };
@@ -210,14 +208,11 @@ TEST_F(HttpServer, AcceptedFramingKeepsTheConnection) {
   EXPECT_TRUE(out.ends_with("\r\n\r\nPWNED!")) << out;
 }
 
-/// Polls the store's client count (it drops once connections' coroutines have ended).
-std::size_t clients_after(kv::store& st, std::size_t want) {
+/// Polls the backend's client count (it drops once connections' coroutines have ended).
+std::size_t clients_after(kv::backend& be, std::size_t want) {
   std::size_t n = 0;
   for (int i = 0; i < 200; ++i) {
-    {
-      std::lock_guard lk(st.mutex());
-      n = st.connected_clients();
-    }
+    n = be.summary().clients;
     if (n == want) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
@@ -228,7 +223,7 @@ TEST_F(HttpServer, SessionDetachedHoweverTheConnectionEnds) {
   asio::io_context io;
   tcp::socket open(io);
   open.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), port_));
-  EXPECT_EQ(clients_after(*store_, 1), 1u);  // an open connection is a client of the store
+  EXPECT_EQ(clients_after(*backend_, 1), 1u);  // an open connection is a client of the store
   // Connections that end after a response, after codec errors, after a 408, and with the client gone mid-body.
   exchange("GET /healthz HTTP/1.1\r\nConnection: close\r\n\r\n");
   exchange("GARBAGE\r\n\r\n");
@@ -239,15 +234,15 @@ TEST_F(HttpServer, SessionDetachedHoweverTheConnectionEnds) {
     gone.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), port_));
     asio::write(gone, asio::buffer(std::string_view("PUT /v1/kv/x HTTP/1.1\r\nContent-Length: 10\r\n\r\nabc")));
   }
-  EXPECT_EQ(clients_after(*store_, 1), 1u);
+  EXPECT_EQ(clients_after(*backend_, 1), 1u);
   open.close();
-  EXPECT_EQ(clients_after(*store_, 0), 0u);
+  EXPECT_EQ(clients_after(*backend_, 0), 0u);
 }
 
 class HttpServerThrowing : public HttpServer, public ::testing::WithParamInterface<bool> {
  protected:
-  turretd::kv_pipeline pipeline(std::shared_ptr<const kv::command_table> table) override {
-    return turretd::kv_pipeline{throwing_layer{kv::kv_service(store_, std::move(table)), GetParam()}};
+  kv::pipeline_service pipeline() override {
+    return kv::pipeline_service{throwing_layer{backend_->service(), GetParam()}};
   }
 };
 
@@ -259,7 +254,7 @@ TEST_P(HttpServerThrowing, AnExceptionBecomesAnErrorResponseAndTheConnectionGoes
       "POST /v1/kv:mget HTTP/1.1\r\nHost: x\r\nContent-Length: 18\r\n\r\n{\"keys\":[\"throw\"]}"
       "PUT /v1/kv/ok HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nok"
       "GET /v1/kv/ok HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
-  EXPECT_EQ(clients_after(*store_, 0), 0u);  // the connection's session went with it
+  EXPECT_EQ(clients_after(*backend_, 0), 0u);  // the connection's session went with it
   const std::string internal = R"({"error":{"code":"internal","message":"internal error"}})";
   const std::string oom = R"({"error":{"code":"unavailable","message":"out of memory"}})";
   std::size_t p = 0;
@@ -272,8 +267,7 @@ TEST_P(HttpServerThrowing, AnExceptionBecomesAnErrorResponseAndTheConnectionGoes
     ASSERT_NE(p, std::string::npos) << want << " in:\n" << out;
   }
   EXPECT_EQ(responses(out), 6u) << out;
-  std::lock_guard lk(store_->mutex());
-  EXPECT_EQ(store_->db(0).size(), 1u);  // "ok" only: nothing was written for the requests that threw
+  EXPECT_EQ(backend_->summary().keys, 1u);  // "ok" only: nothing was written for the requests that threw
 }
 
 INSTANTIATE_TEST_SUITE_P(Paths, HttpServerThrowing, ::testing::Values(true, false),

@@ -1,5 +1,5 @@
 #include <services/http/message_framing.hpp>
-#include <services/kv/command_table.hpp>  // kv::iequals
+#include <turret/ascii.hpp>
 
 #include <limits>
 #include <optional>
@@ -155,7 +155,7 @@ framing_verdict check_request_framing(int version, std::span<const std::string_v
     std::string_view unsupported;
     auto on = [&](const coding& c) {
       if (count++ > 0) {
-        if (kv::iequals(last.name, "chunked")) chunked_earlier = true;
+        if (turret::iequals(last.name, "chunked")) chunked_earlier = true;
         else if (unsupported.empty()) unsupported = last.name;
       }
       last = c;
@@ -163,7 +163,7 @@ framing_verdict check_request_framing(int version, std::span<const std::string_v
     for (std::string_view v : transfer_encoding)
       if (!for_each_coding(v, on)) return bad_request("malformed Transfer-Encoding");
     if (count == 0) return bad_request("Transfer-Encoding without a transfer coding");
-    if (!kv::iequals(last.name, "chunked") || last.has_params)
+    if (!turret::iequals(last.name, "chunked") || last.has_params)
       return bad_request("chunked is not the final transfer coding of the request");
     if (chunked_earlier) return bad_request("chunked applied more than once");
     if (!unsupported.empty())

@@ -1,7 +1,6 @@
 #include <services/http/openapi.hpp>
 #include <services/http/rest_api.hpp>
-#include <services/kv/store.hpp>
-#include <services/kv/value_reply_builder.hpp>
+#include <turret/kv/value_reply_builder.hpp>
 #include <turret/metrics.hpp>
 
 #include <boost/json.hpp>
@@ -344,7 +343,7 @@ rest_api::rest_api(env e) : env_(std::move(e)) {}
 
 bool rest_api::ready() const noexcept {
   if (env_.shutdown && env_.shutdown->draining()) return false;
-  if (env_.state) return env_.state->load(std::memory_order_acquire) == turretd::server_state::ready;
+  if (env_.state) return env_.state->load(std::memory_order_acquire) == server::server_state::ready;
   return true;
 }
 

@@ -32,9 +32,10 @@
 // padded and canonical.
 #include <services/http/http_options.hpp>
 #include <services/http/router.hpp>
-#include <services/kv/kv_service.hpp>
-#include <services/kv/reply.hpp>
-#include <services/turretd/listener.hpp>
+#include <turret/kv/backend.hpp>
+#include <turret/kv/request.hpp>
+#include <turret/kv/reply.hpp>
+#include <turret/kv/frontend.hpp>
 
 #include <atomic>
 #include <exception>
@@ -93,9 +94,9 @@ std::optional<std::string> base64_decode(std::string_view in);
 class rest_api {
  public:
   struct env {
-    turretd::kv_pipeline pipeline;
-    std::shared_ptr<kv::store> store;
-    const std::atomic<turretd::server_state>* state = nullptr;  ///< null: always ready unless draining
+    kv::pipeline_service pipeline;
+    std::shared_ptr<kv::backend> backend;
+    const std::atomic<server::server_state>* state = nullptr;  ///< null: always ready unless draining
     shutdown_coordinator* shutdown = nullptr;
     http_options opts;
   };
@@ -118,7 +119,7 @@ class rest_api {
   bool ready() const noexcept;
 
   const http_options& options() const noexcept { return env_.opts; }
-  kv::store& store() noexcept { return *env_.store; }
+  kv::backend& backend() noexcept { return *env_.backend; }
 
  private:
   env env_;

@@ -1,7 +1,7 @@
 #pragma once
 // Dispatcher internals shared by kv_service (requests) and the transaction family (EXEC runs the queue).
 // Everything here runs with the store lock held.
-#include <services/kv/command_table.hpp>
+#include <turret/kv/command_table.hpp>
 #include <services/kv/numbers.hpp>
 #include <services/kv/store.hpp>
 

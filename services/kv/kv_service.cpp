@@ -1,6 +1,6 @@
 #include <services/kv/kv_service.hpp>
 
-#include <services/kv/command_table.hpp>
+#include <turret/kv/command_table.hpp>
 #include <services/kv/dispatch.hpp>
 #include <services/kv/store.hpp>
 

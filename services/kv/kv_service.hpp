@@ -2,8 +2,7 @@
 // kv_service: the key-value core as a turret Service. Every front end builds a kv::request and sends it through its
 // listener's pipeline into this service.
 #include <services/kv/command.hpp>
-#include <services/kv/reply.hpp>
-#include <services/kv/session.hpp>
+#include <turret/kv/request.hpp>
 #include <turret/service.hpp>
 
 #include <memory>
@@ -16,19 +15,6 @@ namespace turret::kv {
 class store;
 class command_table;
 
-/// One command. Non-owning: everything it refers to outlives the call (the front end's connection frame).
-struct request {
-  request_context& ctx;
-  session& sess;
-  std::span<const std::string_view> args;  ///< command name + arguments, binary safe
-  reply_builder& out;
-
-  request_context& context() noexcept { return ctx; }
-};
-
-/// Response: the reply has been written to request.out. Errors are reserved for the pipeline (timeouts, limits);
-/// a Redis error reply (-ERR ...) is a successful call.
-struct response {};
 
 class kv_service {
  public:

@@ -121,7 +121,7 @@ store::store(store_options opts) : opts_(std::move(opts)) {
   long long nf = keyspace_events_from_string(opts_.notify_keyspace_events);
   if (nf < 0) throw std::invalid_argument("store: invalid notify-keyspace-events '" + opts_.notify_keyspace_events + "'");
   notify_flags_ = static_cast<std::uint32_t>(nf);
-  requirepass_ = opts_.requirepass;
+  set_requirepass(opts_.requirepass);
   hz_ = std::clamp(opts_.hz, 1, 500);
   limits_.maxclients = opts_.maxclients;
   limits_.timeout = opts_.timeout;
@@ -247,6 +247,11 @@ void store::dbs_swapped(int a, int b) {
 }
 
 // --- clients -------------------------------------------------------------------------------------------------------------
+
+void store::set_requirepass(std::string p) {
+  requirepass_ = std::move(p);
+  auth_enabled_.store(!requirepass_.empty(), std::memory_order_release);
+}
 
 std::uint64_t store::attach(session& s) {
   std::lock_guard lock(mutex_);
@@ -501,7 +506,7 @@ struct store_config {
                    }});
       v.push_back({"requirepass", {}, k_string, false, 0, 0, [](const store& s) { return s.requirepass_; },
                    [](store& s, std::string_view x) {
-                     s.requirepass_ = std::string(x);
+                     s.set_requirepass(std::string(x));
                      return std::string();
                    }});
       v.push_back({"databases", {}, k_int, true, 1, INT_MAX,

@@ -4,8 +4,8 @@
 // Concurrency design: one mutex serialises command execution (as Redis's single thread does), while parsing,
 // I/O and encoding run in parallel on the worker threads outside it. Critical sections are a few hundred
 // nanoseconds, MULTI/EXEC, MSET, RENAME, SWAPDB and FLUSHALL are trivially atomic with respect to every other
-// client, and there is no cross-shard coordination to get wrong. (Measured against a sharded design: see
-// bench/README.md.)
+// client, and there is no cross-shard coordination to get wrong. How this behaves as cores grow:
+// docs/architecture.md.
 //
 // Locking contract
 // - Everything below is called with mutex() held, unless its comment says "locks internally".
@@ -13,7 +13,9 @@
 // - limits() is lock-free (atomics): front ends read maxclients, timeout and output-buffer limits per connection.
 #include <services/kv/command.hpp>
 #include <services/kv/keyspace.hpp>
-#include <services/kv/session.hpp>
+#include <turret/kv/backend.hpp>
+#include <turret/kv/local.hpp>
+#include <turret/kv/session.hpp>
 
 #include <atomic>
 #include <cstdint>
@@ -58,43 +60,9 @@ long long keyspace_events_from_string(std::string_view classes) noexcept;
 /// Redis's keyspaceEventsFlagsToString.
 std::string keyspace_events_to_string(std::uint32_t flags);
 
-/// One client-output-buffer-limit class (bytes; 0 = no limit).
-struct output_buffer_limit {
-  unsigned long long hard = 0, soft = 0;
-  long long soft_seconds = 0;
-};
-
-struct store_options {
-  int databases = 16;
-  std::size_t maxclients = 10000;
-  std::string requirepass;     ///< empty: no AUTH needed
-  std::string notify_keyspace_events;  ///< Redis letters, e.g. "KEA"; invalid -> std::invalid_argument
-  int hz = 10;
-  long long timeout = 0;       ///< idle client timeout in seconds (0 = never)
-  long long proto_max_bulk_len = 512ll * 1024 * 1024;
-  long long client_query_buffer_limit = 1024ll * 1024 * 1024;
-  output_buffer_limit obuf_normal{0, 0, 0};
-  output_buffer_limit obuf_replica{256ull << 20, 64ull << 20, 60};
-  output_buffer_limit obuf_pubsub{32ull << 20, 8ull << 20, 60};
-  int port = 6379;             ///< for INFO / CONFIG GET (the front end's real port)
-  std::string bind = "127.0.0.1";
-};
-
-/// Limits the front ends read without the store lock (CONFIG SET changes them at run time).
-struct client_limits {
-  std::atomic<std::size_t> maxclients{10000};
-  std::atomic<long long> timeout{0};  ///< seconds, 0 = never
-  std::atomic<long long> proto_max_bulk_len{512ll * 1024 * 1024};
-  std::atomic<long long> client_query_buffer_limit{1024ll * 1024 * 1024};
-  std::atomic<unsigned long long> pubsub_hard{32ull << 20}, pubsub_soft{8ull << 20};
-  std::atomic<long long> pubsub_soft_seconds{60};
-  std::atomic<unsigned long long> normal_hard{0}, normal_soft{0};
-  std::atomic<long long> normal_soft_seconds{0};
-};
-
 /// INFO stats counters (Redis names). Updated under the store lock, except the connection counters (atomics,
-/// maintained by front ends that accept/reject outside the lock).
-struct store_stats {
+/// connection_stats: maintained by front ends that accept/reject outside the lock).
+struct store_stats : connection_stats {
   std::uint64_t total_commands_processed = 0;
   std::uint64_t expired_keys = 0;
   std::uint64_t expired_stale_perc_x100 = 0;
@@ -105,9 +73,6 @@ struct store_stats {
   std::uint64_t total_error_replies = 0;
   std::uint64_t unexpected_error_replies = 0;
   std::uint64_t total_connections_received = 0;
-  std::atomic<std::uint64_t> rejected_connections{0};
-  std::atomic<std::uint64_t> net_input_bytes{0};
-  std::atomic<std::uint64_t> net_output_bytes{0};
   std::map<std::string, std::uint64_t, std::less<>> errorstats;  ///< error code ("ERR") -> count
 };
 
@@ -162,8 +127,8 @@ class store {
   /// Registers a session (locks internally): assigns id and created time, sets `authenticated` when no password is
   /// required. Front ends check maxclients (limits()) before attaching.
   std::uint64_t attach(session& s);
-  /// Unregisters (locks internally): drops subscriptions and WATCHes. Never throws. Prefer session_attachment
-  /// (below), which detaches whatever way its owner's scope ends.
+  /// Unregisters (locks internally): drops subscriptions and WATCHes. Never throws. Front ends go through
+  /// the backend interface and kv::session_guard (<turret/kv/backend.hpp>).
   void detach(session& s) noexcept;
   /// Same as attach/detach with the lock already held.
   std::uint64_t attach_locked(session& s);
@@ -173,8 +138,13 @@ class store {
   std::size_t pubsub_clients() const noexcept;
 
   // --- auth ---------------------------------------------------------------------------------------------------------
-  const std::string& requirepass() const noexcept { return requirepass_; }
-  bool auth_required(const session& s) const noexcept { return !requirepass_.empty() && !s.authenticated; }
+  const std::string& requirepass() const noexcept { return requirepass_; }  ///< under the lock
+  void set_requirepass(std::string p);                                         ///< under the lock
+  /// Lock-free (front ends ask before parsing): whether a password is configured is an atomic mirror of
+  /// requirepass_, written under the lock with it; `authenticated` belongs to the session's own thread.
+  bool auth_required(const session& s) const noexcept {
+    return auth_enabled_.load(std::memory_order_acquire) && !s.authenticated;
+  }
 
   // --- pub/sub -------------------------------------------------------------------------------------------------------
   bool subscribe(session& s, std::string_view channel);    ///< true when newly subscribed
@@ -247,6 +217,7 @@ class store {
   std::uint64_t dirty_ = 0;
   std::uint32_t notify_flags_ = 0;
   std::string requirepass_;
+  std::atomic<bool> auth_enabled_{false};  ///< !requirepass_.empty(), readable without the lock
   int hz_ = 10;
   client_limits limits_;
   store_stats stats_;
@@ -272,40 +243,6 @@ class store {
   std::map<std::string, std::string, std::less<>> misc_config_;
 };
 
-/// RAII registration of a session with the store: attaches on construction, detaches on destruction, however the
-/// owner's scope ends (normal return, exception, a coroutine frame destroyed without resuming). Front ends hold one
-/// per connection (or per stream), so a session can never stay registered after its connection is gone: CLIENT LIST
-/// and pub/sub delivery would otherwise reach freed memory. Move-only; reset() detaches early (idempotent).
-class session_attachment {
- public:
-  session_attachment() noexcept = default;
-  session_attachment(store& st, session& s) : st_(&st), sess_(&s) { st.attach(s); }
-  session_attachment(session_attachment&& o) noexcept
-      : st_(std::exchange(o.st_, nullptr)), sess_(std::exchange(o.sess_, nullptr)) {}
-  session_attachment& operator=(session_attachment&& o) noexcept {
-    if (this != &o) {
-      reset();
-      st_ = std::exchange(o.st_, nullptr);
-      sess_ = std::exchange(o.sess_, nullptr);
-    }
-    return *this;
-  }
-  session_attachment(const session_attachment&) = delete;
-  session_attachment& operator=(const session_attachment&) = delete;
-  ~session_attachment() { reset(); }
-
-  bool attached() const noexcept { return st_ != nullptr; }
-  /// Detaches now (locks the store). After it returns no deliver()/kill() reaches the session's host.
-  void reset() noexcept {
-    if (st_ == nullptr) return;
-    store* st = std::exchange(st_, nullptr);
-    st->detach(*sess_);
-  }
-
- private:
-  store* st_ = nullptr;
-  session* sess_ = nullptr;
-};
 
 inline keyspace& command_ctx::db() const { return st.db(sess.db); }
 

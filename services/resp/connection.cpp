@@ -1,6 +1,5 @@
-#include <services/kv/command_table.hpp>
-#include <services/kv/store.hpp>
 #include <services/resp/connection.hpp>
+#include <turret/kv/command_table.hpp>
 #include <turret/metrics.hpp>
 
 #include <boost/asio/as_tuple.hpp>
@@ -128,7 +127,7 @@ asio::awaitable<void> connection::run_impl() {
     explicit open_gauge(metrics::gauge& x) : g(x) { g.inc(); }
     ~open_gauge() { g.add(-1); }
   } open{rm.connections.with({"resp"})};
-  kv::session_attachment attached(*shared_->store, sess_);  // detached first on the way out
+  kv::session_guard attached(*shared_->backend, sess_);  // detached first on the way out
 
   try {
     co_await serve();
@@ -140,10 +139,10 @@ asio::awaitable<void> connection::run_impl() {
 }
 
 asio::awaitable<void> connection::serve() {
-  kv::store& st = *shared_->store;
-  const kv::client_limits& limits = st.limits();
+  kv::backend& be = *shared_->backend;
+  const kv::client_limits& limits = be.limits();
   long long bulk_limit = -1;
-  const kv::command_table* table = st.commands();
+  const kv::command_table* table = &be.commands();
 
   for (;;) {
     if (draining_ || killed_.load(std::memory_order_relaxed)) co_return;
@@ -164,7 +163,7 @@ asio::awaitable<void> connection::serve() {
     last_active_ms_.store(
         std::chrono::duration_cast<std::chrono::milliseconds>(t0.time_since_epoch()).count(),
         std::memory_order_relaxed);
-    st.stats().net_input_bytes.fetch_add(n, std::memory_order_relaxed);
+    be.counters().net_input_bytes.fetch_add(n, std::memory_order_relaxed);
     qbuf_.store(in_.size(), std::memory_order_relaxed);  // as Redis: CLIENT LIST of itself shows the current command
     qbuf_cap_.store(in_.capacity(), std::memory_order_relaxed);
 
@@ -179,7 +178,7 @@ asio::awaitable<void> connection::serve() {
     // --- parse and execute every complete command ---------------------------------------------------------------
     bool close_after = false;
     for (;;) {
-      parser_.set_auth_required(st.auth_required(sess_));
+      parser_.set_auth_required(be.auth_required(sess_));
       const auto status = resp::parse(parser_, in_);
       if (status == resp::request_parser::status::need_more) break;
       if (status == resp::request_parser::status::error) {
@@ -254,7 +253,7 @@ asio::awaitable<void> connection::serve() {
       auto [wec, wn] = co_await asio::async_write(sock_, asio::buffer(out_), as_tuple_awaitable);
       inflight_bytes_.fetch_sub(pending, std::memory_order_relaxed);
       if (wec) co_return;
-      st.stats().net_output_bytes.fetch_add(wn, std::memory_order_relaxed);
+      be.counters().net_output_bytes.fetch_add(wn, std::memory_order_relaxed);
       out_.clear();
     }
     if (out_.capacity() > keep_output_capacity) std::string().swap(out_);
@@ -285,7 +284,7 @@ connection::flush_result connection::try_flush() {
   boost::system::error_code ec;
   const std::size_t n = sock_.write_some(asio::buffer(out_), ec);
   if (ec && ec != asio::error::would_block && ec != asio::error::try_again) return flush_result::failed;
-  if (n > 0) shared_->store->stats().net_output_bytes.fetch_add(n, std::memory_order_relaxed);
+  if (n > 0) shared_->backend->counters().net_output_bytes.fetch_add(n, std::memory_order_relaxed);
   if (n == out_.size()) {
     out_.clear();
     // Messages may have arrived from other threads meanwhile: loop until both are empty.
@@ -305,7 +304,7 @@ bool connection::deliver(const kv::pubsub_message& m) {
     append_pubsub_message(out_, sess_.resp, m);
     return true;
   }
-  const kv::client_limits& limits = shared_->store->limits();
+  const kv::client_limits& limits = shared_->backend->limits();
   const unsigned long long hard = limits.pubsub_hard.load(std::memory_order_relaxed);
   const unsigned long long soft = limits.pubsub_soft.load(std::memory_order_relaxed);
   const long long soft_seconds = limits.pubsub_soft_seconds.load(std::memory_order_relaxed);
@@ -369,7 +368,7 @@ void connection::start_push_write() {
                       self->push_writing_ = false;
                       self->push_buf_.clear();
                       if (self->push_buf_.capacity() > keep_output_capacity) std::string().swap(self->push_buf_);
-                      if (!ec) self->shared_->store->stats().net_output_bytes.fetch_add(n, std::memory_order_relaxed);
+                      if (!ec) self->shared_->backend->counters().net_output_bytes.fetch_add(n, std::memory_order_relaxed);
                       if (ec) self->close_now();
                       if (self->push_waiter_) {
                         self->push_done_.cancel();

@@ -19,11 +19,11 @@
 // (a write may run concurrently with the pending read); otherwise the next flush picks it up. A message produced by
 // the connection's own command (PUBLISH to itself, a keyspace event of its own write) is appended directly to the
 // reply buffer, so it precedes the command's reply exactly as in Redis.
-#include <services/kv/kv_service.hpp>
-#include <services/kv/session.hpp>
 #include <services/resp/resp_options.hpp>
 #include <services/resp/resp_reply_builder.hpp>
-#include <services/turretd/listener.hpp>
+#include <turret/kv/backend.hpp>
+#include <turret/kv/frontend.hpp>
+#include <turret/kv/session.hpp>
 #include <turret/resp/parser.hpp>
 
 #include <boost/asio/awaitable.hpp>
@@ -49,8 +49,8 @@ struct listener_shared {
   std::string name;
   resp_options opts;
   resp::parser_options parser_opts;
-  turretd::kv_pipeline pipeline;
-  std::shared_ptr<kv::store> store;
+  kv::pipeline_service pipeline;
+  std::shared_ptr<kv::backend> backend;
   shutdown_coordinator* shutdown = nullptr;
   std::string laddr;                       ///< "ip:port" of the bound socket (CLIENT LIST laddr=)
 

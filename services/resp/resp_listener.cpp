@@ -1,4 +1,3 @@
-#include <services/kv/store.hpp>
 #include <services/resp/connection.hpp>
 #include <services/resp/resp_listener.hpp>
 
@@ -52,7 +51,7 @@ struct accept_core {
 
 asio::awaitable<void> accept_loop(std::shared_ptr<accept_core> core) {
   listener_shared& sh = *core->shared;
-  kv::store& st = *sh.store;
+  kv::backend& be = *sh.backend;
   for (;;) {
     auto ex = core->rt.next_executor();
     auto [ec, sock] = co_await core->acceptor.async_accept(ex, asio::as_tuple(asio::use_awaitable));
@@ -71,10 +70,10 @@ asio::awaitable<void> accept_loop(std::shared_ptr<accept_core> core) {
       continue;
     }
     const std::size_t n = sh.clients.fetch_add(1, std::memory_order_acq_rel) + 1;
-    if (n > st.limits().maxclients.load(std::memory_order_relaxed)) {
+    if (n > be.limits().maxclients.load(std::memory_order_relaxed)) {
       // Redis: the error is written straight to the new socket, then it is closed.
       sh.clients.fetch_sub(1, std::memory_order_acq_rel);
-      st.stats().rejected_connections.fetch_add(1, std::memory_order_relaxed);
+      be.counters().rejected_connections.fetch_add(1, std::memory_order_relaxed);
       sock.non_blocking(true, ignored);
       sock.write_some(asio::buffer(max_clients_error.data(), max_clients_error.size()), ignored);
       sock.close(ignored);
@@ -94,7 +93,7 @@ void arm_sweep(std::shared_ptr<accept_core> core) {
   core->sweep.async_wait([core](boost::system::error_code ec) {
     if (ec || core->stopped) return;
     listener_shared& sh = *core->shared;
-    const long long timeout_s = sh.store->limits().timeout.load(std::memory_order_relaxed);
+    const long long timeout_s = sh.backend->limits().timeout.load(std::memory_order_relaxed);
     if (timeout_s > 0) {
       const std::int64_t now = connection::steady_ms();
       std::vector<std::shared_ptr<connection>> idle;
@@ -113,15 +112,15 @@ void arm_sweep(std::shared_ptr<accept_core> core) {
   });
 }
 
-class resp_listener final : public turretd::listener {
+class resp_listener final : public server::listener {
  public:
-  explicit resp_listener(turretd::listener_env env) : endpoint_(env.endpoint) {
+  explicit resp_listener(kv::listener_env env) : endpoint_(env.endpoint) {
     auto sh = std::make_shared<listener_shared>();
     sh->name = env.name;
     if (auto* o = std::any_cast<resp_options>(&env.options)) sh->opts = *o;
-    sh->parser_opts.max_bulk_len = static_cast<std::size_t>(env.store->limits().proto_max_bulk_len.load());
+    sh->parser_opts.max_bulk_len = static_cast<std::size_t>(env.backend->limits().proto_max_bulk_len.load());
     sh->pipeline = std::move(env.pipeline);
-    sh->store = std::move(env.store);
+    sh->backend = std::move(env.backend);
     sh->shutdown = &env.shutdown;
     name_ = env.name;
     core_ = std::make_shared<accept_core>(env.rt, std::move(sh));
@@ -197,15 +196,15 @@ class resp_listener final : public turretd::listener {
 
 }  // namespace
 
-std::unique_ptr<turretd::listener> make_listener(turretd::listener_env env) {
+std::unique_ptr<server::listener> make_listener(kv::listener_env env) {
   return std::make_unique<resp_listener>(std::move(env));
 }
 
-turretd::frontend make_frontend() {
-  turretd::frontend f;
+kv::frontend make_frontend() {
+  kv::frontend f;
   f.keys = {"resp"};
   f.parse = [](const config_node& entry) -> std::any { return parse_resp_options(entry.child("resp")); };
-  f.create = [](turretd::listener_env env) { return make_listener(std::move(env)); };
+  f.create = [](kv::listener_env env) { return make_listener(std::move(env)); };
   return f;
 }
 

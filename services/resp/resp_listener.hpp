@@ -11,15 +11,15 @@
 // - Redis's limits: maxclients, idle timeout (subscribers exempt), proto-max-bulk-len, client-query-buffer-limit,
 //   client-output-buffer-limit pubsub.
 #include <services/resp/resp_options.hpp>
-#include <services/turretd/listener.hpp>
+#include <turret/kv/frontend.hpp>
 
 namespace turret::resp_frontend {
 
 /// The "resp" protocol for turretd's frontend_registry: parses a listener's `resp:` section into resp_options and
 /// creates resp listeners.
-turretd::frontend make_frontend();
+kv::frontend make_frontend();
 
 /// Creates a RESP listener directly (tests); env.options must hold a resp_options (or be empty: defaults).
-std::unique_ptr<turretd::listener> make_listener(turretd::listener_env env);
+std::unique_ptr<server::listener> make_listener(kv::listener_env env);
 
 }  // namespace turret::resp_frontend

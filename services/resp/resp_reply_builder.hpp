@@ -6,8 +6,8 @@
 // session has AT THAT MOMENT (it reads session.resp through a pointer), so HELLO 3 answers in RESP3 and later
 // commands of the same pipelined batch follow.
 // `final` so that the connection's own calls devirtualise; the key-value core calls it through the interface.
-#include <services/kv/reply.hpp>
-#include <services/kv/session.hpp>
+#include <turret/kv/reply.hpp>
+#include <turret/kv/session.hpp>
 #include <turret/resp/writer.hpp>
 
 #include <string>

@@ -1,4 +1,5 @@
 #include <services/resp/resp_options.hpp>
+#include <services/kv/store.hpp>
 #include <services/turretd/config.hpp>
 
 #include <builtin.hpp>

@@ -27,8 +27,8 @@
 // ```
 // deploy/turret.yaml documents every option. Errors are turret::config_error: "file:line:col: key.path: message".
 // Unknown keys are errors everywhere.
-#include <services/kv/kv_service.hpp>
-#include <services/kv/store.hpp>
+#include <turret/kv/local.hpp>
+#include <turret/kv/request.hpp>
 #include <services/turretd/frontend_registry.hpp>
 #include <turret/any_service.hpp>
 #include <turret/config.hpp>

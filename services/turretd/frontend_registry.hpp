@@ -1,7 +1,7 @@
 #pragma once
 // frontend_registry: protocols by the name used in config (`listeners[].protocol`). Registration is explicit
 // (`reg.add("resp", resp_frontend::make_frontend())`), never through static initialisers.
-#include <services/turretd/listener.hpp>
+#include <turret/kv/frontend.hpp>
 
 #include <map>
 #include <string>
@@ -9,6 +9,13 @@
 #include <vector>
 
 namespace turret::turretd {
+
+// The front-end contract's names, as turretd (the composition root) uses them.
+using kv::frontend;
+using kv::listener_env;
+using server::listener;
+using server::server_state;
+using kv_pipeline = kv::pipeline_service;
 
 class frontend_registry {
  public:

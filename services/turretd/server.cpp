@@ -1,7 +1,6 @@
-#include <services/kv/command_table.hpp>
-#include <services/kv/kv_service.hpp>
 #include <services/kv/store.hpp>
 #include <services/turretd/server.hpp>
+#include <turret/kv/local.hpp>
 
 #include <boost/asio/post.hpp>
 #include <spdlog/spdlog.h>
@@ -45,6 +44,8 @@ server::server(std::shared_ptr<const config> cfg, std::shared_ptr<const registri
       config_file_(std::move(config_file)),
       shutdown_(cfg_->server.shutdown_grace) {}
 
+kv::store& server::store() noexcept { return *store_; }
+
 server::~server() {
   if (rt_) rt_->stop();
   expiry_timer_.reset();
@@ -55,8 +56,8 @@ server::~server() {
 void server::start() {
   rt_ = std::make_unique<runtime>(cfg_->server.threads);
 
-  store_ = std::make_shared<kv::store>(cfg_->store.options);
-  commands_ = kv::command_table::make_default();
+  backend_ = std::make_shared<kv::local_backend>(cfg_->store.options);
+  store_ = &backend_->engine();
   auto& proc = store_->process();
   proc.executable = executable_path();
   proc.config_file = config_file_;
@@ -68,11 +69,11 @@ void server::start() {
   };
 
   const kv_pipeline pipeline =
-      kv_layer_registry::wrap_all(cfg_->pipeline, kv_pipeline(kv::kv_service(store_, commands_)));
+      kv_layer_registry::wrap_all(cfg_->pipeline, backend_->service());
 
   for (const auto& lc : cfg_->listeners) {
     const frontend* fe = regs_->frontends.find(lc.protocol);
-    listener_env env{lc.name, lc.endpoint, lc.options, *rt_, shutdown_, store_, pipeline, &state_};
+    listener_env env{lc.name, lc.endpoint, lc.options, *rt_, shutdown_, backend_, pipeline, &state_};
     auto l = fe->create(std::move(env));
     try {
       l->start();

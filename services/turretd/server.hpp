@@ -1,5 +1,5 @@
 #pragma once
-// server: turretd assembled from a validated config: runtime (worker threads), the store, the pipeline (configured
+// server: turretd assembled from a validated config: runtime (worker threads), the backend (the in-process store), the pipeline (configured
 // layers around kv_service), one listener per `listeners[]` entry (created through the frontend_registry), the
 // active-expiry timer, signals and graceful shutdown.
 //
@@ -7,7 +7,7 @@
 // connections to finish what they are doing; after at most `server.shutdown_grace` the remaining connections are
 // closed; then the runtime stops and run() returns 0.
 #include <services/turretd/config.hpp>
-#include <services/turretd/listener.hpp>
+#include <turret/kv/frontend.hpp>
 
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -19,7 +19,7 @@
 
 namespace turret::kv {
 class store;
-class command_table;
+class local_backend;
 }  // namespace turret::kv
 
 namespace turret::turretd {
@@ -44,7 +44,9 @@ class server {
   /// Bound addresses, in listener order (valid after start()).
   std::vector<boost::asio::ip::tcp::endpoint> endpoints() const;
   const std::vector<std::unique_ptr<listener>>& listeners() const noexcept { return listeners_; }
-  kv::store& store() noexcept { return *store_; }
+  /// The in-process engine (tests inspect it).
+  kv::store& store() noexcept;
+  kv::local_backend& backend() noexcept { return *backend_; }
   runtime& rt() noexcept { return *rt_; }
 
  private:
@@ -57,8 +59,8 @@ class server {
   // Declaration order matters: the runtime (and with it every connection coroutine) is destroyed before the
   // coordinator and the store they refer to.
   shutdown_coordinator shutdown_;
-  std::shared_ptr<kv::store> store_;
-  std::shared_ptr<kv::command_table> commands_;
+  std::shared_ptr<kv::local_backend> backend_;
+  kv::store* store_ = nullptr;  ///< backend_'s engine
   std::unique_ptr<runtime> rt_;
   std::vector<std::unique_ptr<listener>> listeners_;
   std::unique_ptr<boost::asio::steady_timer> expiry_timer_;

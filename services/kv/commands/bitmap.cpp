@@ -1,6 +1,6 @@
 // The bitmap command family (Redis 7.0's bitops.c): SETBIT, GETBIT, BITCOUNT, BITPOS, BITOP, BITFIELD,
 // BITFIELD_RO. Replies, error texts and validation order follow redis-server 7.0.15 (bitmap_test.cpp).
-#include <services/kv/command_table.hpp>
+#include <turret/kv/command_table.hpp>
 #include <services/kv/commands/string_support.hpp>
 
 #include <cstring>

@@ -1,6 +1,6 @@
 // PING, ECHO, QUIT, SELECT, SWAPDB, AUTH, HELLO, RESET, CLIENT (ID, SETNAME, GETNAME, LIST, INFO, KILL, REPLY,
 // NO-EVICT, HELP).
-#include <services/kv/command_table.hpp>
+#include <turret/kv/command_table.hpp>
 #include <services/kv/commands/arguments.hpp>
 #include <services/kv/dispatch.hpp>
 #include <services/kv/store.hpp>

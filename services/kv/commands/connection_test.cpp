@@ -1,6 +1,6 @@
 #include <services/kv/commands/test_support.hpp>
 #include <services/kv/glob.hpp>
-#include <services/kv/value_reply_builder.hpp>
+#include <turret/kv/value_reply_builder.hpp>
 
 #include <gtest/gtest.h>
 

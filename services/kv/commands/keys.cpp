@@ -1,7 +1,7 @@
 // Generic key commands (Redis's db.c and expire.c): DEL, UNLINK, EXISTS, TYPE, KEYS, SCAN, RANDOMKEY, RENAME,
 // RENAMENX, COPY, MOVE, TOUCH, EXPIRE/PEXPIRE/EXPIREAT/PEXPIREAT, TTL, PTTL, EXPIRETIME, PEXPIRETIME, PERSIST.
 // Every write calls key_modified (WATCH, dirty) and notify (keyspace events) exactly where Redis does.
-#include <services/kv/command_table.hpp>
+#include <turret/kv/command_table.hpp>
 #include <services/kv/commands/arguments.hpp>
 #include <services/kv/dispatch.hpp>
 #include <services/kv/glob.hpp>

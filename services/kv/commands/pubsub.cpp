@@ -1,6 +1,6 @@
 // SUBSCRIBE, UNSUBSCRIBE, PSUBSCRIBE, PUNSUBSCRIBE, PUBLISH, PUBSUB CHANNELS/NUMSUB/NUMPAT/HELP.
 // Confirmations are push replies (RESP3 '>', RESP2 arrays), as Redis's addReplyPubsub*.
-#include <services/kv/command_table.hpp>
+#include <turret/kv/command_table.hpp>
 #include <services/kv/dispatch.hpp>
 #include <services/kv/store.hpp>
 

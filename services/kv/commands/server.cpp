@@ -1,6 +1,6 @@
 // Server commands: INFO, DBSIZE, FLUSHDB, FLUSHALL, CONFIG (GET, SET, RESETSTAT, HELP), COMMAND (COUNT, INFO, DOCS,
 // LIST, HELP), TIME, SHUTDOWN, FUNCTION (FLUSH, LIST, HELP) answering as a Redis with no functions.
-#include <services/kv/command_table.hpp>
+#include <turret/kv/command_table.hpp>
 #include <services/kv/commands/arguments.hpp>
 #include <services/kv/dispatch.hpp>
 #include <services/kv/glob.hpp>

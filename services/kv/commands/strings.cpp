@@ -1,7 +1,7 @@
 // The string command family (Redis 7.0's t_string.c): GET, SET and its variants, GETEX, GETDEL, MGET/MSET(NX),
 // INCR/DECR(BY), INCRBYFLOAT, APPEND, STRLEN, GETRANGE/SUBSTR, SETRANGE, LCS. Replies, error texts, argument
 // validation order and keyspace events follow redis-server 7.0.15 (verified against it: strings_test.cpp).
-#include <services/kv/command_table.hpp>
+#include <turret/kv/command_table.hpp>
 #include <services/kv/commands/string_support.hpp>
 
 #include <cmath>

@@ -2,7 +2,7 @@
 // scenario scripts (gen_string_cases.py records them); each scenario is replayed here against turret's handlers on
 // a fresh store and compared byte for byte. Expiry and TTL behaviour (clock dependent) is tested separately with a
 // controlled ctx.now.
-#include <services/kv/command_table.hpp>
+#include <turret/kv/command_table.hpp>
 #include <services/kv/store.hpp>
 
 #include <gtest/gtest.h>

@@ -2,7 +2,7 @@
 // Test helpers for the key-value command families (kv_tests only): a RESP2/RESP3 encoding reply_builder that follows
 // the session's protocol (HELLO switches it mid-command, as the RESP front end does), and a fixture running commands
 // through kv_service::execute exactly as a front end would.
-#include <services/kv/command_table.hpp>
+#include <turret/kv/command_table.hpp>
 #include <services/kv/kv_service.hpp>
 #include <services/kv/store.hpp>
 

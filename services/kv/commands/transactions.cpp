@@ -1,6 +1,6 @@
 // MULTI, EXEC, DISCARD, WATCH, UNWATCH. EXEC runs the whole queue within the one store-lock hold of its own
 // dispatch, so a transaction is atomic with respect to every other client.
-#include <services/kv/command_table.hpp>
+#include <turret/kv/command_table.hpp>
 #include <services/kv/dispatch.hpp>
 #include <services/kv/store.hpp>
 

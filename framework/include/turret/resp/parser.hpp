@@ -9,8 +9,8 @@
 //                          (the prefix must be unchanged; it may live at another address: the parser keeps offsets,
 //                          so fragments are never re-scanned and a command in N fragments costs O(total bytes)).
 //                          wanted_size() tells how many unconsumed bytes the pending command needs at least
-//                          (known once a bulk length has been read): reserve that once, as Redis does, so a
-//                          512 MB argument is not copied by repeated buffer growth.
+//                          (known once a bulk length has been read): parse(parser, input_buffer) below grows the
+//                          buffer towards it as the bytes arrive.
 //     status::error     -> a protocol error; error_text() is Redis's exact text ("Protocol error: ..."). The front end
 //                          replies `-ERR <text>\r\n` after the replies of every complete command before it, then
 //                          closes. The parser stays in the error state (every later parse() returns error).
@@ -27,6 +27,7 @@
 //
 // resp::input_buffer is a simple contiguous read buffer (read position + write position) that pairs with the parser:
 // read into prepare(), commit(), then `while (parser.parse(buf) == ok) { run(parser.args()); }`.
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -140,8 +141,15 @@ class input_buffer {
 inline request_parser::status parse(request_parser& p, input_buffer& buf) {
   auto st = p.parse(buf.readable());
   buf.consume(p.consumed());
-  // Room for the pending bulk plus one more read, allocated once (Redis: sdsMakeRoomForNonGreedy for big args).
-  if (st == request_parser::status::need_more && p.wanted_size() > buf.capacity()) buf.reserve(p.wanted_size() + 16 * 1024);
+  // Room for the pending bulk, growing with the bytes that actually arrived: at least double, at most what the
+  // command still needs plus one read. Redis reserves a big argument whole at once (sdsMakeRoomForNonGreedy); here a
+  // client that declares 512 MB and sends 1 KB costs ~1 MB, not 512 MB of address space, and a real 512 MB
+  // argument is copied O(log n) times (2x its size in all).
+  if (st == request_parser::status::need_more && p.wanted_size() > buf.capacity()) {
+    constexpr std::size_t one_read = 16 * 1024, step = 1024 * 1024;
+    const std::size_t grown = std::max(2 * buf.capacity(), buf.size() + step);
+    buf.reserve(std::min(p.wanted_size() + one_read, grown));
+  }
   return st;
 }
 

@@ -1,4 +1,4 @@
-#include <services/kv/value_reply_builder.hpp>
+#include <turret/kv/value_reply_builder.hpp>
 
 #include <charconv>
 #include <cmath>

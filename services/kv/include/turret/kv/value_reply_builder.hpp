@@ -4,7 +4,7 @@
 // One command may write several top-level replies (SUBSCRIBE a b answers twice); they are collected in order.
 // raw() parses RESP2/RESP3 bytes (the cached COMMAND INFO/DOCS entries) into values, so every reply reaches a
 // non-RESP front end as a tree.
-#include <services/kv/reply.hpp>
+#include <turret/kv/reply.hpp>
 
 #include <string_view>
 #include <vector>

@@ -1,4 +1,4 @@
-#include <services/kv/command_table.hpp>
+#include <turret/kv/command_table.hpp>
 
 #include <stdexcept>
 #include <string>
@@ -24,13 +24,13 @@ struct generated_help {
 constexpr generated_row generated_rows[] = {
 #define TURRET_KV_COMMAND(name, arity, flags, first, last, step, acl, i2, i3, d2, d3) \
   {name, arity, static_cast<std::uint64_t>(flags), first, last, step, static_cast<std::uint64_t>(acl), i2, i3, d2, d3},
-#include <services/kv/generated/redis_commands.inc>
+#include "../generated/redis_commands.inc"
 #undef TURRET_KV_COMMAND
 };
 
 constexpr generated_help generated_helps[] = {
 #define TURRET_KV_HELP(container, h2, h3) {container, h2, h3},
-#include <services/kv/generated/redis_commands.inc>
+#include "../generated/redis_commands.inc"
 #undef TURRET_KV_HELP
 };
 
@@ -159,18 +159,6 @@ void command_table::reset_stats() const noexcept {
   for (const auto& d : defs_) {
     d.calls = d.rejected_calls = d.failed_calls = d.usec = 0;
   }
-}
-
-std::shared_ptr<command_table> command_table::make_default() {
-  auto t = std::make_shared<command_table>();
-  register_connection_commands(*t);
-  register_server_commands(*t);
-  register_key_commands(*t);
-  register_string_commands(*t);
-  register_bitmap_commands(*t);
-  register_pubsub_commands(*t);
-  register_transaction_commands(*t);
-  return t;
 }
 
 }  // namespace turret::kv

@@ -1,8 +1,7 @@
 #pragma once
-// session: the key-value core's view of one client connection (any front end). Holds Redis per-client state:
+// session: the key-value backend's view of one client connection (any front end). The front end owns it; the
+// backend (in-process store or upstream) keeps its per-client state in it. Holds Redis per-client state:
 // selected db, protocol version, auth, MULTI queue, WATCHed keys, subscriptions, reply mode, name.
-#include <services/kv/keyspace.hpp>
-
 #include <cstdint>
 #include <set>
 #include <string>
@@ -10,6 +9,8 @@
 #include <vector>
 
 namespace turret::kv {
+
+using ms_t = std::int64_t;  ///< unix time in milliseconds
 
 /// A pub/sub message or keyspace notification on its way to a subscriber.
 struct pubsub_message {

@@ -1,5 +1,5 @@
 #pragma once
-// command_table: the key-value core's command registry, built from Redis's own metadata
+// command_table: the key-value command registry, built from Redis's own metadata
 // (services/kv/generated/redis_commands.inc, written by scripts/gen_commands.py from redis-server 7.0.15).
 //
 // Contract
@@ -9,7 +9,8 @@
 // - A command or subcommand exists for dispatch only once a handler is bound with add(); metadata without a handler
 //   is invisible (unknown command, COMMAND COUNT/LIST/INFO skip it).
 // - find() is case-insensitive and allocation-free (it runs for every request).
-#include <services/kv/command.hpp>
+
+#include <turret/ascii.hpp>
 
 #include <cstdint>
 #include <memory>
@@ -19,6 +20,30 @@
 #include <vector>
 
 namespace turret::kv {
+
+/// Redis command flags (subset used by the dispatcher; the generated table keeps them all).
+enum command_flag : std::uint64_t {
+  cmd_write = 1u << 0,
+  cmd_readonly = 1u << 1,
+  cmd_denyoom = 1u << 2,
+  cmd_admin = 1u << 3,
+  cmd_pubsub = 1u << 4,
+  cmd_noscript = 1u << 5,
+  cmd_blocking = 1u << 6,
+  cmd_loading = 1u << 7,
+  cmd_stale = 1u << 8,
+  cmd_skip_monitor = 1u << 9,
+  cmd_skip_slowlog = 1u << 10,
+  cmd_fast = 1u << 11,
+  cmd_no_auth = 1u << 12,
+  cmd_may_replicate = 1u << 13,
+  cmd_no_multi = 1u << 14,
+  cmd_allow_busy = 1u << 15,
+};
+
+/// What a command handler gets (defined by the in-process core, services/kv/command.hpp).
+struct command_ctx;
+using command_handler = void (*)(command_ctx&);
 
 /// Command flags beyond the dispatcher's subset in command.hpp (the generated table uses them all).
 enum command_flag_ext : std::uint64_t {
@@ -123,16 +148,7 @@ class command_table {
   std::size_t mask_ = 0;
 };
 
-/// ASCII case-insensitive equality (Redis command names, options).
-inline bool iequals(std::string_view a, std::string_view b) noexcept {
-  if (a.size() != b.size()) return false;
-  for (std::size_t i = 0; i < a.size(); ++i) {
-    unsigned char x = static_cast<unsigned char>(a[i]), y = static_cast<unsigned char>(b[i]);
-    if (static_cast<unsigned>(x - 'A') < 26u) x += 32;
-    if (static_cast<unsigned>(y - 'A') < 26u) y += 32;
-    if (x != y) return false;
-  }
-  return true;
-}
+using ::turret::iequals;  // <turret/ascii.hpp>: command names and options compare ASCII case-insensitively
+
 
 }  // namespace turret::kv
