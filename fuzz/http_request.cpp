@@ -37,7 +37,7 @@ namespace {
 using namespace turret;
 
 /// The server, started once per process.
-struct server {
+struct fuzz_server {
   runtime rt{1};
   shutdown_coordinator shutdown{std::chrono::seconds(1)};
   std::shared_ptr<kv::local_backend> backend = std::make_shared<kv::local_backend>(kv::store_options{});
@@ -46,7 +46,7 @@ struct server {
   std::thread thread;
   std::uint16_t port = 0;
 
-  server() {
+  fuzz_server() {
     spdlog::set_level(spdlog::level::off);  // codec errors are logged at info: keep the fuzzer's output readable
     auto regs = turretd::make_builtin_registries();
     auto cfg = turretd::parse_config_string(turretd::default_config_yaml(), *regs);
@@ -63,13 +63,13 @@ struct server {
   }
 };
 
-server& the_server() {
-  static server* s = new server;  // never destroyed: libFuzzer exits without unwinding
+fuzz_server& the_server() {
+  static fuzz_server* s = new fuzz_server;  // never destroyed: libFuzzer exits without unwinding
   return *s;
 }
 
 /// Waits until the previous connection is gone from the listener and the store (its session detached).
-void wait_idle(server& s) {
+void wait_idle(fuzz_server& s) {
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
   for (;;) {
     bool idle;
@@ -201,7 +201,7 @@ void check_responses(std::string_view bytes) {
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
-  server& s = the_server();
+  fuzz_server& s = the_server();
   const std::string out = exchange(s.port, std::string_view(reinterpret_cast<const char*>(data), size));
   check_responses(out);
   wait_idle(s);

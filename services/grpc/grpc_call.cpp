@@ -177,6 +177,11 @@ grpc::Status pipeline_status(listener_shared& sh, grpc::CallbackServerContext* s
   return grpc::Status(code, ec.message());
 }
 
+kv::command_meter& command_meter() {
+  thread_local kv::command_meter meter("grpc");
+  return meter;
+}
+
 grpc::Status replies_status(const std::vector<kv::reply_value>& out) {
   for (const auto& v : out) {
     if (v.is_error()) return grpc::Status(reply_error_code(v.str), v.str);
@@ -237,21 +242,10 @@ asio::awaitable<grpc::Status> call_base::exec(std::span<const std::string_view> 
                                               std::vector<kv::reply_value>& out) {
   kv::value_reply_builder builder(sess_.resp);
   kv::request req{ctx_, sess_, args, builder};
-  error_code ec;
-  // Synchronous fast path (no coroutine frames) when every layer allows it; else readiness + call.
-  std::optional<result<kv::response>> now;
-  if (sh_->pipeline.supports_immediate()) now = sh_->pipeline.try_call_now(req);
-  if (now) {
-    if (!*now) ec = now->error();
-  } else {
-    auto permit = co_await sh_->pipeline.ready(ctx_);
-    if (!permit) {
-      ec = permit.error();
-    } else {
-      auto r = co_await sh_->pipeline.call(std::move(*permit), req);
-      if (!r) ec = r.error();
-    }
-  }
+  const auto t0 = steady::now();
+  const result<kv::response> r = co_await kv::dispatch(sh_->pipeline, req);
+  command_meter().record(sh_->backend->commands().find(args[0]), r, t0, steady::now());
+  const error_code ec = r ? error_code() : r.error();
   if (ec) co_return pipeline_status(*sh_, sctx_, ctx_, ec, args[0]);
   out = builder.take();
   co_return replies_status(out);

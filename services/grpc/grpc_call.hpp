@@ -5,6 +5,7 @@
 // streaming calls (grpc_streams.hpp) and the listener; includes nothing of theirs.
 #include <services/grpc/grpc_options.hpp>
 #include <turret/kv/backend.hpp>
+#include <turret/kv/dispatch.hpp>
 #include <turret/kv/value_reply_builder.hpp>
 #include <turret/kv/frontend.hpp>
 
@@ -119,6 +120,9 @@ void init_call(grpc::CallbackServerContext* sctx, request_context& ctx, kv::sess
 /// The status of a call whose pipeline failed with `ec` (a layer's error: timeout, limit, draining...).
 grpc::Status pipeline_status(listener_shared& sh, grpc::CallbackServerContext* sctx, request_context& ctx,
                              const error_code& ec, std::string_view command);
+
+/// Per-command metrics of the gRPC front end (one meter per thread: calls run on grpc's threads and the runtime's).
+kv::command_meter& command_meter();
 
 /// The status of a command's top-level replies: the first Redis error reply, else OK (INTERNAL when none).
 grpc::Status replies_status(const std::vector<kv::reply_value>& out);

@@ -254,8 +254,10 @@ grpc::ServerUnaryReactor* serve_unary(const std::shared_ptr<listener_shared>& sh
         if (!st.ok()) return finish_inline(c, Op::id, start, std::move(st));
         unary_reply_builder builder(sess.resp);
         kv::request req{ctx, sess, a.view(), builder};
-        auto now = sh->pipeline.try_call_now(req);
+        const auto t0 = steady::now();
+        auto now = kv::dispatch_now(sh->pipeline, req);
         if (!now) break;  // would suspend: continue from this step on the runtime
+        command_meter().record(sh->backend->commands().find(a.v[0]), *now, t0, steady::now());
         if (!*now) return finish_inline(c, Op::id, start, pipeline_status(*sh, c, ctx, now->error(), a.v[0]));
         kv::reply_value* v = builder.first_reply(st);
         if (!v) return finish_inline(c, Op::id, start, std::move(st));

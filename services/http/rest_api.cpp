@@ -341,6 +341,11 @@ void bytes_array(json::object& root, std::string_view field, const std::vector<c
 
 rest_api::rest_api(env e) : env_(std::move(e)) {}
 
+kv::command_meter& rest_api::command_meter() {
+  thread_local kv::command_meter meter("http");  // connections of a listener share their thread's meter
+  return meter;
+}
+
 bool rest_api::ready() const noexcept {
   if (env_.shutdown && env_.shutdown->draining()) return false;
   if (env_.state) return env_.state->load(std::memory_order_acquire) == server::server_state::ready;
@@ -351,17 +356,9 @@ awaitable<result<kv::reply_value>> rest_api::exec(request_context& ctx, kv::sess
                                                   std::span<const std::string_view> args) {
   kv::value_reply_builder b(sess.resp);
   kv::request req{ctx, sess, args, b};
-  if (env_.pipeline.supports_immediate()) {
-    if (auto now = env_.pipeline.try_call_now(req)) {
-      if (!*now) co_return now->error();
-      auto replies = b.take();
-      if (replies.empty()) co_return kv::reply_value{};
-      co_return std::move(replies.front());
-    }
-  }
-  auto permit = co_await env_.pipeline.ready(ctx);
-  if (!permit) co_return permit.error();
-  auto r = co_await env_.pipeline.call(std::move(*permit), req);
+  const auto t0 = kv::command_meter::clock::now();
+  const result<kv::response> r = co_await kv::dispatch(env_.pipeline, req);
+  command_meter().record(env_.backend->commands().find(args[0]), r, t0, kv::command_meter::clock::now());
   if (!r) co_return r.error();
   auto replies = b.take();
   if (replies.empty()) co_return kv::reply_value{};
@@ -389,8 +386,10 @@ bool rest_api::try_handle_now(const rest_request& req, request_context& ctx, kv:
   const std::string_view args[] = {"GET", m.param};
   kv::value_reply_builder b(sess.resp);
   kv::request kreq{ctx, sess, args, b};
-  auto now = env_.pipeline.try_call_now(kreq);
+  const auto t0 = kv::command_meter::clock::now();
+  auto now = kv::dispatch_now(env_.pipeline, kreq);
   if (!now) return false;
+  command_meter().record(env_.backend->commands().find(args[0]), *now, t0, kv::command_meter::clock::now());
   result<kv::reply_value> r = kv::reply_value{};
   if (!*now) {
     r = now->error();

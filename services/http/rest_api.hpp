@@ -33,6 +33,7 @@
 #include <services/http/http_options.hpp>
 #include <services/http/router.hpp>
 #include <turret/kv/backend.hpp>
+#include <turret/kv/dispatch.hpp>
 #include <turret/kv/request.hpp>
 #include <turret/kv/reply.hpp>
 #include <turret/kv/frontend.hpp>
@@ -120,6 +121,7 @@ class rest_api {
 
   const http_options& options() const noexcept { return env_.opts; }
   kv::backend& backend() noexcept { return *env_.backend; }
+  static kv::command_meter& command_meter();
 
  private:
   env env_;

@@ -140,6 +140,7 @@ std::string unknown_command_error(std::span<const std::string_view> args) {
 
 void reply_error(store& st, reply_builder& out, std::string_view msg) {
   ++st.stats().total_error_replies;
+  if (response* r = st.reply_status()) r->set_error(msg);
   {
     auto code = msg.substr(0, std::min(msg.find(' '), msg.size()));
     auto& es = st.stats().errorstats;
@@ -293,25 +294,35 @@ kv_service::kv_service(std::shared_ptr<store> st, std::shared_ptr<const command_
   store_->set_commands(table_.get());
 }
 
-void kv_service::execute(request& req) {
-  if (req.args.empty()) return;
+response kv_service::execute(request& req) {
+  response resp;
+  if (req.args.empty()) return resp;
   const reply_builder::checkpoint mark = req.out.mark();
   try {
-    execute_unchecked(req);
+    execute_unchecked(req, resp);
   } catch (...) {
     // Outside any handler (handlers are covered by call_command): the dispatcher's own bookkeeping, a reject
     // reply, the MULTI queue. Nothing in the keyspace changed; answer with an error instead of a partial reply.
     req.out.rollback(mark);
     std::lock_guard lock(store_->mutex());
     ++store_->stats().total_error_replies;
-    req.out.error("OOM not enough memory to run the command; nothing was changed");
+    static constexpr std::string_view oom = "OOM not enough memory to run the command; nothing was changed";
+    resp = response{};
+    resp.set_error(oom);
+    req.out.error(oom);
   }
+  return resp;
 }
 
-void kv_service::execute_unchecked(request& req) {
+void kv_service::execute_unchecked(request& req, response& resp) {
   session& s = req.sess;
   const command_time now;  // read on first use: a GET of a key without TTL reads no clock
   std::lock_guard lock(store_->mutex());
+  struct status_slot {  // reply_error records this request's top-level error in `resp`
+    store& st;
+    ~status_slot() { st.set_reply_status(nullptr); }
+  } slot{*store_};
+  store_->set_reply_status(&resp);
   if (s.replies == reply_mode::on && !s.reply_skip_pending) [[likely]] {
     process_command(*store_, s, req.args, req.out, now);
   } else {

@@ -15,6 +15,7 @@
 #include <services/kv/keyspace.hpp>
 #include <turret/kv/backend.hpp>
 #include <turret/kv/local.hpp>
+#include <turret/kv/request.hpp>
 #include <turret/kv/session.hpp>
 
 #include <atomic>
@@ -96,6 +97,11 @@ class store {
   keyspace& db(int i) { return *dbs_[static_cast<std::size_t>(i)]; }
   /// What the running command changed in every database (the dispatcher rolls a failed command back with it).
   undo_log& undo() noexcept { return undo_; }
+
+  /// The response of the request being executed (set by kv_service under the lock, null inside EXEC's queued
+  /// commands): reply_error records top-level error replies in it.
+  response* reply_status() const noexcept { return reply_status_; }
+  void set_reply_status(response* r) noexcept { reply_status_ = r; }
 
   /// The command table the service dispatches with (set by kv_service; EXEC and COMMAND use it).
   const command_table* commands() const noexcept { return commands_; }
@@ -217,6 +223,7 @@ class store {
   std::uint64_t dirty_ = 0;
   std::uint32_t notify_flags_ = 0;
   std::string requirepass_;
+  response* reply_status_ = nullptr;
   std::atomic<bool> auth_enabled_{false};  ///< !requirepass_.empty(), readable without the lock
   int hz_ = 10;
   client_limits limits_;

@@ -1,5 +1,6 @@
 #include <services/resp/connection.hpp>
 #include <turret/kv/command_table.hpp>
+#include <turret/kv/dispatch.hpp>
 #include <turret/metrics.hpp>
 
 #include <boost/asio/as_tuple.hpp>
@@ -30,35 +31,6 @@ std::string endpoint_string(const asio::ip::tcp::endpoint& ep) {
   return (addr.is_v6() ? boost::asio::ip::make_address_v4(boost::asio::ip::v4_mapped, addr.to_v6()).to_string()
                        : addr.to_string()) +
          ":" + std::to_string(ep.port());
-}
-
-/// Request metrics series of one command (turret_requests_total / turret_request_duration_seconds with
-/// frontend="resp"). Looked up once per thread and command: labels come from the command table (unknown
-/// commands share "unknown"), so a client cannot create series at will.
-struct command_series {
-  metrics::counter* ok;
-  metrics::counter* err;
-  metrics::histogram* duration;
-};
-
-command_series& series_for(const kv::command_def* def) {
-  thread_local std::unordered_map<const kv::command_def*, command_series> cache;
-  if (auto it = cache.find(def); it != cache.end()) return it->second;
-  auto& m = metrics::request_metrics::get();
-  const std::string_view name = def ? def->name : std::string_view("unknown");
-  command_series s{&m.requests.with({"resp", name, "ok"}), &m.requests.with({"resp", name, "err"}),
-                   &m.duration.with({"resp", name})};
-  return cache.emplace(def, s).first->second;
-}
-
-/// The pipeline's synchronous fast path when it has one (see the Service contract), else nullopt.
-template <class P>
-std::optional<result<kv::response>> try_call_now(P& pipeline, kv::request& req) {
-  if constexpr (requires { pipeline.try_call_now(req); }) {
-    return pipeline.try_call_now(req);
-  } else {
-    return std::nullopt;
-  }
 }
 
 }  // namespace
@@ -191,22 +163,16 @@ asio::awaitable<void> connection::serve() {
         break;
       }
       const auto args = parser_.args();
-      const kv::command_def* def = table ? table->find(args[0]) : nullptr;
-      const std::size_t mark = out_.size();
+      const kv::command_def* def = table->find(args[0]);
       ctx_.reset_for_next_request();
       kv::request req{ctx_, sess_, args, builder_};
 
       executing_ = true;
-      std::optional<result<kv::response>> r = try_call_now(shared_->pipeline, req);
-      if (!r) {
-        auto permit = co_await shared_->pipeline.ready(ctx_);
-        if (!permit)
-          r.emplace(permit.error());
-        else
-          r.emplace(co_await shared_->pipeline.call(std::move(*permit), req));
-      }
+      std::optional<result<kv::response>> r = kv::dispatch_now(shared_->pipeline, req);
+      if (!r) r.emplace(co_await kv::dispatch_suspending(shared_->pipeline, req));
       executing_ = false;
       if (!*r) {
+        // The pipeline failed (its partial reply, if any, is already discarded): its error is the one reply.
         std::string msg = "ERR ";
         msg += r->error().message();
         builder_.error(msg);
@@ -214,10 +180,7 @@ asio::awaitable<void> connection::serve() {
       finish_command();
       {
         const auto t1 = std::chrono::steady_clock::now();
-        command_series& cs = series_for(def);
-        const bool failed = !*r || (out_.size() > mark && out_[mark] == '-');
-        (failed ? cs.err : cs.ok)->inc();
-        cs.duration->observe(std::chrono::duration<double>(t1 - t0).count());
+        meter_.record(def, *r, t0, t1);
         t0 = t1;
       }
       if (sess_.close_after_reply || killed_.load(std::memory_order_relaxed)) {

@@ -22,6 +22,7 @@
 #include <services/resp/resp_options.hpp>
 #include <services/resp/resp_reply_builder.hpp>
 #include <turret/kv/backend.hpp>
+#include <turret/kv/dispatch.hpp>
 #include <turret/kv/frontend.hpp>
 #include <turret/kv/session.hpp>
 #include <turret/resp/parser.hpp>
@@ -117,6 +118,7 @@ class connection final : public kv::session_host, public std::enable_shared_from
   kv::session sess_;
   resp_reply_builder builder_;             ///< writes into out_ for sess_.resp
   request_context ctx_;
+  kv::command_meter meter_{"resp"};      ///< turret_commands_total / turret_command_duration_seconds
   bool executing_ = false;                 ///< inside a command (deliver() on this thread appends to out_)
   bool reading_ = false;                   ///< suspended waiting for input
   bool push_writing_ = false;              ///< a wake-up write of the outbox is in flight

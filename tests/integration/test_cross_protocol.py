@@ -95,7 +95,12 @@ class CrossProtocol(unittest.TestCase):
         grpc_get_count = 'turret_request_duration_seconds_count{frontend="grpc",command="Get"}'
         grpc_get_inf = 'turret_request_duration_seconds_bucket{frontend="grpc",command="Get",le="+Inf"}'
         grpc_scan_ok = 'turret_requests_total{frontend="grpc",command="Scan",status="OK"}'
-        resp_get_ok = 'turret_requests_total{frontend="resp",command="get",status="ok"}'
+        # key-value commands, whatever the front end (one dispatch records them: turret/kv/dispatch.hpp)
+        resp_get_ok = 'turret_commands_total{frontend="resp",command="get",outcome="ok"}'
+        grpc_cmd_get = 'turret_commands_total{frontend="grpc",command="get",outcome="ok"}'
+        grpc_cmd_set = 'turret_commands_total{frontend="grpc",command="set",outcome="ok"}'
+        http_cmd_get = 'turret_commands_total{frontend="http",command="get",outcome="ok"}'
+        resp_get_count = 'turret_command_duration_seconds_count{frontend="resp",command="get"}'
         http_get_404 = 'turret_requests_total{frontend="http",command="kv.get",status="404"}'
         before = self.metrics()
         m = self.m
@@ -122,6 +127,10 @@ class CrossProtocol(unittest.TestCase):
         self.assertEqual(delta(grpc_get_inf), 4)
         self.assertEqual(delta(grpc_scan_ok), 1)
         self.assertEqual(delta(resp_get_ok), 1)
+        self.assertEqual(delta(resp_get_count), 1)
+        self.assertEqual(delta(grpc_cmd_get), 4)  # a GET that finds nothing is a null reply, not an error
+        self.assertEqual(delta(grpc_cmd_set), 3)  # SET NX that does not set replies null: ok for the command
+        self.assertEqual(delta(http_cmd_get), 1)
         self.assertEqual(delta(http_get_404), 1)
         # a gRPC Get takes well under a second here: the sum of durations grew, by less than 4 s
         grpc_get_sum = 'turret_request_duration_seconds_sum{frontend="grpc",command="Get"}'

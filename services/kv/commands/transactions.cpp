@@ -59,13 +59,17 @@ void exec_cmd(command_ctx& c) {
   // However EXEC ends (an exception out of the reply builder included), the session leaves the transaction.
   struct leave_exec {
     session& s;
+    store& st;
+    response* status;  // the errors of queued commands are elements of EXEC's reply, not EXEC's own
     ~leave_exec() {
+      st.set_reply_status(status);
       s.in_exec = false;
       s.in_multi = false;
       s.multi_error = false;
       s.last_command = "exec";
     }
-  } leave{s};
+  } leave{s, c.st, c.st.reply_status()};
+  c.st.set_reply_status(nullptr);
   const command_table& table = *c.st.commands();
   c.out.array(queue.size());
   s.in_exec = true;

@@ -20,8 +20,32 @@ struct request {
   request_context& context() noexcept { return ctx; }
 };
 
-/// Response: the reply has been written to request.out. Errors are reserved for the pipeline (timeouts, limits);
-/// a Redis error reply (-ERR ...) is a successful call.
-struct response {};
+/// What the backend answered, as a value a layer can classify: the reply itself is in request.out (written there
+/// without a copy); the response says whether it is an error reply and which one, by its Redis code ("ERR",
+/// "WRONGTYPE", "MOVED", "TRYAGAIN", "LOADING", "BUSY", "OOM", ...). A Redis error reply is a successful call of the
+/// pipeline (result<response> holds a value); result errors are the pipeline's own (timeouts, limits, faults).
+/// Inside EXEC the queued commands' errors are elements of EXEC's array: EXEC's response is not an error.
+class response {
+ public:
+  bool is_error() const noexcept { return code_len_ != 0; }
+  /// The error's code (the first word of its text), empty when the reply is not an error.
+  std::string_view error_code() const noexcept { return {code_, code_len_}; }
+  /// Records an error reply by its full text ("ERR wrong number ..."); the first error of a request wins.
+  void set_error(std::string_view text) noexcept {
+    if (code_len_ != 0) return;
+    std::size_t n = 0;
+    while (n < text.size() && n < sizeof code_ && text[n] != ' ') ++n;
+    if (n == 0) {
+      text = "ERR";
+      n = 3;
+    }
+    for (std::size_t i = 0; i < n; ++i) code_[i] = text[i];
+    code_len_ = static_cast<unsigned char>(n);
+  }
+
+ private:
+  char code_[15] = {};
+  unsigned char code_len_ = 0;
+};
 
 }  // namespace turret::kv
