@@ -285,5 +285,71 @@ TEST(command_info, slot_and_crossslot) {
   EXPECT_FALSE(resolve(*table, none).crossslot());
 }
 
+TEST(command_info, customization_points_on_kv_request) {
+  const auto table = command_table::make_default();
+  request_context ctx;
+  session sess;
+  int proto = 2;
+  testing::resp_test_builder out(&proto);
+  const args_t incr = {"INCR", "counter"};
+  request unresolved{ctx, sess, incr, out};
+  EXPECT_EQ(request_routing_key(unresolved), std::nullopt);
+  EXPECT_EQ(request_retry_class(unresolved), retry_safety::non_idempotent);
+  EXPECT_EQ(request_rate_class(unresolved), traffic_class::write);
+
+  const resolved_command ri = resolve(*table, incr);
+  request r1{ctx, sess, incr, out, &ri};
+  EXPECT_EQ(request_routing_key(r1), "counter");
+  EXPECT_EQ(request_retry_class(r1), retry_safety::non_idempotent);
+  EXPECT_EQ(request_rate_class(r1), traffic_class::write);
+
+  const args_t get = {"GET", "k"};
+  const resolved_command rg = resolve(*table, get);
+  request r2{ctx, sess, get, out, &rg};
+  EXPECT_EQ(request_retry_class(r2), retry_safety::idempotent);
+  EXPECT_EQ(request_rate_class(r2), traffic_class::read);
+
+  const args_t select = {"SELECT", "1"};
+  const resolved_command rs = resolve(*table, select);
+  request r3{ctx, sess, select, out, &rs};
+  EXPECT_EQ(request_retry_class(r3), retry_safety::session);
+  EXPECT_EQ(request_rate_class(r3), traffic_class::connection);
+  EXPECT_EQ(request_routing_key(r3), std::nullopt);
+
+  struct other_request {};  // a request type that supplies nothing gets the conservative defaults
+  EXPECT_EQ(request_retry_class(other_request{}), retry_safety::non_idempotent);
+  EXPECT_EQ(request_rate_class(other_request{}), traffic_class::write);
+}
+
+TEST(command_info, core_runs_the_resolved_command) {
+  testing::kv_fixture f;
+  auto c = f.connect();
+  const args_t get = {"GET", "k"};
+  // The core takes the front end's resolution when it was made over these arguments against its own table: a
+  // resolution that says TYPE runs TYPE, which proves the core did not look GET up again.
+  resolved_command r = resolve(*f.table, get);
+  r.def = f.table->find("type");
+  testing::resp_test_builder b(&c->s.resp);
+  request_context ctx;
+  request req{ctx, c->s, get, b, &r};
+  f.svc.execute(req);
+  EXPECT_EQ(b.out, "+none\r\n");
+
+  // Made against another table, or over other arguments: the core looks the command up itself.
+  const auto other = command_table::make_default();
+  resolved_command foreign = resolve(*other, get);
+  foreign.def = other->find("type");
+  testing::resp_test_builder b2(&c->s.resp);
+  request req2{ctx, c->s, get, b2, &foreign};
+  f.svc.execute(req2);
+  EXPECT_EQ(b2.out, "$-1\r\n");
+
+  const args_t copy = get;
+  testing::resp_test_builder b3(&c->s.resp);
+  request req3{ctx, c->s, copy, b3, &r};
+  f.svc.execute(req3);
+  EXPECT_EQ(b3.out, "$-1\r\n");
+}
+
 }  // namespace
 }  // namespace turret::kv

@@ -4,6 +4,7 @@
 #include <services/kv/command.hpp>
 #include <services/kv/reply.hpp>
 #include <services/kv/session.hpp>
+#include <turret/kv/command_info.hpp>
 #include <turret/service.hpp>
 
 #include <memory>
@@ -18,13 +19,33 @@ class command_table;
 
 /// One command. Non-owning: everything it refers to outlives the call (the front end's connection frame).
 struct request {
+  request(request_context& c, session& s, std::span<const std::string_view> a, reply_builder& o,
+          const resolved_command* rc = nullptr) noexcept
+      : ctx(c), sess(s), args(a), out(o), cmd(rc) {}
+
   request_context& ctx;
   session& sess;
   std::span<const std::string_view> args;  ///< command name + arguments, binary safe
   reply_builder& out;
+  /// The command resolved once by the front end (resolve() against the core's command table, over `args`), for the
+  /// layers on the path and for the core, which then skips its own lookup. nullptr: not resolved (the layers see
+  /// an unknown command, the core looks the command up itself).
+  const resolved_command* cmd;
 
   request_context& context() noexcept { return ctx; }
 };
+
+// Customization points for generic layers (see <turret/request_traits.hpp>); an unresolved request has no routing
+// key, is non_idempotent and counts as write.
+inline std::optional<std::string_view> routing_key(const request& r) noexcept {
+  return r.cmd ? routing_key(*r.cmd) : std::nullopt;
+}
+inline retry_safety retry_class(const request& r) noexcept {
+  return r.cmd ? retry_class(*r.cmd) : retry_safety::non_idempotent;
+}
+inline traffic_class rate_class(const request& r) noexcept {
+  return r.cmd ? rate_class(*r.cmd) : traffic_class::write;
+}
 
 /// Response: the reply has been written to request.out. Errors are reserved for the pipeline (timeouts, limits);
 /// a Redis error reply (-ERR ...) is a successful call.

@@ -192,10 +192,12 @@ asio::awaitable<void> connection::serve() {
         break;
       }
       const auto args = parser_.args();
-      const kv::command_def* def = table ? table->find(args[0]) : nullptr;
+      // Resolved once: the layers and the core use it; the metrics label is args[0]'s entry.
+      const kv::resolved_command cmd = table ? kv::resolve(*table, args) : kv::resolved_command{};
+      const kv::command_def* def = cmd.base;
       const std::size_t mark = out_.size();
       ctx_.reset_for_next_request();
-      kv::request req{ctx_, sess_, args, builder_};
+      kv::request req{ctx_, sess_, args, builder_, &cmd};
 
       executing_ = true;
       std::optional<result<kv::response>> r = try_call_now(shared_->pipeline, req);
