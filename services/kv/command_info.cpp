@@ -329,6 +329,16 @@ bool command_info::has_keys() const noexcept {
   return false;
 }
 
+key_source key_source_of(const command_info& cmd) noexcept {
+  bool has_keyspec = false, has_varflags = false;
+  for (const key_spec& s : cmd.key_specs) {
+    has_keyspec |= !(s.flags & key_not_key);
+    has_varflags |= (s.flags & key_variable_flags) != 0;
+  }
+  if (has_keyspec && !has_varflags) return key_source::specs;
+  return cmd.getkeys != getkeys_proc::none ? key_source::proc : key_source::none;
+}
+
 traffic_class command_info::traffic() const noexcept {
   if (acl & acl_admin) return traffic_class::admin;
   if (acl & acl_pubsub) return traffic_class::pubsub;
@@ -342,15 +352,21 @@ traffic_class command_info::traffic() const noexcept {
 void extract_keys(const command_info& cmd, std::span<const std::string_view> args, command_keys& out) noexcept {
   out.refs.clear();
   out.status = keys_status::complete;
-  if (!cmd.has_keys()) return;
-  try {
-    bool has_keyspec = false, has_varflags = false;
-    for (const key_spec& s : cmd.key_specs) {
-      has_keyspec |= !(s.flags & key_not_key);
-      has_varflags |= (s.flags & key_variable_flags) != 0;
+  const key_source from = cmd.keys_from != key_source::unset ? cmd.keys_from : key_source_of(cmd);
+  if (from == key_source::none) return;
+  if (from == key_source::specs && cmd.key_specs.size() == 1) {
+    // The common shape (GET, SET's siblings, INCR, HSET ...): one key spec at a fixed index with a fixed range.
+    const key_spec& s = cmd.key_specs.front();
+    const long argc = static_cast<long>(args.size());
+    if (s.begin == key_begin::index && s.find == key_find::range && s.lastkey >= 0 && s.keystep > 0 &&
+        !(s.flags & (key_incomplete | key_not_key)) && s.lastkey < static_cast<int>(inline_keys) &&
+        s.index + s.lastkey < argc) {
+      for (long i = s.index; i <= s.index + s.lastkey; i += s.keystep) push(out.refs, i, s.flags);
+      return;
     }
-    int n = -1;
-    if (has_keyspec && !has_varflags) n = keys_from_specs(cmd, args, out.refs);
+  }
+  try {
+    int n = from == key_source::specs ? keys_from_specs(cmd, args, out.refs) : -1;
     if (n < 0 && keys_from_proc(cmd.getkeys, args, out.refs)) out.status = keys_status::incomplete;
   } catch (const std::bad_alloc&) {
     out.status = keys_status::incomplete;  // what fitted before memory ran out

@@ -117,6 +117,24 @@ TEST(command_info, keys_from_specs) {
   EXPECT_EQ(keys_of({"GEORADIUS", "k", "0", "0", "1", "km", "STORE", "d", "STOREDIST", "e"}), "1:11 7:24 9:24");
 }
 
+TEST(command_info, a_command_info_made_by_hand_derives_its_key_source) {
+  for (const char* name : {"get", "mset", "zunionstore", "set", "ping", "spublish"}) {
+    command_info c = *all_commands().metadata(name);
+    EXPECT_EQ(c.keys_from, key_source_of(c)) << name;
+    c.keys_from = key_source::unset;
+    const args_t args = {name, "a", "2", "b", "c"};
+    command_keys by_hand, from_table;
+    extract_keys(c, args, by_hand);
+    extract_keys(*all_commands().metadata(name), args, from_table);
+    EXPECT_EQ(by_hand.status, from_table.status) << name;
+    ASSERT_EQ(by_hand.refs.size(), from_table.refs.size()) << name;
+    for (std::size_t i = 0; i < by_hand.refs.size(); ++i) EXPECT_EQ(by_hand.refs[i].index, from_table.refs[i].index);
+  }
+  EXPECT_EQ(all_commands().metadata("set")->keys_from, key_source::proc);  // variable flags
+  EXPECT_EQ(all_commands().metadata("spublish")->keys_from, key_source::none);  // a shard channel
+  EXPECT_EQ(all_commands().metadata("sort")->keys_from, key_source::specs);
+}
+
 TEST(command_info, keys_from_getkeys_procedures) {
   EXPECT_EQ(keys_of({"SORT", "k"}), "1:11");
   EXPECT_EQ(keys_of({"SORT", "k", "LIMIT", "0", "1", "STORE", "d"}), "1:11 6:24");

@@ -128,6 +128,7 @@ command_table::command_table() {
     d.key_specs = std::span<const key_spec>(generated_key_specs).subspan(r.spec_first, r.spec_count);
     d.getkeys = r.getkeys;
     d.turret = r.turret;
+    d.keys_from = key_source_of(d);
     for (const auto& rr : generated_reply_rows)
       if (rr.name == r.name) {
         d.info2 = rr.info2;

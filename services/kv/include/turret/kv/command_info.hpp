@@ -130,6 +130,14 @@ enum class getkeys_proc : std::uint8_t {
   none, numkeys1, numkeys2, dest_numkeys2, sort, sort_ro, migrate, georadius, xread, set, bitfield,
 };
 
+/// How a command's keys are found (derived from its key specs and getkeys procedure; see key_source_of()).
+enum class key_source : std::uint8_t {
+  unset,  ///< not derived yet: extract_keys() derives it on every call (a command_info made by hand)
+  none,   ///< no key arguments (no getkeys procedure, every key spec not_key)
+  specs,  ///< the key specs, then the getkeys procedure when they fail for an argv
+  proc,   ///< the getkeys procedure only (variable flags, or no usable key spec)
+};
+
 /// A command's metadata: the read-only view every layer may use.
 struct command_info {
   std::string_view name;        ///< lower case full name: "get", "client|kill"
@@ -139,6 +147,7 @@ struct command_info {
   int first_key = 0, last_key = 0, key_step = 0;  ///< Redis's legacy key range (COMMAND INFO elements 4-6)
   std::span<const key_spec> key_specs;
   getkeys_proc getkeys = getkeys_proc::none;
+  key_source keys_from = key_source::unset;  ///< key_source_of(*this), set by the command table
   std::uint8_t turret = 0;      ///< turret_column bits
 
   bool session_state() const noexcept { return turret & turret_session_state; }
@@ -172,6 +181,10 @@ struct command_keys {
   boost::container::small_vector<key_ref, inline_keys> refs;
   keys_status status = keys_status::complete;
 };
+
+/// Redis's choice in getKeysFromCommandWithSpecs: the specs when one is a key and none has variable flags, else the
+/// getkeys procedure when there is one.
+key_source key_source_of(const command_info& cmd) noexcept;
 
 /// Redis's getKeysFromCommandWithSpecs + COMMAND GETKEYS: the key positions (and flags) of `args` (args[0] is the
 /// command name, args[1] the subcommand of a container), from the key specs and, where they cannot tell, the
