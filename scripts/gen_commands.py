@@ -1,13 +1,21 @@
 #!/usr/bin/python3
-"""Generate services/kv/generated/redis_commands.inc from the real redis-server 7.0.
+"""Generate services/kv/generated/*.inc from the real redis-server 7.0.
 
-Starts redis-server on a free port (no persistence), asks it COMMAND INFO and COMMAND DOCS for every command and
-subcommand turretd implements, under RESP2 and RESP3 (HELLO 3), plus the HELP replies of the container commands,
-and writes the metadata (arity, flags, key positions, ACL categories) and the exact raw reply bytes as a C++
-include file. The output is committed; run this by hand only when the command set changes:
+Starts redis-server on a free port (no persistence) and writes, as C++ include files:
 
-    /usr/bin/python3 scripts/gen_commands.py
+- redis_commands.inc: one row per command and subcommand redis-server knows (not only those turretd implements: a
+  proxy in front of real Redis servers forwards them all): name, arity, flags, ACL categories, the legacy key range,
+  its key specs, the getkeys procedure Redis falls back to, and turret's two columns (see TURRET COLUMNS below).
+- redis_key_specs.inc: the key specs of every command (COMMAND INFO's 9th element), in row order.
+- redis_replies.inc + redis_replies_N.inc: the exact COMMAND INFO / COMMAND DOCS reply bytes under RESP2 and RESP3
+  (HELLO 3), and the HELP replies of containers, only for the commands turretd implements (COMMANDS below).
+
+The output is committed and checked by tests/integration/test_command_table_regen.py, which runs this script into a
+temporary directory and diffs. Run it by hand when the command set or these tables change:
+
+    /usr/bin/python3 scripts/gen_commands.py [--out DIR] [--redis-server PATH]
 """
+import argparse
 import os
 import socket
 import subprocess
@@ -16,9 +24,11 @@ import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-OUT = os.path.join(ROOT, "services", "kv", "generated", "redis_commands.inc")
+OUT_DIR = os.path.join(ROOT, "services", "kv", "generated")
+MAX_PART_LINES = 700  # redis_replies_N.inc are cut at command boundaries past this many lines
 
-# Top-level commands turretd implements; containers list the subcommands turretd implements.
+# Top-level commands turretd implements; containers list the subcommands turretd implements. Their raw COMMAND
+# INFO/DOCS bytes are kept, and their order here is the order of COMMAND, COMMAND LIST and COMMAND DOCS.
 COMMANDS = {
     # connection
     "ping": None, "echo": None, "quit": None, "select": None, "swapdb": None, "auth": None, "hello": None,
@@ -62,7 +72,125 @@ FLAGS = {
 ACL = ["keyspace", "read", "write", "set", "sortedset", "list", "hash", "string", "bitmap", "hyperloglog", "geo",
        "stream", "pubsub", "admin", "fast", "slow", "blocking", "dangerous", "connection", "transaction",
        "scripting"]
+# Key spec flags (Redis's CMD_KEY_*), as COMMAND INFO names them.
+KEY_FLAGS = {
+    "RO": "key_ro", "RW": "key_rw", "OW": "key_ow", "RM": "key_rm", "access": "key_access", "update": "key_update",
+    "insert": "key_insert", "delete": "key_delete", "not_key": "key_not_key", "incomplete": "key_incomplete",
+    "variable_flags": "key_variable_flags",
+}
 
+# The getkeys procedure Redis 7.0 falls back to when a command's key specs are incomplete, invalid for the argv, or
+# have variable flags (src/db.c; the commands' JSON "get_keys_function"). COMMAND INFO does not say which commands
+# have one (SET and BITFIELD are not even "movablekeys"), hence this table. Values name turret::kv::getkeys_proc:
+#   numkeys1       numkeys at argv[1], keys from argv[2]       (sintercard, zunion/zinter/zdiff/zintercard, lmpop, zmpop)
+#   numkeys2       numkeys at argv[2], keys from argv[3]       (eval*, fcall*, blmpop, bzmpop)
+#   dest_numkeys2  destination argv[1], numkeys at argv[2]     (zunionstore, zinterstore, zdiffstore)
+#   sort, sort_ro, migrate, georadius, xread, set, bitfield    (their own parsers)
+GETKEYS = {
+    "sintercard": "numkeys1", "zunion": "numkeys1", "zinter": "numkeys1", "zdiff": "numkeys1",
+    "zintercard": "numkeys1", "lmpop": "numkeys1", "zmpop": "numkeys1",
+    "eval": "numkeys2", "evalsha": "numkeys2", "eval_ro": "numkeys2", "evalsha_ro": "numkeys2", "fcall": "numkeys2",
+    "fcall_ro": "numkeys2", "blmpop": "numkeys2", "bzmpop": "numkeys2",
+    "zunionstore": "dest_numkeys2", "zinterstore": "dest_numkeys2", "zdiffstore": "dest_numkeys2",
+    "sort": "sort", "sort_ro": "sort_ro", "migrate": "migrate", "georadius": "georadius",
+    "georadiusbymember": "georadius", "xread": "xread", "xreadgroup": "xread", "set": "set", "bitfield": "bitfield",
+}
+
+# ---------------------------------------------------------------------------------------------------------------------
+# TURRET COLUMNS
+#
+# idempotent: sending the command twice in a row, with nothing in between, has the same effect on the keyspace (and
+# on the server) AND the same reply as sending it once, so a retry layer may resend it after a failure whose outcome
+# it cannot know (connection lost after the write). Two readings of the rule:
+#   - A read is idempotent: a repeat returns a fresh reading of the same data. Replies that depend on time or chance
+#     (TTL, RANDOMKEY, SRANDMEMBER, ACL GENPASS) count as the same reply.
+#   - Relative expirations (SET ... EX, EXPIRE, GETEX EX) count as the same effect: a repeat sets the deadline the
+#     same distance from its own execution, as if the one command had arrived that much later.
+# The rules, applied in this order (the generator fails on a command no rule covers):
+#   1. containers (CLIENT, CONFIG, ...: no effect of their own): idempotent.
+#   2. IDEMPOTENT_BY_ARGS: idempotent or not depending on the arguments; turret::kv::is_idempotent() decides per
+#      request (services/kv/command_info.cpp), with the reason given here.
+#   3. flag readonly: idempotent.
+#   4. flag write: not idempotent, unless listed in IDEMPOTENT_WRITES. Counting replies (DEL, SADD, HSET, PERSIST,
+#      XTRIM), read-modify-write (INCR, APPEND, LPUSH, SETBIT, GETSET), conditional sets (SETNX, MSETNX, HSETNX),
+#      moves (RENAME, LMOVE, SMOVE, MOVE) and pops fail the rule.
+#   5. neither readonly nor write (connection, server, admin, pub/sub, scripting): listed in OTHER_IDEMPOTENT or
+#      OTHER_NOT_IDEMPOTENT.
+IDEMPOTENT_BY_ARGS = {
+    "set": "unless NX or GET (NX: OK then nil; GET: the old value then the new one)",
+    "expire": "unless NX, GT or LT (NX: 1 then 0; GT/LT compare with the deadline the first one set)",
+    "pexpire": "unless NX, GT or LT", "expireat": "unless NX, GT or LT", "pexpireat": "unless NX, GT or LT",
+    "copy": "with REPLACE (without: 1 then 0)",
+    "restore": "with REPLACE (without: BUSYKEY the second time)", "restore-asking": "with REPLACE",
+    "function|load": "with REPLACE (without: 'already exists' the second time)",
+    "function|restore": "with the FLUSH or REPLACE policy (APPEND fails the second time)",
+    "zadd": "with XX and neither CH nor INCR (adds nothing, replies 0 both times)",
+    "bitfield": "when it only has GET (and OVERFLOW) operations",
+    "sort": "without STORE (a read); with STORE when the destination is not the sorted key and no BY/GET pattern "
+            "reads other keys",
+    "georadius": "without STORE/STOREDIST (a read); with one when the destination differs from the source",
+    "georadiusbymember": "as georadius",
+    "bitop": "when the destination is not one of the sources (BITOP XOR d d x toggles)",
+    "sunionstore": "when the destination is not one of the sources", "sinterstore": "as sunionstore",
+    "sdiffstore": "as sunionstore", "zunionstore": "as sunionstore (ZUNIONSTORE d 2 d x adds scores again)",
+    "zinterstore": "as sunionstore", "zdiffstore": "as sunionstore", "zrangestore": "as sunionstore",
+    "geosearchstore": "as sunionstore",
+}
+IDEMPOTENT_WRITES = {
+    "mset", "setex", "psetex", "getex", "setrange", "lset", "hmset", "pfmerge", "xsetid", "xgroup|setid",
+    "flushdb", "flushall", "function|flush",
+}
+OTHER_IDEMPOTENT = {
+    "acl|cat", "acl|dryrun", "acl|genpass", "acl|getuser", "acl|help", "acl|list", "acl|load", "acl|log", "acl|save",
+    "acl|setuser", "acl|users", "acl|whoami", "asking", "auth",
+    "client|caching", "client|getname", "client|getredir", "client|help", "client|id", "client|info", "client|list",
+    "client|no-evict", "client|pause", "client|reply", "client|setname", "client|tracking", "client|trackinginfo",
+    "client|unpause",
+    "cluster|count-failure-reports", "cluster|countkeysinslot", "cluster|flushslots", "cluster|getkeysinslot",
+    "cluster|help", "cluster|info", "cluster|keyslot", "cluster|links", "cluster|meet", "cluster|myid",
+    "cluster|nodes", "cluster|replicas", "cluster|replicate", "cluster|reset", "cluster|saveconfig",
+    "cluster|setslot", "cluster|shards", "cluster|slaves", "cluster|slots",
+    "command", "command|count", "command|docs", "command|getkeys", "command|getkeysandflags", "command|help",
+    "command|info", "command|list",
+    "config|get", "config|help", "config|resetstat", "config|rewrite", "config|set",
+    "echo", "function|dump", "function|help", "function|list", "function|stats", "hello", "info", "lastsave",
+    "latency|doctor", "latency|graph", "latency|help", "latency|histogram", "latency|history", "latency|latest",
+    "memory|doctor", "memory|help", "memory|malloc-stats", "memory|purge", "memory|stats",
+    "module|help", "module|list", "object|help", "xgroup|help", "xinfo|help", "pfselftest", "ping",
+    "psubscribe", "punsubscribe", "subscribe", "unsubscribe", "ssubscribe", "sunsubscribe",
+    "pubsub|channels", "pubsub|help", "pubsub|numpat", "pubsub|numsub", "pubsub|shardchannels",
+    "pubsub|shardnumsub",
+    "readonly", "readwrite", "reset", "role", "save", "script|exists", "script|flush", "script|help", "script|load",
+    "select", "slowlog|get", "slowlog|help", "slowlog|len", "slowlog|reset", "time", "unwatch", "wait", "watch",
+}
+OTHER_NOT_IDEMPOTENT = {
+    "acl|deluser",          # 1 then 0
+    "bgrewriteaof", "bgsave",  # "already in progress" the second time
+    "client|kill", "client|unblock",  # the second finds nothing
+    "cluster|addslots", "cluster|addslotsrange", "cluster|bumpepoch", "cluster|delslots", "cluster|delslotsrange",
+    "cluster|failover", "cluster|forget", "cluster|set-config-epoch",
+    "debug", "failover", "shutdown", "monitor", "quit",
+    "multi", "exec", "discard",  # nested MULTI / EXEC and DISCARD without MULTI are errors
+    "eval", "evalsha", "fcall",  # a script may do anything
+    "function|kill", "script|kill", "script|debug",
+    "latency|reset",        # number of events reset
+    "module|load", "module|loadex", "module|unload",
+    "publish", "spublish",  # delivered twice
+    "psync", "sync", "replconf", "replicaof", "slaveof",  # "Already connected" the second time
+}
+
+# session_state: the command reads or changes the state of the connection it runs on (selected database,
+# transaction, subscriptions, protocol, authentication, client name/reply mode/tracking, cluster redirection
+# state), so it must run on the client's own connection: a proxy pins it (and what follows) to one upstream
+# connection, and a retry on another connection would not do the same thing.
+SESSION_STATE = {
+    "select", "multi", "exec", "discard", "watch", "unwatch",
+    "subscribe", "unsubscribe", "psubscribe", "punsubscribe", "ssubscribe", "sunsubscribe",
+    "hello", "auth", "reset", "quit", "readonly", "readwrite", "asking", "monitor", "wait",
+    "client|setname", "client|getname", "client|id", "client|info", "client|reply", "client|tracking",
+    "client|trackinginfo", "client|getredir", "client|caching", "client|no-evict",
+    "acl|whoami", "script|debug", "sync", "psync", "replconf",
+}
 
 def free_port():
     s = socket.socket()
@@ -138,6 +266,39 @@ def raw_of(raw_reply, node):
     return raw_reply[node[2]:node[3]]
 
 
+def _header(raw_reply, node):
+    """The bytes of an aggregate's header line ("*16\r\n")."""
+    return raw_reply[node[2]:raw_reply.index(b"\r\n", node[2]) + 2]
+
+
+def canonical_info(raw_reply, node):
+    """A COMMAND INFO element with its subcommands (element 10) sorted by name. redis-server lists a container's
+    subcommands in the order of its dict, which changes from run to run; sorting makes the output reproducible (any
+    order is one redis-server could send; the differential tests normalise it)."""
+    kids = node[4]
+    if len(kids) < 10 or not kids[9][4]:
+        return raw_of(raw_reply, node)
+    subs = sorted(kids[9][4], key=lambda k: k[4][0][1])
+    return (raw_reply[node[2]:kids[9][2]] + _header(raw_reply, kids[9]) +
+            b"".join(canonical_info(raw_reply, k) for k in subs) + raw_reply[kids[9][3]:node[3]])
+
+
+def canonical_docs(raw_reply, node):
+    """A COMMAND DOCS document (a map, or a flat array under RESP2) with its "subcommands" map sorted by name."""
+    kids = node[4]
+    out = _header(raw_reply, node)
+    for i in range(0, len(kids), 2):
+        key, val = kids[i], kids[i + 1]
+        out += raw_of(raw_reply, key)
+        if key[1] == b"subcommands":
+            pairs = sorted(((val[4][j], val[4][j + 1]) for j in range(0, len(val[4]), 2)), key=lambda p: p[0][1])
+            out += _header(raw_reply, val) + b"".join(
+                raw_of(raw_reply, k) + canonical_docs(raw_reply, v) for k, v in pairs)
+        else:
+            out += raw_of(raw_reply, val)
+    return out
+
+
 def c_literal(b):
     out = []
     for ch in b:
@@ -171,21 +332,125 @@ def c_literal(b):
     return "\n      ".join('"%s"' % l for l in lines) + "sv"
 
 
-def info_fields(node):
-    """COMMAND INFO entry (RESP2 parse) -> metadata."""
-    k = node[4]
-    name = k[0][1].decode()
-    arity = int(k[1][1])
-    flags = [f[1].decode() for f in k[2][4]]
-    first, last, step = int(k[3][1]), int(k[4][1]), int(k[5][1])
-    acl = [a[1].decode().lstrip("@") for a in k[6][4]]
-    return name, arity, flags, first, last, step, acl
+def conv(node):
+    """A parsed RESP node -> Python value (maps -> dict, aggregates -> list, strings -> str, integers -> int)."""
+    t, payload, _, _, kids = node
+    if kids is None:
+        if t == b":":
+            return int(payload)
+        return None if payload is None else payload.decode()
+    if t == b"%":
+        return {conv(kids[i]): conv(kids[i + 1]) for i in range(0, len(kids), 2)}
+    return [conv(k) for k in kids]
+
+
+def key_spec_row(spec):
+    """One key spec map (COMMAND INFO, RESP3) -> the arguments of TURRET_KV_KEY_SPEC."""
+    flags = []
+    for f in spec["flags"]:
+        if f not in KEY_FLAGS:
+            raise RuntimeError("unknown key spec flag " + f)
+        flags.append(KEY_FLAGS[f])
+    bs, fk = spec["begin_search"], spec["find_keys"]
+    if bs["type"] == "index":
+        begin = "index(%d)" % bs["spec"]["index"]
+    elif bs["type"] == "keyword":
+        begin = 'keyword("%s", %d)' % (bs["spec"]["keyword"], bs["spec"]["startfrom"])
+    elif bs["type"] == "unknown":
+        begin = "unknown()"
+    else:
+        raise RuntimeError("unknown begin_search type " + bs["type"])
+    if fk["type"] == "range":
+        find = "range(%d, %d, %d)" % (fk["spec"]["lastkey"], fk["spec"]["keystep"], fk["spec"]["limit"])
+    elif fk["type"] == "keynum":
+        find = "keynum(%d, %d, %d)" % (fk["spec"]["keynumidx"], fk["spec"]["firstkey"], fk["spec"]["keystep"])
+    elif fk["type"] == "unknown":
+        find = "unknown()"
+    else:
+        raise RuntimeError("unknown find_keys type " + fk["type"])
+    return "%s, %s, %s" % (" | ".join(flags) or "0", begin, find)
+
+
+def turret_columns(name, flags, is_container):
+    """The two turret columns of one command, as TURRET_KV_COMMAND's last argument."""
+    if is_container:
+        idem = "turret_idempotent"
+    elif name in IDEMPOTENT_BY_ARGS:
+        idem = "turret_idempotent_by_args"
+    elif "readonly" in flags:
+        idem = "turret_idempotent"
+    elif "write" in flags:
+        idem = "turret_idempotent" if name in IDEMPOTENT_WRITES else ""
+    elif name in OTHER_IDEMPOTENT:
+        idem = "turret_idempotent"
+    elif name in OTHER_NOT_IDEMPOTENT:
+        idem = ""
+    else:
+        raise RuntimeError("classify '%s' in OTHER_IDEMPOTENT or OTHER_NOT_IDEMPOTENT" % name)
+    cols = [c for c in (idem, "turret_session_state" if name in SESSION_STATE else "") if c]
+    return " | ".join(cols) or "0"
+
+
+def check_tables(known):
+    """Every name in the hand-written tables must be a command redis-server knows, and the tables must agree."""
+    for table in (IDEMPOTENT_BY_ARGS, IDEMPOTENT_WRITES, OTHER_IDEMPOTENT, OTHER_NOT_IDEMPOTENT, SESSION_STATE,
+                  GETKEYS):
+        for n in table:
+            if n not in known:
+                raise RuntimeError("table names '%s', which redis-server does not know" % n)
+    both = OTHER_IDEMPOTENT & OTHER_NOT_IDEMPOTENT
+    if both:
+        raise RuntimeError("classified both ways: %s" % sorted(both))
+    for n, flags in known.items():
+        if n in IDEMPOTENT_WRITES and "write" not in flags:
+            raise RuntimeError("IDEMPOTENT_WRITES lists '%s', which is not a write" % n)
+        if (n in OTHER_IDEMPOTENT or n in OTHER_NOT_IDEMPOTENT) and ("write" in flags or "readonly" in flags):
+            raise RuntimeError("OTHER_* lists '%s', which is flagged %s" % (n, flags))
+
+
+def all_commands(c3):
+    """Every command and subcommand: COMMAND under RESP3, subcommands nested in their container (element 10)."""
+    v, _ = c3.call("COMMAND")
+    rows = {}
+
+    def walk(e, parent):
+        name, arity, flags, first, last, step, acl, _tips, specs, subs = e
+        rows[name] = dict(name=name, arity=arity, flags=flags, first=first, last=last, step=step,
+                          acl=[a.lstrip("@") for a in acl], specs=specs, subs=[s[0] for s in subs], parent=parent)
+        for s in subs:
+            walk(s, name)
+
+    for e in conv(v):
+        walk(e, None)
+    return rows
+
+
+def ordered_names(rows):
+    """Implemented commands first, in COMMANDS order (the order of COMMAND/COMMAND LIST replies), then the others
+    sorted; each container is followed by its subcommands (implemented ones first)."""
+    out = []
+    tops = list(COMMANDS) + sorted(n for n, r in rows.items() if r["parent"] is None and n not in COMMANDS)
+    for top in tops:
+        out.append(top)
+        mine = [top + "|" + s for s in (COMMANDS.get(top) or [])]
+        out += mine + sorted(s for s in rows[top]["subs"] if s not in mine)
+    return out
+
+
+def write_file(path, lines):
+    with open(path, "w") as f:
+        f.write("\n".join(lines) + "\n")
 
 
 def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--out", default=OUT_DIR, help="directory for the .inc files (default: %(default)s)")
+    ap.add_argument("--redis-server", default="/usr/bin/redis-server")
+    opts = ap.parse_args()
+
     port = free_port()
     tmp = tempfile.mkdtemp()
-    proc = subprocess.Popen(["/usr/bin/redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+    proc = subprocess.Popen([opts.redis_server, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
                              "--appendonly", "no", "--dir", tmp], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         for _ in range(100):
@@ -201,35 +466,27 @@ def main():
         version = c2.call("INFO", "server")[0][1].decode()
         version = [l for l in version.split("\r\n") if l.startswith("redis_version:")][0].split(":")[1]
 
-        names = []
+        meta = all_commands(c3)
+        names = ordered_names(meta)
+        assert sorted(names) == sorted(meta), "every command exactly once"
+        check_tables({n: r["flags"] for n, r in meta.items()})
         for top, subs in COMMANDS.items():
-            names.append(top)
-            for s in subs or []:
-                names.append(top + "|" + s)
+            for n in [top] + [top + "|" + s for s in subs or []]:
+                if n not in meta:
+                    raise RuntimeError("redis does not know " + n)
 
-        rows = []
+        replies = []
         for n in names:
+            top, _, sub = n.partition("|")
+            if top not in COMMANDS or (sub and sub not in (COMMANDS[top] or [])):
+                continue
             i2, r_i2 = c2.call("COMMAND", "INFO", n)
             i3, r_i3 = c3.call("COMMAND", "INFO", n)
             d2, r_d2 = c2.call("COMMAND", "DOCS", n)
             d3, r_d3 = c3.call("COMMAND", "DOCS", n)
-            e2 = i2[4][0]
-            if e2[1] is None and e2[4] is None:
-                raise RuntimeError("redis does not know " + n)
-            name, arity, flags, first, last, step, acl = info_fields(e2)
-            assert name == n, (name, n)
-            info2 = raw_of(r_i2, e2)
-            info3 = raw_of(r_i3, i3[4][0])
             # DOCS reply: RESP2 *2 name doc ; RESP3 %1 name doc
-            docs2 = raw_of(r_d2, d2[4][1])
-            docs3 = raw_of(r_d3, d3[4][1])
-            for f in flags:
-                if f not in FLAGS:
-                    raise RuntimeError("unknown flag " + f)
-            for a in acl:
-                if a not in ACL:
-                    raise RuntimeError("unknown acl category " + a)
-            rows.append((n, arity, flags, first, last, step, acl, info2, info3, docs2, docs3))
+            replies.append((n, canonical_info(r_i2, i2[4][0]), canonical_info(r_i3, i3[4][0]),
+                            canonical_docs(r_d2, d2[4][1]), canonical_docs(r_d3, d3[4][1])))
 
         helps = []
         for top, subs in COMMANDS.items():
@@ -241,28 +498,77 @@ def main():
         proc.terminate()
         proc.wait(10)
 
-    os.makedirs(os.path.dirname(OUT), exist_ok=True)
-    with open(OUT, "w") as f:
-        f.write("// GENERATED by scripts/gen_commands.py from redis-server %s. Do not edit.\n" % version)
-        f.write("// TURRET_KV_COMMAND(name, arity, flags, first_key, last_key, key_step, acl_categories,\n")
-        f.write("//                   info_resp2, info_resp3, docs_resp2, docs_resp3)\n")
-        f.write("// TURRET_KV_HELP(container, help_resp2, help_resp3)\n")
-        f.write("// Raw bytes are one COMMAND INFO / COMMAND DOCS reply element, exactly as redis-server sends it.\n")
-        f.write("// Subcommands are named \"container|sub\" and follow their container.\n\n")
-        f.write("#ifdef TURRET_KV_COMMAND\n")
-        for (n, arity, flags, first, last, step, acl, i2, i3, d2, d3) in rows:
-            fl = " | ".join(FLAGS[x] for x in flags) or "0"
-            ac = " | ".join("acl_" + x for x in acl) or "0"
-            f.write('TURRET_KV_COMMAND("%s", %d, %s, %d, %d, %d, %s,\n' % (n, arity, fl, first, last, step, ac))
-            f.write("    %s,\n" % c_literal(i2))
-            f.write("    %s,\n" % c_literal(i3))
-            f.write("    %s,\n" % c_literal(d2))
-            f.write("    %s)\n" % c_literal(d3))
-        f.write("#endif\n\n#ifdef TURRET_KV_HELP\n")
-        for top, r2, r3 in helps:
-            f.write('TURRET_KV_HELP("%s",\n    %s,\n    %s)\n' % (top, c_literal(r2), c_literal(r3)))
-        f.write("#endif\n")
-    print("wrote %s (%d commands, redis %s)" % (OUT, len(rows), version))
+    os.makedirs(opts.out, exist_ok=True)
+    stamp = "// GENERATED by scripts/gen_commands.py from redis-server %s. Do not edit." % version
+
+    # --- redis_commands.inc and redis_key_specs.inc -----------------------------------------------------------------
+    cmd_lines = [stamp,
+                 "// Every command and subcommand of redis-server (subcommands \"container|sub\" follow their container).",
+                 "// TURRET_KV_COMMAND(name, arity, flags, acl_categories, first_key, last_key, key_step,",
+                 "//                   first_key_spec, key_spec_count, getkeys, turret_columns)",
+                 "// first_key_spec/key_spec_count: the command's rows in redis_key_specs.inc. getkeys: the procedure",
+                 "// Redis falls back to (turret::kv::getkeys_proc). turret_columns: see TURRET COLUMNS in the script.",
+                 ""]
+    spec_lines = [stamp,
+                  "// Key specs (COMMAND INFO), in the order of redis_commands.inc.",
+                  "// TURRET_KV_KEY_SPEC(flags, begin_search, find_keys)", ""]
+    nspecs = 0
+    for n in names:
+        r = meta[n]
+        for f in r["flags"]:
+            if f not in FLAGS:
+                raise RuntimeError("unknown flag " + f)
+        for a in r["acl"]:
+            if a not in ACL:
+                raise RuntimeError("unknown acl category " + a)
+        fl = " | ".join(FLAGS[x] for x in r["flags"]) or "0"
+        ac = " | ".join("acl_" + x for x in r["acl"]) or "0"
+        cols = turret_columns(n, r["flags"], bool(r["subs"]))
+        cmd_lines.append('TURRET_KV_COMMAND("%s", %d, %s, %s, %d, %d, %d, %d, %d, %s, %s)' % (
+            n, r["arity"], fl, ac, r["first"], r["last"], r["step"], nspecs, len(r["specs"]),
+            GETKEYS.get(n, "none"), cols))
+        if r["specs"]:
+            spec_lines.append("// %s" % n)
+        for s in r["specs"]:
+            spec_lines.append("TURRET_KV_KEY_SPEC(%s)" % key_spec_row(s))
+            nspecs += 1
+    write_file(os.path.join(opts.out, "redis_commands.inc"), cmd_lines)
+    write_file(os.path.join(opts.out, "redis_key_specs.inc"), spec_lines)
+
+    # --- redis_replies.inc + parts ------------------------------------------------------------------------------------
+    blocks = []
+    for (n, i2, i3, d2, d3) in replies:
+        blocks.append(("R", ['TURRET_KV_REPLIES("%s",' % n, "    %s," % c_literal(i2), "    %s," % c_literal(i3),
+                             "    %s," % c_literal(d2), "    %s)" % c_literal(d3)]))
+    for top, r2, r3 in helps:
+        blocks.append(("H", ['TURRET_KV_HELP("%s",' % top, "    %s," % c_literal(r2), "    %s)" % c_literal(r3)]))
+    parts, cur, cur_len = [], [], 0
+    for kind, text in blocks:
+        n = sum(t.count("\n") + 1 for t in text)
+        if cur and cur_len + n > MAX_PART_LINES:
+            parts.append(cur)
+            cur, cur_len = [], 0
+        cur.append((kind, text))
+        cur_len += n
+    parts.append(cur)
+    index = [stamp,
+             "// Raw reply bytes of the commands turretd implements, split into parts of at most ~%d lines." %
+             MAX_PART_LINES,
+             "// TURRET_KV_REPLIES(name, info_resp2, info_resp3, docs_resp2, docs_resp3): one COMMAND INFO / DOCS",
+             "//   reply element, exactly as redis-server sends it.",
+             "// TURRET_KV_HELP(container, help_resp2, help_resp3): the container's HELP reply.", ""]
+    for i, part in enumerate(parts, 1):
+        fname = "redis_replies_%d.inc" % i
+        index.append("#include \"%s\"" % fname)
+        lines = [stamp, "// Part %d of redis_replies.inc." % i, ""]
+        for kind, macro in (("R", "TURRET_KV_REPLIES"), ("H", "TURRET_KV_HELP")):
+            body = [l for k, text in part if k == kind for l in text]
+            if body:
+                lines += ["#ifdef %s" % macro] + body + ["#endif"]
+        write_file(os.path.join(opts.out, fname), lines)
+    write_file(os.path.join(opts.out, "redis_replies.inc"), index)
+    print("wrote %s (%d commands, %d key specs, %d with replies in %d parts; redis %s)" % (
+        opts.out, len(names), nspecs, len(replies), len(parts), version))
 
 
 if __name__ == "__main__":

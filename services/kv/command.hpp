@@ -1,7 +1,7 @@
 #pragma once
 // Command table. Every command is data, following Redis's own table (src/commands/*.json): name, arity, flags,
 // key positions, ACL categories. The metadata is generated from redis-server 7.0 itself
-// (scripts/gen_commands.py -> services/kv/generated/redis_commands.inc), so arity errors, COMMAND INFO and
+// (scripts/gen_commands.py -> services/kv/generated/*.inc), so arity errors, COMMAND INFO and
 // COMMAND DOCS match Redis byte for byte. Command families only bind handlers to names.
 #include <services/kv/keyspace.hpp>
 #include <turret/kv/command_table.hpp>
@@ -15,7 +15,6 @@
 namespace turret::kv {
 
 class store;
-
 
 /// What a handler gets. The store lock is held for the whole call; handlers never suspend.
 struct command_ctx {

@@ -11,9 +11,10 @@
 namespace turret::kv {
 
 /// Redis's processCommand after the lookup: unknown command/subcommand, arity, NOAUTH, no-multi, RESP2 pub/sub
-/// restriction, MULTI queueing, then the call. `out` receives the reply.
+/// restriction, MULTI queueing, then the call. `out` receives the reply. `resolved`, when not null, is the entry
+/// command_table::lookup(args) returns in the store's table (a request's resolved_command): the lookup is skipped.
 void process_command(store& st, session& s, std::span<const std::string_view> args, reply_builder& out,
-                     command_time now = {});
+                     command_time now = {}, const command_def* resolved = nullptr);
 
 /// Redis's call(): run the handler and account for it (commandstats, client bookkeeping).
 void call_command(const command_def& cmd, command_ctx& ctx);

@@ -267,9 +267,9 @@ namespace {
 }  // namespace
 
 void process_command(store& st, session& s, std::span<const std::string_view> args, reply_builder& out,
-                     command_time now) {
+                     command_time now, const command_def* resolved) {
   const command_table& table = *st.commands();
-  const command_def* cmd = table.lookup(args);
+  const command_def* cmd = resolved ? resolved : table.lookup(args);
   // CLIENT LIST idle= (seconds: a coarse clock is enough), for sessions CLIENT LIST can show (attached: id != 0).
   if (s.id != 0) s.last_interaction_ms = coarse_unix_time_ms();
   if (!cmd) [[unlikely]] {
@@ -317,6 +317,11 @@ response kv_service::execute(request& req) {
 void kv_service::execute_unchecked(request& req, response& resp) {
   session& s = req.sess;
   const command_time now;  // read on first use: a GET of a key without TTL reads no clock
+  // The front end's resolution, when it was made over these arguments against this core's table.
+  const command_def* resolved = req.cmd && req.cmd->def && req.cmd->args.data() == req.args.data() &&
+                                        req.cmd->args.size() == req.args.size() && table_->owns(req.cmd->def)
+                                    ? req.cmd->def
+                                    : nullptr;
   std::lock_guard lock(store_->mutex());
   struct status_slot {  // reply_error records this request's top-level error in `resp`
     store& st;
@@ -324,7 +329,7 @@ void kv_service::execute_unchecked(request& req, response& resp) {
   } slot{*store_};
   store_->set_reply_status(&resp);
   if (s.replies == reply_mode::on && !s.reply_skip_pending) [[likely]] {
-    process_command(*store_, s, req.args, req.out, now);
+    process_command(*store_, s, req.args, req.out, now, resolved);
   } else {
     // CLIENT REPLY OFF / SKIP: Redis drops the reply; CLIENT REPLY ON clears the flags before replying, and so does
     // RESET for OFF (not for a pending SKIP: that one is consumed by the RESET itself).
@@ -334,7 +339,8 @@ void kv_service::execute_unchecked(request& req, response& resp) {
                            iequals(req.args[2], "on")) ||
                           (!skipped && req.args.size() == 1 && iequals(req.args[0], "reset"));
     silenced_reply_builder silenced(req.out);
-    process_command(*store_, s, req.args, reply_on ? req.out : static_cast<reply_builder&>(silenced), now);
+    process_command(*store_, s, req.args, reply_on ? req.out : static_cast<reply_builder&>(silenced), now,
+                    resolved);
   }
   if (s.replies == reply_mode::skip) {
     // CLIENT REPLY SKIP: the mode returns to ON after the next command's reply is dropped.

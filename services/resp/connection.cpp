@@ -163,9 +163,11 @@ asio::awaitable<void> connection::serve() {
         break;
       }
       const auto args = parser_.args();
-      const kv::command_def* def = table->find(args[0]);
+      // Resolved once: the layers and the core use it; the metrics label is args[0]'s entry.
+      const kv::resolved_command cmd = kv::resolve(*table, args);
+      const kv::command_def* def = cmd.base;
       ctx_.reset_for_next_request();
-      kv::request req{ctx_, sess_, args, builder_};
+      kv::request req{ctx_, sess_, args, builder_, &cmd};
 
       executing_ = true;
       std::optional<result<kv::response>> r = kv::dispatch_now(shared_->pipeline, req);

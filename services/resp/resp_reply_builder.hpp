@@ -1,5 +1,5 @@
 #pragma once
-// resp_reply_builder: the key-value core's reply_builder (services/kv/reply.hpp) written straight into a RESP
+// resp_reply_builder: the key-value core's reply_builder (<turret/kv/reply.hpp>) written straight into a RESP
 // connection's output buffer through resp::writer (framework/include/turret/resp/writer.hpp).
 //
 // One object per connection, reused for every command. It encodes every element for the protocol version the

@@ -8,29 +8,86 @@ namespace {
 
 using namespace std::literals;
 
+// --- generated metadata (services/kv/generated/, scripts/gen_commands.py) -----------------------------------------
+
+struct begin_part {
+  key_begin type;
+  int index;
+  std::string_view keyword;
+  int startfrom;
+};
+struct find_part {
+  key_find type;
+  int a, b, c;
+};
+constexpr begin_part begin_index(int pos) { return {key_begin::index, pos, {}, 0}; }
+constexpr begin_part begin_keyword(std::string_view kw, int startfrom) { return {key_begin::keyword, 0, kw, startfrom}; }
+constexpr begin_part begin_unknown() { return {key_begin::unknown, 0, {}, 0}; }
+constexpr find_part find_range(int lastkey, int keystep, int limit) { return {key_find::range, lastkey, keystep, limit}; }
+constexpr find_part find_keynum(int keynumidx, int firstkey, int keystep) {
+  return {key_find::keynum, keynumidx, firstkey, keystep};
+}
+constexpr find_part find_unknown() { return {key_find::unknown, 0, 1, 0}; }
+
+constexpr key_spec make_spec(std::uint16_t flags, begin_part b, find_part f) {
+  key_spec s;
+  s.flags = flags;
+  s.begin = b.type;
+  s.index = b.index;
+  s.keyword = b.keyword;
+  s.startfrom = b.startfrom;
+  s.find = f.type;
+  if (f.type == key_find::keynum) {
+    s.keynumidx = f.a;
+    s.firstkey = f.b;
+    s.keystep = f.c;
+  } else {
+    s.lastkey = f.a;
+    s.keystep = f.b;
+    s.limit = f.c;
+  }
+  return s;
+}
+
+constexpr key_spec generated_key_specs[] = {
+#define TURRET_KV_KEY_SPEC(flags, begin, find) make_spec(flags, begin_##begin, find_##find),
+#include "../generated/redis_key_specs.inc"
+#undef TURRET_KV_KEY_SPEC
+};
+
 struct generated_row {
   std::string_view name;
   int arity;
-  std::uint64_t flags;
+  std::uint64_t flags, acl;
   int first, last, step;
-  std::uint64_t acl;
-  std::string_view info2, info3, docs2, docs3;
+  std::size_t spec_first, spec_count;
+  getkeys_proc getkeys;
+  std::uint8_t turret;
+};
+
+constexpr generated_row generated_rows[] = {
+#define TURRET_KV_COMMAND(name, arity, flags, acl, first, last, step, spec_first, spec_count, getkeys, turret) \
+  {name, arity, static_cast<std::uint64_t>(flags), static_cast<std::uint64_t>(acl), first, last, step, spec_first,  \
+   spec_count, getkeys_proc::getkeys, static_cast<std::uint8_t>(turret)},
+#include "../generated/redis_commands.inc"
+#undef TURRET_KV_COMMAND
+};
+
+struct generated_replies {
+  std::string_view name, info2, info3, docs2, docs3;
+};
+constexpr generated_replies generated_reply_rows[] = {
+#define TURRET_KV_REPLIES(name, i2, i3, d2, d3) {name, i2, i3, d2, d3},
+#include "../generated/redis_replies.inc"
+#undef TURRET_KV_REPLIES
 };
 
 struct generated_help {
   std::string_view container, help2, help3;
 };
-
-constexpr generated_row generated_rows[] = {
-#define TURRET_KV_COMMAND(name, arity, flags, first, last, step, acl, i2, i3, d2, d3) \
-  {name, arity, static_cast<std::uint64_t>(flags), first, last, step, static_cast<std::uint64_t>(acl), i2, i3, d2, d3},
-#include "../generated/redis_commands.inc"
-#undef TURRET_KV_COMMAND
-};
-
 constexpr generated_help generated_helps[] = {
 #define TURRET_KV_HELP(container, h2, h3) {container, h2, h3},
-#include "../generated/redis_commands.inc"
+#include "../generated/redis_replies.inc"
 #undef TURRET_KV_HELP
 };
 
@@ -64,14 +121,21 @@ command_table::command_table() {
     d.short_name = bar == std::string_view::npos ? r.name : r.name.substr(bar + 1);
     d.arity = r.arity;
     d.flags = r.flags;
+    d.acl = r.acl;
     d.first_key = r.first;
     d.last_key = r.last;
     d.key_step = r.step;
-    d.acl = r.acl;
-    d.info2 = r.info2;
-    d.info3 = r.info3;
-    d.docs2 = r.docs2;
-    d.docs3 = r.docs3;
+    d.key_specs = std::span<const key_spec>(generated_key_specs).subspan(r.spec_first, r.spec_count);
+    d.getkeys = r.getkeys;
+    d.turret = r.turret;
+    d.keys_from = key_source_of(d);
+    for (const auto& rr : generated_reply_rows)
+      if (rr.name == r.name) {
+        d.info2 = rr.info2;
+        d.info3 = rr.info3;
+        d.docs2 = rr.docs2;
+        d.docs3 = rr.docs3;
+      }
     static constexpr std::string_view pubsub_ok[] = {"ping", "subscribe", "unsubscribe", "psubscribe",
                                                       "punsubscribe", "quit", "reset"};
     static constexpr std::string_view not_queued[] = {"exec", "discard", "multi", "watch", "quit", "reset"};
@@ -104,6 +168,9 @@ void command_table::add(std::string_view name, command_handler handler) {
   for (auto& d : defs_)
     if (iequals(d.name, name)) def = &d;
   if (!def) throw std::invalid_argument("command_table::add: no Redis metadata for '" + std::string(name) + "'");
+  if (def->info2.empty())
+    throw std::invalid_argument("command_table::add: no COMMAND INFO/DOCS replies for '" + std::string(name) +
+                                "': add it to COMMANDS in scripts/gen_commands.py");
   def->handler = handler;
   if (def->parent) {
     auto* parent = const_cast<command_def*>(def->parent);
@@ -153,6 +220,12 @@ const command_def* command_table::find_full(std::string_view fullname) const noe
   const command_def* c = find(fullname.substr(0, bar));
   if (!c) return nullptr;
   return find_sub(*c, fullname.substr(bar + 1));
+}
+
+const command_def* command_table::metadata(std::string_view fullname) const noexcept {
+  for (const auto& d : defs_)
+    if (iequals(d.name, fullname)) return &d;
+  return nullptr;
 }
 
 void command_table::reset_stats() const noexcept {

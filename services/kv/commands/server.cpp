@@ -387,7 +387,7 @@ void command_all(command_ctx& c) {
 
 void command_count(command_ctx& c) { c.out.integer(static_cast<long long>(c.st.commands()->commands().size())); }
 
-void command_info(command_ctx& c) {
+void command_info_cmd(command_ctx& c) {  // (command_info is the metadata type)
   if (c.args.size() == 2) {
     command_all(c);
     return;
@@ -514,7 +514,7 @@ void register_server_commands(command_table& t) {
   t.add("config|help", config_help);
   t.add("command", command_cmd);
   t.add("command|count", command_count);
-  t.add("command|info", command_info);
+  t.add("command|info", command_info_cmd);
   t.add("command|docs", command_docs);
   t.add("command|list", command_list);
   t.add("command|help", command_help);

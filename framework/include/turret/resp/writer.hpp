@@ -1,7 +1,7 @@
 #pragma once
 // resp::writer: appends RESP2/RESP3 replies to a byte buffer (std::string), formatted exactly as redis-server 7.0
 // (src/networking.c addReply*). Non-virtual and header-only so the hot path inlines; kv::reply_builder
-// (services/kv/reply.hpp) is adapted onto it by the RESP front end, and the method set mirrors it one to one.
+// (<turret/kv/reply.hpp>) is adapted onto it by the RESP front end, and the method set mirrors it one to one.
 //
 // RESP2 downgrades, as Redis 7.0: null -> $-1 (null_bulk) / *-1 (null_array); map -> *2n; set, push -> *n;
 // double -> bulk "%.17g" ("inf"/"-inf"); boolean -> :1/:0; verbatim, big number -> bulk.

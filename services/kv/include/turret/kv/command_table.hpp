@@ -1,6 +1,6 @@
 #pragma once
 // command_table: the key-value command registry, built from Redis's own metadata
-// (services/kv/generated/redis_commands.inc, written by scripts/gen_commands.py from redis-server 7.0.15).
+// (services/kv/generated/*.inc, written by scripts/gen_commands.py from redis-server 7.0.15).
 //
 // Contract
 // - The table is built once at start-up (command_table::make_default() or the constructor plus add() calls) and is
@@ -9,8 +9,8 @@
 // - A command or subcommand exists for dispatch only once a handler is bound with add(); metadata without a handler
 //   is invisible (unknown command, COMMAND COUNT/LIST/INFO skip it).
 // - find() is case-insensitive and allocation-free (it runs for every request).
-
 #include <turret/ascii.hpp>
+#include <turret/kv/command_info.hpp>
 
 #include <cstdint>
 #include <memory>
@@ -21,51 +21,10 @@
 
 namespace turret::kv {
 
-/// Redis command flags (subset used by the dispatcher; the generated table keeps them all).
-enum command_flag : std::uint64_t {
-  cmd_write = 1u << 0,
-  cmd_readonly = 1u << 1,
-  cmd_denyoom = 1u << 2,
-  cmd_admin = 1u << 3,
-  cmd_pubsub = 1u << 4,
-  cmd_noscript = 1u << 5,
-  cmd_blocking = 1u << 6,
-  cmd_loading = 1u << 7,
-  cmd_stale = 1u << 8,
-  cmd_skip_monitor = 1u << 9,
-  cmd_skip_slowlog = 1u << 10,
-  cmd_fast = 1u << 11,
-  cmd_no_auth = 1u << 12,
-  cmd_may_replicate = 1u << 13,
-  cmd_no_multi = 1u << 14,
-  cmd_allow_busy = 1u << 15,
-};
-
 /// What a command handler gets (defined by the in-process core, services/kv/command.hpp).
 struct command_ctx;
 using command_handler = void (*)(command_ctx&);
 
-/// Command flags beyond the dispatcher's subset in command.hpp (the generated table uses them all).
-enum command_flag_ext : std::uint64_t {
-  cmd_module = 1ull << 16,
-  cmd_asking = 1ull << 17,
-  cmd_sentinel = 1ull << 18,
-  cmd_only_sentinel = 1ull << 19,
-  cmd_no_mandatory_keys = 1ull << 20,
-  cmd_protected = 1ull << 21,
-  cmd_no_async_loading = 1ull << 22,
-  cmd_movablekeys = 1ull << 23,
-};
-
-/// Redis ACL categories (@read, @write, ...), for the auth layer and COMMAND LIST FILTERBY ACLCAT.
-enum acl_category : std::uint64_t {
-  acl_keyspace = 1ull << 0, acl_read = 1ull << 1, acl_write = 1ull << 2, acl_set = 1ull << 3,
-  acl_sortedset = 1ull << 4, acl_list = 1ull << 5, acl_hash = 1ull << 6, acl_string = 1ull << 7,
-  acl_bitmap = 1ull << 8, acl_hyperloglog = 1ull << 9, acl_geo = 1ull << 10, acl_stream = 1ull << 11,
-  acl_pubsub = 1ull << 12, acl_admin = 1ull << 13, acl_fast = 1ull << 14, acl_slow = 1ull << 15,
-  acl_blocking = 1ull << 16, acl_dangerous = 1ull << 17, acl_connection = 1ull << 18, acl_transaction = 1ull << 19,
-  acl_scripting = 1ull << 20,
-};
 /// Category name ("read") -> bit, 0 when unknown. Case-insensitive.
 std::uint64_t acl_category_from_name(std::string_view name) noexcept;
 
@@ -75,15 +34,12 @@ enum dispatch_flag : std::uint8_t {
   dispatch_not_queued = 1 << 1,         ///< EXEC, DISCARD, MULTI, WATCH, QUIT, RESET run even inside MULTI
 };
 
-/// One command or subcommand: Redis metadata plus the bound handler.
-struct command_def {
-  std::string_view name;        ///< lower case full name: "get", "client|kill"
+/// One command or subcommand: Redis metadata (command_info: name, arity, flags, ACL categories, key specs, turret
+/// columns) plus the raw COMMAND INFO/DOCS replies and the bound handler.
+struct command_def : command_info {
   std::string_view short_name;  ///< "get", "kill"
-  int arity = 0;                ///< Redis arity: n exact, -n at least n (argv[0] included)
-  std::uint64_t flags = 0;      ///< command_flag | command_flag_ext
-  int first_key = 0, last_key = 0, key_step = 0;
-  std::uint64_t acl = 0;        ///< acl_category bits
-  std::string_view info2, info3, docs2, docs3;  ///< raw COMMAND INFO / DOCS elements (RESP2 / RESP3)
+  std::string_view info2, info3, docs2, docs3;  ///< raw COMMAND INFO / DOCS elements (RESP2 / RESP3); empty for
+                                                ///< commands turretd does not implement
   command_handler handler = nullptr;
   const command_def* parent = nullptr;          ///< container of a subcommand
   std::vector<const command_def*> subcommands;  ///< bound subcommands of a container, table order
@@ -132,6 +88,16 @@ class command_table {
   }
   /// "get" or "client|kill" (any case), as COMMAND INFO/DOCS accept them; nullptr when unknown.
   const command_def* find_full(std::string_view fullname) const noexcept;
+
+  /// Whether `def` is an entry of this table (a resolved_command made against it).
+  bool owns(const command_def* def) const noexcept {
+    return !defs_.empty() && def >= defs_.data() && def < defs_.data() + defs_.size();
+  }
+  /// The metadata of every command and subcommand redis-server knows, implemented or not, in table order.
+  std::span<const command_def> all() const noexcept { return defs_; }
+  /// Any entry by full name ("zunionstore", "xgroup|create"; any case), implemented or not; nullptr when redis-server
+  /// does not know it. A linear search: for tools and start-up, not per request.
+  const command_def* metadata(std::string_view fullname) const noexcept;
 
   /// Implemented top-level commands in table order.
   std::span<const command_def* const> commands() const noexcept { return implemented_; }

@@ -2,9 +2,11 @@
 // The key-value request and response: what every front end sends through its pipeline into the backend, whatever
 // the protocol (RESP, REST, gRPC) and whatever the backend (the in-process store, upstream Redis servers).
 #include <turret/context.hpp>
+#include <turret/kv/command_info.hpp>
 #include <turret/kv/reply.hpp>
 #include <turret/kv/session.hpp>
 
+#include <optional>
 #include <span>
 #include <string_view>
 
@@ -12,13 +14,33 @@ namespace turret::kv {
 
 /// One command. Non-owning: everything it refers to outlives the call (the front end's connection frame).
 struct request {
+  request(request_context& c, session& s, std::span<const std::string_view> a, reply_builder& o,
+          const resolved_command* rc = nullptr) noexcept
+      : ctx(c), sess(s), args(a), out(o), cmd(rc) {}
+
   request_context& ctx;
   session& sess;
   std::span<const std::string_view> args;  ///< command name + arguments, binary safe
-  reply_builder& out;
+  reply_builder& out;                      ///< the reply sink (see dispatch.hpp: rolled back on a pipeline error)
+  /// The command resolved once by the front end (resolve() against the backend's command table, over `args`), for
+  /// the layers on the path and for the core, which then skips its own lookup. nullptr: not resolved (the layers see
+  /// an unknown command, the core looks the command up itself).
+  const resolved_command* cmd;
 
   request_context& context() noexcept { return ctx; }
 };
+
+// Customization points for generic layers (see <turret/request_traits.hpp>); an unresolved request has no routing
+// key, is non_idempotent and counts as write.
+inline std::optional<std::string_view> routing_key(const request& r) noexcept {
+  return r.cmd ? routing_key(*r.cmd) : std::nullopt;
+}
+inline retry_safety retry_class(const request& r) noexcept {
+  return r.cmd ? retry_class(*r.cmd) : retry_safety::non_idempotent;
+}
+inline traffic_class rate_class(const request& r) noexcept {
+  return r.cmd ? rate_class(*r.cmd) : traffic_class::write;
+}
 
 /// What the backend answered, as a value a layer can classify: the reply itself is in request.out (written there
 /// without a copy); the response says whether it is an error reply and which one, by its Redis code ("ERR",
