@@ -50,7 +50,8 @@ struct server {
     auto regs = turretd::make_builtin_registries();
     auto cfg = turretd::parse_config_string(turretd::default_config_yaml(), *regs);
     turretd::kv_pipeline pipeline = turretd::kv_layer_registry::wrap_all(
-        cfg->pipeline, turretd::kv_pipeline(kv::kv_service(store, kv::command_table::make_default())));
+        turretd::build_layers(cfg->pipeline(), *regs, layer_context{}),
+        turretd::kv_pipeline(kv::kv_service(store, kv::command_table::make_default())));
     http_frontend::http_options o;  // the defaults, except bodies: 64 KiB keeps 413 reachable with small inputs
     o.max_body_bytes = 64 * 1024;
     listener = http_frontend::make_listener(turretd::listener_env{

@@ -206,8 +206,9 @@ void listener_shared::remove(call_base* c) noexcept {
 }
 
 call_base::call_base(std::shared_ptr<listener_shared> sh, grpc::CallbackServerContext* sctx, rpc r,
-                     steady::time_point start, bool echoed)
+                     steady::time_point start, bool echoed, turretd::kv_pipeline_handle::snapshot pipeline)
     : sh_(std::move(sh)),
+      pipeline_(pipeline ? std::move(pipeline) : sh_->pipeline.load()),
       sctx_(sctx),
       ex_(sh_->rt.next_executor()),
       track_(sh_->shutdown.track()),
@@ -240,15 +241,15 @@ asio::awaitable<grpc::Status> call_base::exec(std::span<const std::string_view> 
   error_code ec;
   // Synchronous fast path (no coroutine frames) when every layer allows it; else readiness + call.
   std::optional<result<kv::response>> now;
-  if (sh_->pipeline.supports_immediate()) now = sh_->pipeline.try_call_now(req);
+  if (pipeline_->supports_immediate()) now = pipeline_->try_call_now(req);
   if (now) {
     if (!*now) ec = now->error();
   } else {
-    auto permit = co_await sh_->pipeline.ready(ctx_);
+    auto permit = co_await pipeline_->ready(ctx_);
     if (!permit) {
       ec = permit.error();
     } else {
-      auto r = co_await sh_->pipeline.call(std::move(*permit), req);
+      auto r = co_await pipeline_->call(std::move(*permit), req);
       if (!r) ec = r.error();
     }
   }

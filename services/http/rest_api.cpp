@@ -352,17 +352,19 @@ awaitable<result<kv::reply_value>> rest_api::exec(request_context& ctx, kv::sess
                                                   std::span<const std::string_view> args) {
   kv::value_reply_builder b(sess.resp);
   kv::request req{ctx, sess, args, b};
-  if (env_.pipeline.supports_immediate()) {
-    if (auto now = env_.pipeline.try_call_now(req)) {
+  const turretd::kv_pipeline_handle::snapshot pin = env_.pipeline.load();  // the command finishes on this pipeline
+  turretd::kv_pipeline& pipeline = *pin;
+  if (pipeline.supports_immediate()) {
+    if (auto now = pipeline.try_call_now(req)) {
       if (!*now) co_return now->error();
       auto replies = b.take();
       if (replies.empty()) co_return kv::reply_value{};
       co_return std::move(replies.front());
     }
   }
-  auto permit = co_await env_.pipeline.ready(ctx);
+  auto permit = co_await pipeline.ready(ctx);
   if (!permit) co_return permit.error();
-  auto r = co_await env_.pipeline.call(std::move(*permit), req);
+  auto r = co_await pipeline.call(std::move(*permit), req);
   if (!r) co_return r.error();
   auto replies = b.take();
   if (replies.empty()) co_return kv::reply_value{};
@@ -382,15 +384,16 @@ void finish_get(result<kv::reply_value>& r, rest_response& out) {
 
 bool rest_api::try_handle_now(const rest_request& req, request_context& ctx, kv::session& sess, rest_response& out) {
   if (req.m != method::get && req.m != method::head) return false;
-  if (!env_.pipeline.supports_immediate()) return false;
   const auto [path, qs] = split_target(req.target);
   if (!qs.empty()) return false;
   match_result m = match(req.m, path);
   if (m.r != route::kv_get) return false;
+  const turretd::kv_pipeline_handle::snapshot pin = env_.pipeline.load();
+  if (!pin->supports_immediate()) return false;
   const std::string_view args[] = {"GET", m.param};
   kv::value_reply_builder b(sess.resp);
   kv::request kreq{ctx, sess, args, b};
-  auto now = env_.pipeline.try_call_now(kreq);
+  auto now = pin->try_call_now(kreq);
   if (!now) return false;
   result<kv::reply_value> r = kv::reply_value{};
   if (!*now) {

@@ -93,7 +93,7 @@ std::optional<std::string> base64_decode(std::string_view in);
 class rest_api {
  public:
   struct env {
-    turretd::kv_pipeline pipeline;
+    turretd::kv_pipeline_handle pipeline;  ///< each command pins a snapshot (load())
     std::shared_ptr<kv::store> store;
     const std::atomic<turretd::server_state>* state = nullptr;  ///< null: always ready unless draining
     shutdown_coordinator* shutdown = nullptr;

@@ -198,13 +198,14 @@ asio::awaitable<void> connection::serve() {
       kv::request req{ctx_, sess_, args, builder_};
 
       executing_ = true;
-      std::optional<result<kv::response>> r = try_call_now(shared_->pipeline, req);
+      turretd::kv_pipeline& pipeline = pipeline_.get();  // the command finishes on this pipeline
+      std::optional<result<kv::response>> r = try_call_now(pipeline, req);
       if (!r) {
-        auto permit = co_await shared_->pipeline.ready(ctx_);
+        auto permit = co_await pipeline.ready(ctx_);
         if (!permit)
           r.emplace(permit.error());
         else
-          r.emplace(co_await shared_->pipeline.call(std::move(*permit), req));
+          r.emplace(co_await pipeline.call(std::move(*permit), req));
       }
       executing_ = false;
       if (!*r) {

@@ -49,7 +49,7 @@ struct listener_shared {
   std::string name;
   resp_options opts;
   resp::parser_options parser_opts;
-  turretd::kv_pipeline pipeline;
+  turretd::kv_pipeline_handle pipeline;
   std::shared_ptr<kv::store> store;
   shutdown_coordinator* shutdown = nullptr;
   std::string laddr;                       ///< "ip:port" of the bound socket (CLIENT LIST laddr=)
@@ -117,6 +117,7 @@ class connection final : public kv::session_host, public std::enable_shared_from
   kv::session sess_;
   resp_reply_builder builder_;             ///< writes into out_ for sess_.resp
   request_context ctx_;
+  turretd::kv_pipeline_handle::reader pipeline_{shared_->pipeline};  ///< refreshed when a command starts
   bool executing_ = false;                 ///< inside a command (deliver() on this thread appends to out_)
   bool reading_ = false;                   ///< suspended waiting for input
   bool push_writing_ = false;              ///< a wake-up write of the outbox is in flight

@@ -14,6 +14,7 @@
 #include <services/kv/kv_service.hpp>
 #include <turret/any_service.hpp>
 #include <turret/config.hpp>
+#include <turret/pipeline_handle.hpp>
 #include <turret/runtime.hpp>
 
 #include <boost/asio/ip/tcp.hpp>
@@ -33,8 +34,15 @@ class store;
 
 namespace turret::turretd {
 
-/// The configured pipeline in front of the key-value core (layers from `pipeline:`, kv_service innermost).
+/// A configured pipeline in front of the key-value core (layers from `pipeline:` or `pipelines.NAME`, kv_service
+/// innermost).
 using kv_pipeline = any_service<kv::request, kv::response>;
+
+/// How a listener reads its pipeline: a handle the server can swap while requests are in flight (hot reload).
+/// A front end takes the pipeline for each request from a snapshot: a connection keeps a reader
+/// (`kv_pipeline_handle::reader`, one relaxed atomic load per request), code without a connection pins one with
+/// load(); either way a request finishes on the pipeline it started on (see turret/pipeline_handle.hpp).
+using kv_pipeline_handle = pipeline_handle<kv_pipeline>;
 
 /// The server's life cycle as front ends report it (HTTP /readyz, gRPC health).
 enum class server_state : std::uint8_t { starting, ready, draining, stopped };
@@ -57,7 +65,7 @@ struct listener_env {
   runtime& rt;                               ///< worker contexts; connections are spread with next_executor()
   shutdown_coordinator& shutdown;            ///< counts open connections as in-flight work
   std::shared_ptr<kv::store> store;          ///< the one keyspace
-  kv_pipeline pipeline;                      ///< shared by every connection of the listener
+  kv_pipeline_handle pipeline;               ///< the listener's pipeline (config `pipeline: NAME`), swappable
   const std::atomic<server_state>* state = nullptr;  ///< the server's state (read it with load())
 };
 

@@ -1,7 +1,11 @@
 #pragma once
-// server: turretd assembled from a validated config: runtime (worker threads), the store, the pipeline (configured
-// layers around kv_service), one listener per `listeners[]` entry (created through the frontend_registry), the
-// active-expiry timer, signals and graceful shutdown.
+// server: turretd assembled from a validated config: runtime (worker threads), the store, the pipelines (each
+// named pipeline's layers around the one kv_service, behind a swappable handle), one listener per `listeners[]`
+// entry (created through the frontend_registry, reading the handle of the pipeline it names), the active-expiry
+// timer, signals and graceful shutdown.
+//
+// Layers are built here, with the serving layer_context: the real clock, the runtime, the default metrics registry,
+// the server's command table, the pipeline's name.
 //
 // Shutdown (SIGINT/SIGTERM, the SHUTDOWN command, or request_shutdown()): listeners stop accepting and ask their
 // connections to finish what they are doing; after at most `server.shutdown_grace` the remaining connections are
@@ -13,8 +17,10 @@
 #include <boost/asio/steady_timer.hpp>
 
 #include <atomic>
+#include <map>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace turret::kv {
@@ -46,6 +52,13 @@ class server {
   const std::vector<std::unique_ptr<listener>>& listeners() const noexcept { return listeners_; }
   kv::store& store() noexcept { return *store_; }
   runtime& rt() noexcept { return *rt_; }
+  /// The handle of the pipeline `name` (every listener naming it reads it; swap() through it reaches them all), or
+  /// nullptr. Valid after start().
+  kv_pipeline_handle* pipeline(std::string_view name) noexcept;
+  /// What a replacement pipeline is built from (after start()): the layer_context of the server's pipelines, and
+  /// the key-value core they all end in.
+  const layer_context& pipeline_context() const noexcept { return layer_ctx_; }
+  const kv_pipeline& core() const noexcept { return core_; }
 
  private:
   void arm_expiry_timer();
@@ -60,6 +73,9 @@ class server {
   std::shared_ptr<kv::store> store_;
   std::shared_ptr<kv::command_table> commands_;
   std::unique_ptr<runtime> rt_;
+  layer_context layer_ctx_;
+  kv_pipeline core_;
+  std::map<std::string, kv_pipeline_handle, std::less<>> pipelines_;
   std::vector<std::unique_ptr<listener>> listeners_;
   std::unique_ptr<boost::asio::steady_timer> expiry_timer_;
 };
