@@ -9,9 +9,15 @@
 // Readiness: the quota is checked in ready() (like a rate limiter), so an exhausted quota rejects a request before
 // the inner service sees it. The layer reserves nothing of its own, so it passes the inner permit through unchanged.
 //
+// Errors: the category declares which of turret's generic conditions its codes are (turret/error.hpp): an exhausted
+// quota is `overloaded`, so every front end answers it as it answers any overload (RESP -BUSY, HTTP 429 with
+// Retry-After, gRPC RESOURCE_EXHAUSTED: turret/error_mapping.hpp), without knowing this plugin.
+//
 // Run: ./plugin_layer  (exit code 0 when every outcome was the expected one).
 #include <builtin.hpp>  // register_builtin_layers
 #include <turret/config.hpp>
+#include <turret/error.hpp>
+#include <turret/error_mapping.hpp>
 #include <turret/registry.hpp>
 #include <turret/service.hpp>
 
@@ -35,6 +41,9 @@ inline const boost::system::error_category& quota_category() noexcept {
   struct category final : boost::system::error_category {
     const char* name() const noexcept override { return "acme.quota"; }
     std::string message(int) const override { return "request quota exhausted"; }
+    boost::system::error_condition default_error_condition(int) const noexcept override {
+      return turret::make_error_condition(turret::errc::overloaded);
+    }
   };
   static const category instance;
   return instance;
@@ -121,7 +130,9 @@ class quota_layer {
 // --- 5. registration by name: an explicit call, made by the program at start-up ---------------------------------
 template <class Req, class Resp>
 void register_quota_layer(turret::layer_registry<Req, Resp>& reg) {
-  reg.add("quota", [](const turret::config_node& entry) -> turret::any_layer<Req, Resp> {
+  // A factory receives its entry and the pipeline's layer_context (clock, runtime, metrics registry, pipeline name):
+  // a layer with metrics would declare them in ctx.metrics(), labelled {pipeline=ctx.pipeline_name}.
+  reg.add("quota", [](const turret::config_node& entry, const turret::layer_context&) -> turret::any_layer<Req, Resp> {
     return quota_layer(parse_quota_config(entry));
   });
 }
@@ -149,7 +160,7 @@ int failures = 0;
 turret::awaitable<void> demo() {
   using registry_type = turret::layer_registry<greet_request, std::string>;
   registry_type registry;
-  turret::register_builtin_layers(registry);  // "timeout", "concurrency_limit"
+  turret::register_builtin_layers(registry);  // "timeout", "concurrency_limit", "fault"
   acme::register_quota_layer(registry);        // "quota": now usable in config like a built-in layer
 
   std::cout << "registered layers:";
@@ -175,8 +186,14 @@ pipeline:
     const std::string got = r ? *r : "error: " + r.error().message();
     std::cout << names[i] << " -> " << got << "\n";
     if (got != expected[i]) ++failures;
-    // A front end maps errors to its protocol by comparing codes, whatever layer produced them.
     if (!r && r.error() != acme::quota_errc::exhausted) ++failures;
+    // A front end maps errors by their condition, whatever layer produced them.
+    if (!r) {
+      if (r.error() != turret::errc::overloaded) ++failures;
+      std::cout << "  RESP -" << turret::resp_error(r.error()) << ", HTTP " << turret::to_http_error(r.error()).status
+                << ", gRPC " << turret::to_grpc_error(r.error()).code << "\n";
+      if (turret::resp_error(r.error()) != "BUSY overloaded: request quota exhausted") ++failures;
+    }
   }
 
   // The plugin's factory validates its entry like the built-in ones do.

@@ -51,7 +51,7 @@ struct fuzz_server {
     auto regs = turretd::make_builtin_registries();
     auto cfg = turretd::parse_config_string(turretd::default_config_yaml(), *regs);
     kv::pipeline_service pipeline = turretd::kv_layer_registry::wrap_all(
-        cfg->pipeline, backend->service());
+        turretd::build_layers(cfg->pipeline(), *regs, layer_context{}), backend->service());
     http_frontend::http_options o;  // the defaults, except bodies: 64 KiB keeps 413 reachable with small inputs
     o.max_body_bytes = 64 * 1024;
     listener = http_frontend::make_listener(kv::listener_env{

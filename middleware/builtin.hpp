@@ -1,23 +1,25 @@
 #pragma once
 // Registration of turret's built-in layers under their config names.
 #include <concurrency_limit/concurrency_limit.hpp>
+#include <fault/fault.hpp>
 #include <timeout/timeout.hpp>
-#include <turret/clock.hpp>
+#include <turret/layer_context.hpp>
 #include <turret/registry.hpp>
-
-#include <memory>
 
 namespace turret {
 
-/// Registers "timeout" and "concurrency_limit" (later: more). `clk` drives time-based layers (tests pass a
-/// manual_clock).
+/// Registers "timeout", "concurrency_limit" and "fault" (later: more). Time-based layers take their clock from the
+/// factory's layer_context (tests pass a manual_clock there); the fault layer its metrics registry and pipeline name.
 template <class Req, class Resp>
-void register_builtin_layers(layer_registry<Req, Resp>& reg, std::shared_ptr<clock> clk = steady_clock()) {
-  reg.add("timeout", [clk](const config_node& entry) -> any_layer<Req, Resp> {
-    return timeout_layer(parse_timeout_config(entry), clk);
+void register_builtin_layers(layer_registry<Req, Resp>& reg) {
+  reg.add("timeout", [](const config_node& entry, const layer_context& ctx) -> any_layer<Req, Resp> {
+    return timeout_layer(parse_timeout_config(entry), ctx.clk);
   });
-  reg.add("concurrency_limit", [](const config_node& entry) -> any_layer<Req, Resp> {
+  reg.add("concurrency_limit", [](const config_node& entry, const layer_context&) -> any_layer<Req, Resp> {
     return concurrency_limit_layer(parse_concurrency_limit_config(entry));
+  });
+  reg.add("fault", [](const config_node& entry, const layer_context& ctx) -> any_layer<Req, Resp> {
+    return fault_layer(parse_fault_config(entry), ctx);
   });
 }
 

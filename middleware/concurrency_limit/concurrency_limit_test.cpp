@@ -1,5 +1,6 @@
 #include <builtin.hpp>
 #include <concurrency_limit/concurrency_limit.hpp>
+#include <testing/layer_harness.hpp>
 #include <testing/mock_service.hpp>
 #include <timeout/timeout.hpp>
 #include <turret/any_service.hpp>
@@ -22,23 +23,7 @@ using testing::mock_request;
 using testing::mock_service;
 using testing::mock_state;
 
-struct ConcurrencyLimitTest : ::testing::Test {
-  boost::asio::io_context io;
-  boost::asio::executor_work_guard<boost::asio::io_context::executor_type> work{io.get_executor()};
-  std::shared_ptr<manual_clock> clk = std::make_shared<manual_clock>();
-  std::shared_ptr<mock_state> st = std::make_shared<mock_state>(clk);
-
-  template <class S>
-  void start(S& svc, mock_request& req, std::optional<result<int>>& out) {
-    boost::asio::co_spawn(
-        io, [&]() -> awaitable<void> { out.emplace(co_await ready_and_call(svc, req)); }, boost::asio::detached);
-    io.poll();
-  }
-  void advance(clock::duration d) {
-    clk->advance(d);
-    io.poll();
-  }
-};
+struct ConcurrencyLimitTest : ::testing::Test, testing::layer_harness {};
 
 TEST_F(ConcurrencyLimitTest, LimitsInFlightCalls) {
   st->call_delay = 1s;
@@ -294,11 +279,13 @@ TEST(ConcurrencyLimitCrossThread, CancellationRaces) {
 
 TEST_F(ConcurrencyLimitTest, FactoryFromYaml) {
   layer_registry<mock_request, int> reg;
-  register_builtin_layers(reg, clk);
+  register_builtin_layers(reg);
+  layer_context lctx;
+  lctx.clk = clk;
   st->call_delay = 1s;
   auto cfg = load_config_string(
       "pipeline:\n  - {layer: timeout, duration: 5s}\n  - layer: concurrency_limit\n    max: 1\n", "turret.yaml");
-  auto svc = reg.build(cfg.child("pipeline"), any_service<mock_request, int>(mock_service{st}));
+  auto svc = reg.build(cfg.child("pipeline"), any_service<mock_request, int>(mock_service{st}), lctx);
   mock_request a, b;
   std::optional<result<int>> oa, ob;
   start(svc, a, oa);

@@ -1,5 +1,6 @@
 #include <timeout/timeout.hpp>
 #include <turret/config.hpp>
+#include <turret/error.hpp>
 
 #include <string>
 
@@ -14,6 +15,11 @@ class timeout_category_impl final : public boost::system::error_category {
       case timeout_errc::elapsed: return "request timed out";
     }
     return "unknown timeout error";
+  }
+  /// Every timeout error is the condition turret::errc::timed_out (turret/error.hpp).
+  boost::system::error_condition default_error_condition(int ev) const noexcept override {
+    if (static_cast<timeout_errc>(ev) == timeout_errc::elapsed) return make_error_condition(errc::timed_out);
+    return {ev, *this};
   }
 };
 }  // namespace

@@ -1,7 +1,9 @@
 #include <builtin.hpp>
+#include <testing/layer_harness.hpp>
 #include <testing/mock_service.hpp>
 #include <timeout/timeout.hpp>
 #include <turret/any_service.hpp>
+#include <turret/error.hpp>
 #include <turret/layer.hpp>
 
 #include <boost/asio/co_spawn.hpp>
@@ -18,28 +20,14 @@ using testing::mock_request;
 using testing::mock_service;
 using testing::mock_state;
 
-struct TimeoutTest : ::testing::Test {
-  boost::asio::io_context io;
-  boost::asio::executor_work_guard<boost::asio::io_context::executor_type> work{io.get_executor()};
-  std::shared_ptr<manual_clock> clk = std::make_shared<manual_clock>();
-  std::shared_ptr<mock_state> st = std::make_shared<mock_state>(clk);
-
-  template <class S>
-  void start(S& svc, mock_request& req, std::optional<result<int>>& out) {
-    boost::asio::co_spawn(
-        io, [&]() -> awaitable<void> { out.emplace(co_await ready_and_call(svc, req)); }, boost::asio::detached);
-    io.poll();
-  }
-  void advance(clock::duration d) {
-    clk->advance(d);
-    io.poll();
-  }
-};
+struct TimeoutTest : ::testing::Test, testing::layer_harness {};
 
 TEST_F(TimeoutTest, ErrorCategory) {
   error_code ec = timeout_errc::elapsed;
   EXPECT_EQ(ec.message(), "request timed out");
   EXPECT_STREQ(ec.category().name(), "turret.timeout");
+  EXPECT_EQ(ec, errc::timed_out);  // the generic condition every front end maps (turret/error.hpp)
+  EXPECT_EQ(classify(ec), errc::timed_out);
 }
 
 TEST_F(TimeoutTest, BoundsTheReadinessWait) {
@@ -223,10 +211,12 @@ TEST_F(TimeoutTest, RealClock) {
 
 TEST_F(TimeoutTest, FactoryFromYaml) {
   layer_registry<mock_request, int> reg;
-  register_builtin_layers(reg, clk);
+  register_builtin_layers(reg);
+  layer_context lctx;
+  lctx.clk = clk;
   st->ready_delay = 5s;
   auto cfg = load_config_string("pipeline:\n  - layer: timeout\n    duration: 250ms\n", "turret.yaml");
-  auto svc = reg.build(cfg.child("pipeline"), any_service<mock_request, int>(mock_service{st}));
+  auto svc = reg.build(cfg.child("pipeline"), any_service<mock_request, int>(mock_service{st}), lctx);
   mock_request req;
   std::optional<result<int>> out;
   start(svc, req, out);

@@ -211,8 +211,9 @@ void listener_shared::remove(call_base* c) noexcept {
 }
 
 call_base::call_base(std::shared_ptr<listener_shared> sh, grpc::CallbackServerContext* sctx, rpc r,
-                     steady::time_point start, bool echoed)
+                     steady::time_point start, bool echoed, kv::pipeline_handle_type::snapshot pipeline)
     : sh_(std::move(sh)),
+      pipeline_(pipeline ? std::move(pipeline) : sh_->pipeline.load()),
       sctx_(sctx),
       ex_(sh_->rt.next_executor()),
       track_(sh_->shutdown.track()),
@@ -243,7 +244,7 @@ asio::awaitable<grpc::Status> call_base::exec(std::span<const std::string_view> 
   kv::value_reply_builder builder(sess_.resp);
   kv::request req{ctx_, sess_, args, builder};
   const auto t0 = steady::now();
-  const result<kv::response> r = co_await kv::dispatch(sh_->pipeline, req);
+  const result<kv::response> r = co_await kv::dispatch(*pipeline_, req);
   command_meter().record(sh_->backend->commands().find(args[0]), r, t0, steady::now());
   const error_code ec = r ? error_code() : r.error();
   if (ec) co_return pipeline_status(*sh_, sctx_, ctx_, ec, args[0]);

@@ -91,7 +91,7 @@ struct listener_shared {
   runtime& rt;
   shutdown_coordinator& shutdown;
   std::shared_ptr<kv::backend> backend;
-  kv::pipeline_service pipeline;
+  kv::pipeline_handle_type pipeline;
   const std::atomic<server::server_state>* state;
   grpc_options opts;
   std::atomic<bool> draining{false};
@@ -138,8 +138,10 @@ class call_base {
  public:
   /// `start`: when the handler was called (the request metrics' duration runs from there to finish()).
   /// `echoed`: the request id is already in the response's initial metadata.
+  /// `pipeline`: the snapshot the call's commands run on (empty: the listener's current one).
   call_base(std::shared_ptr<listener_shared> sh, grpc::CallbackServerContext* sctx, rpc r,
-            steady::time_point start = steady::now(), bool echoed = false);
+            steady::time_point start = steady::now(), bool echoed = false,
+            kv::pipeline_handle_type::snapshot pipeline = {});
   virtual ~call_base();
   call_base(const call_base&) = delete;
   call_base& operator=(const call_base&) = delete;
@@ -204,6 +206,7 @@ class call_base {
   listener_shared& shared() noexcept { return *sh_; }
 
   std::shared_ptr<listener_shared> sh_;
+  kv::pipeline_handle_type::snapshot pipeline_;  ///< the call finishes on this pipeline
   grpc::CallbackServerContext* sctx_;
   boost::asio::any_io_executor ex_;
   shutdown_coordinator::tracker track_;

@@ -145,8 +145,12 @@ class unary_call final : public call_base, public grpc::ServerUnaryReactor {
   /// `rq`: the decoded request (the call owns it). `first_step`: the step to start from (the inline driver ran the
   /// ones before it). `echoed`: the inline driver ran first (and put the request id into the initial metadata).
   unary_call(std::shared_ptr<listener_shared> sh, grpc::CallbackServerContext* sctx, request_type&& rq,
-             response_type* rs, int first_step, steady::time_point start, bool echoed)
-      : call_base(std::move(sh), sctx, Op::id, start, echoed), rq_(std::move(rq)), rs_(rs), step_(first_step) {}
+             response_type* rs, int first_step, steady::time_point start, bool echoed,
+             kv::pipeline_handle_type::snapshot pipeline)
+      : call_base(std::move(sh), sctx, Op::id, start, echoed, std::move(pipeline)),
+        rq_(std::move(rq)),
+        rs_(rs),
+        step_(first_step) {}
 
   void start() noexcept {
     spawn([this] { return run(); });
@@ -213,9 +217,10 @@ template <class Op>
 [[gnu::noinline]] grpc::ServerUnaryReactor* continue_async(const std::shared_ptr<listener_shared>& sh,
                                                            grpc::CallbackServerContext* c,
                                                            typename Op::request&& rq, typename Op::response* rs,
-                                                           int step, steady::time_point start) {
-  const bool inline_ran = sh->pipeline.supports_immediate();  // then its init_call echoed the request id
-  auto* call = new unary_call<Op>(sh, c, std::move(rq), rs, step, start, inline_ran);
+                                                           int step, steady::time_point start,
+                                                           kv::pipeline_handle_type::snapshot pipe) {
+  const bool inline_ran = pipe->supports_immediate();  // then its init_call echoed the request id
+  auto* call = new unary_call<Op>(sh, c, std::move(rq), rs, step, start, inline_ran, std::move(pipe));
   call->start();  // never throws: a failure to start finishes the call
   return call;
 }
@@ -240,7 +245,8 @@ grpc::ServerUnaryReactor* serve_unary(const std::shared_ptr<listener_shared>& sh
     if (grpc::Status st = parse_request(raw, rq); !st.ok()) [[unlikely]]
       return finish_inline(c, Op::id, start, std::move(st));
     int step = 0;
-    if (sh->pipeline.supports_immediate()) {
+    kv::pipeline_handle_type::snapshot pipe = sh->pipeline.load();  // the call finishes on this pipeline
+    if (pipe->supports_immediate()) {
       // The context and session are this thread's, reset per call: nothing of an inline call outlives the
       // handler, and building and destroying a session (strings, sets, vectors) per call showed in profiles.
       thread_local inline_call_state state;
@@ -255,7 +261,7 @@ grpc::ServerUnaryReactor* serve_unary(const std::shared_ptr<listener_shared>& sh
         unary_reply_builder builder(sess.resp);
         kv::request req{ctx, sess, a.view(), builder};
         const auto t0 = steady::now();
-        auto now = kv::dispatch_now(sh->pipeline, req);
+        auto now = kv::dispatch_now(*pipe, req);
         if (!now) break;  // would suspend: continue from this step on the runtime
         command_meter().record(sh->backend->commands().find(a.v[0]), *now, t0, steady::now());
         if (!*now) return finish_inline(c, Op::id, start, pipeline_status(*sh, c, ctx, now->error(), a.v[0]));
@@ -264,7 +270,7 @@ grpc::ServerUnaryReactor* serve_unary(const std::shared_ptr<listener_shared>& sh
         if (auto done = Op::reply(rq, step, *v, *rs)) return finish_inline(c, Op::id, start, std::move(*done));
       }
     }
-    return continue_async<Op>(sh, c, std::move(rq), rs, step, start);
+    return continue_async<Op>(sh, c, std::move(rq), rs, step, start, std::move(pipe));
   } catch (...) {
     return finish_inline(c, Op::id, start,
                          exception_status(rpc_names[static_cast<std::size_t>(Op::id)], std::current_exception()));

@@ -356,8 +356,9 @@ awaitable<result<kv::reply_value>> rest_api::exec(request_context& ctx, kv::sess
                                                   std::span<const std::string_view> args) {
   kv::value_reply_builder b(sess.resp);
   kv::request req{ctx, sess, args, b};
+  const kv::pipeline_handle_type::snapshot pin = env_.pipeline.load();  // the command finishes on this pipeline
   const auto t0 = kv::command_meter::clock::now();
-  const result<kv::response> r = co_await kv::dispatch(env_.pipeline, req);
+  const result<kv::response> r = co_await kv::dispatch(*pin, req);
   command_meter().record(env_.backend->commands().find(args[0]), r, t0, kv::command_meter::clock::now());
   if (!r) co_return r.error();
   auto replies = b.take();
@@ -378,16 +379,17 @@ void finish_get(result<kv::reply_value>& r, rest_response& out) {
 
 bool rest_api::try_handle_now(const rest_request& req, request_context& ctx, kv::session& sess, rest_response& out) {
   if (req.m != method::get && req.m != method::head) return false;
-  if (!env_.pipeline.supports_immediate()) return false;
   const auto [path, qs] = split_target(req.target);
   if (!qs.empty()) return false;
   match_result m = match(req.m, path);
   if (m.r != route::kv_get) return false;
+  const kv::pipeline_handle_type::snapshot pin = env_.pipeline.load();
+  if (!pin->supports_immediate()) return false;
   const std::string_view args[] = {"GET", m.param};
   kv::value_reply_builder b(sess.resp);
   kv::request kreq{ctx, sess, args, b};
   const auto t0 = kv::command_meter::clock::now();
-  auto now = kv::dispatch_now(env_.pipeline, kreq);
+  auto now = kv::dispatch_now(*pin, kreq);
   if (!now) return false;
   command_meter().record(env_.backend->commands().find(args[0]), *now, t0, kv::command_meter::clock::now());
   result<kv::reply_value> r = kv::reply_value{};

@@ -95,7 +95,7 @@ std::optional<std::string> base64_decode(std::string_view in);
 class rest_api {
  public:
   struct env {
-    kv::pipeline_service pipeline;
+    kv::pipeline_handle_type pipeline;  ///< each command pins a snapshot (load())
     std::shared_ptr<kv::backend> backend;
     const std::atomic<server::server_state>* state = nullptr;  ///< null: always ready unless draining
     shutdown_coordinator* shutdown = nullptr;

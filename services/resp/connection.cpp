@@ -170,8 +170,9 @@ asio::awaitable<void> connection::serve() {
       kv::request req{ctx_, sess_, args, builder_, &cmd};
 
       executing_ = true;
-      std::optional<result<kv::response>> r = kv::dispatch_now(shared_->pipeline, req);
-      if (!r) r.emplace(co_await kv::dispatch_suspending(shared_->pipeline, req));
+      kv::pipeline_service& pipeline = pipeline_.get();  // the command finishes on this pipeline
+      std::optional<result<kv::response>> r = kv::dispatch_now(pipeline, req);
+      if (!r) r.emplace(co_await kv::dispatch_suspending(pipeline, req));
       executing_ = false;
       if (!*r) {
         // The pipeline failed (its partial reply, if any, is already discarded): its error is the one reply.

@@ -50,7 +50,7 @@ struct listener_shared {
   std::string name;
   resp_options opts;
   resp::parser_options parser_opts;
-  kv::pipeline_service pipeline;
+  kv::pipeline_handle_type pipeline;
   std::shared_ptr<kv::backend> backend;
   shutdown_coordinator* shutdown = nullptr;
   std::string laddr;                       ///< "ip:port" of the bound socket (CLIENT LIST laddr=)
@@ -119,6 +119,7 @@ class connection final : public kv::session_host, public std::enable_shared_from
   resp_reply_builder builder_;             ///< writes into out_ for sess_.resp
   request_context ctx_;
   kv::command_meter meter_{"resp"};      ///< turret_commands_total / turret_command_duration_seconds
+  kv::pipeline_handle_type::reader pipeline_{shared_->pipeline};  ///< refreshed when a command starts
   bool executing_ = false;                 ///< inside a command (deliver() on this thread appends to out_)
   bool reading_ = false;                   ///< suspended waiting for input
   bool push_writing_ = false;              ///< a wake-up write of the outbox is in flight

@@ -30,7 +30,7 @@ struct output_buffer_limit {
 /// Everything but tcp_nodelay is server-wide in Redis (CONFIG GET/SET maxclients, timeout, proto-max-bulk-len,
 /// client-query-buffer-limit, client-output-buffer-limit): turretd copies these values into the store's
 /// parameters at start-up (every resp listener must agree), and connections read the live values from
-/// kv::store::limits(), so CONFIG SET takes effect at once.
+/// the backend's limits(), so CONFIG SET takes effect at once.
 struct resp_options {
   std::size_t maxclients = 10000;
   std::chrono::milliseconds timeout{0};

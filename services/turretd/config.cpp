@@ -1,6 +1,8 @@
+#include <turret/kv/command_table.hpp>
 #include <services/resp/resp_options.hpp>
 #include <services/kv/store.hpp>
 #include <services/turretd/config.hpp>
+#include <turret/metrics.hpp>
 
 #include <builtin.hpp>
 
@@ -78,6 +80,62 @@ void apply_resp_limits(const resp_frontend::resp_options& o, kv::store_options& 
   so.obuf_pubsub.soft_seconds = o.pubsub_limit.soft_seconds.count();
 }
 
+/// The key of a mapping entry as a config_error position.
+[[noreturn]] void fail_at_key(const config_node& map, const YAML::Node& key, const std::string& path,
+                              const std::string& message) {
+  const YAML::Mark m = key.Mark();
+  throw config_error(map.source().name, m.line + 1, m.column + 1, path, message);
+}
+
+bool valid_pipeline_name(std::string_view name) noexcept {
+  if (name.empty()) return false;
+  for (const char c : name) {
+    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+                    c == '-' || c == '.';
+    if (!ok) return false;
+  }
+  return true;
+}
+
+/// `pipeline:` (the pipeline "default") and `pipelines: {NAME: [entries]}`, validated by building their layers with
+/// a validation context.
+std::map<std::string, pipeline_config, std::less<>> parse_pipelines(const config_node& root, const registries& regs) {
+  std::map<std::string, pipeline_config, std::less<>> out;
+  const bool top = root.has("pipeline");
+  if (top) root.child("pipeline").expect_sequence();
+  // (A missing key is an invalid YAML node, which yaml-cpp refuses to be assigned to: store a null node instead.)
+  out.emplace(std::string(default_pipeline),
+              pipeline_config{std::string(default_pipeline),
+                              top ? root.child("pipeline") : config_node(YAML::Node(), root.source_ptr(), "pipeline")});
+  if (root.has("pipelines")) {
+    const config_node ps = root.child("pipelines");
+    ps.expect_map();
+    if (!ps.is_null()) {
+      for (auto it = ps.yaml().begin(); it != ps.yaml().end(); ++it) {
+        const std::string name = it->first.as<std::string>();
+        const std::string path = ps.path() + "." + name;
+        if (!valid_pipeline_name(name))
+          fail_at_key(ps, it->first, path,
+                      "invalid pipeline name '" + name + "' (letters, digits, '_', '-' and '.' only)");
+        if (name == default_pipeline && top)
+          fail_at_key(ps, it->first, path,
+                      "the pipeline 'default' is defined twice: by the top-level 'pipeline:' and here (keep one)");
+        const config_node entries = ps.child(name);
+        entries.expect_sequence();
+        out.erase(name);
+        out.emplace(name, pipeline_config{name, entries});
+      }
+    }
+  }
+  // Validation: every factory runs once, without a runtime and into a scratch metrics registry.
+  metrics::registry scratch;
+  layer_context ctx;
+  ctx.metric_registry = &scratch;
+  if (regs.commands) ctx.set_commands(regs.commands);
+  for (const auto& [name, p] : out) build_layers(p, regs, ctx);
+  return out;
+}
+
 bool same_server_wide_limits(const resp_frontend::resp_options& a, const resp_frontend::resp_options& b) {
   return a.maxclients == b.maxclients && a.timeout == b.timeout && a.proto_max_bulk_len == b.proto_max_bulk_len &&
          a.client_query_buffer_limit == b.client_query_buffer_limit && a.pubsub_limit == b.pubsub_limit;
@@ -108,6 +166,7 @@ std::shared_ptr<const registries> make_builtin_registries() {
   auto r = std::make_shared<registries>();
   register_builtin_frontends(r->frontends);
   register_builtin_layers(r->layers);
+  r->commands = kv::command_table::make_default();
   return r;
 }
 
@@ -142,11 +201,12 @@ std::shared_ptr<const config> parse_config(const config_node& root, const regist
   auto cfg = std::make_shared<config>();
   cfg->source = root.source().name;
   root.expect_map();
-  root.reject_unknown_keys({"server", "logging", "listeners", "pipeline", "store"});
+  root.reject_unknown_keys({"server", "logging", "listeners", "pipeline", "pipelines", "store"});
 
   cfg->server = parse_server(root.child("server"));
   if (root.has("logging") && !root.child("logging").is_null()) cfg->logging = parse_logging_config(root.child("logging"));
   cfg->store = parse_store(root.child("store"));
+  cfg->pipelines = parse_pipelines(root, regs);
 
   // --- listeners ---
   if (!root.has("listeners")) root.fail("missing required key 'listeners' (at least one listener is required)");
@@ -171,11 +231,11 @@ std::shared_ptr<const config> parse_config(const config_node& root, const regist
     // Unknown keys: the common ones plus what the protocol declares.
     for (auto it = e.yaml().begin(); it != e.yaml().end(); ++it) {
       const std::string key = it->first.as<std::string>();
-      if (key == "name" || key == "protocol" || key == "address") continue;
+      if (key == "name" || key == "protocol" || key == "address" || key == "pipeline") continue;
       bool ok = false;
       for (const auto& k : fe->keys) ok = ok || k == key;
       if (!ok) {
-        std::string allowed = "name, protocol, address";
+        std::string allowed = "name, protocol, address, pipeline";
         for (const auto& k : fe->keys) allowed += ", " + k;
         const YAML::Mark m = it->first.Mark();
         throw config_error(e.source().name, m.line + 1, m.column + 1, e.path() + "." + key,
@@ -195,6 +255,15 @@ std::shared_ptr<const config> parse_config(const config_node& root, const regist
     }
     if (l.endpoint.port() != 0 && !addresses.emplace(l.endpoint.address().to_string(), l.endpoint.port()).second)
       addr_node.fail("address " + l.address + " is used by another listener");
+    if (e.has("pipeline")) {
+      const config_node p = e.required("pipeline");
+      l.pipeline = p.as_string();
+      if (cfg->pipelines.find(l.pipeline) == cfg->pipelines.end()) {
+        std::string known;
+        for (const auto& [n, pc] : cfg->pipelines) known += (known.empty() ? "" : ", ") + n;
+        p.fail("unknown pipeline '" + l.pipeline + "' (defined: " + known + ")");
+      }
+    }
     l.options = fe->parse(e);
     if (l.protocol == "resp") {
       const auto* o = std::any_cast<resp_frontend::resp_options>(&l.options);
@@ -215,10 +284,18 @@ std::shared_ptr<const config> parse_config(const config_node& root, const regist
     cfg->listeners.push_back(std::move(l));
   }
 
-  // --- pipeline ---
-  if (root.has("pipeline") && !root.child("pipeline").is_null())
-    cfg->pipeline = regs.layers.make_all(root.child("pipeline"));
   return cfg;
+}
+
+const pipeline_config& config::pipeline(std::string_view name) const {
+  auto it = pipelines.find(name);
+  if (it == pipelines.end()) throw std::out_of_range("no pipeline '" + std::string(name) + "'");
+  return it->second;
+}
+
+std::vector<kv_layer> build_layers(const pipeline_config& p, const registries& regs, const layer_context& ctx) {
+  if (p.entries.is_null()) return {};
+  return regs.layers.make_all(p.entries, ctx.for_pipeline(p.name));
 }
 
 std::shared_ptr<const config> load_config(const std::string& file_name, const registries& regs) {

@@ -13,11 +13,16 @@
 //     protocol: resp        # a name registered in the frontend_registry
 //     address: 127.0.0.1:6379
 //     resp: {...}           # protocol-specific options (services/resp/resp_options.hpp)
-// pipeline:                 # ordered, outermost first; each entry names a registered layer
+//     pipeline: NAME        # the pipeline of this listener's requests (default: the pipeline called "default")
+// pipeline:                 # the pipeline called "default": ordered, outermost first; each entry names a layer
 //   - layer: timeout
 //     duration: 2s
 //   - layer: concurrency_limit
 //     max: 10000
+// pipelines:                # more pipelines, by name (a "default" here replaces the top-level `pipeline:`)
+//   chaos:
+//     - layer: fault
+//       abort: {percent: 10, error: unavailable}
 // store:
 //   kind: memory
 //   databases: 16
@@ -26,12 +31,17 @@
 //   hz: 10
 // ```
 // deploy/turret.yaml documents every option. Errors are turret::config_error: "file:line:col: key.path: message".
-// Unknown keys are errors everywhere.
+// Unknown keys are errors everywhere; so are a listener naming a pipeline that is not defined, and a "default"
+// pipeline defined both ways.
+//
+// Pipelines are validated here by building their layers once with a validation context (no runtime, a scratch
+// metrics registry: see turret/layer_context.hpp); the server builds the layers it serves with build_layers().
 #include <turret/kv/local.hpp>
 #include <turret/kv/request.hpp>
 #include <services/turretd/frontend_registry.hpp>
 #include <turret/any_service.hpp>
 #include <turret/config.hpp>
+#include <turret/layer_context.hpp>
 #include <turret/logging.hpp>
 #include <turret/registry.hpp>
 
@@ -39,6 +49,7 @@
 
 #include <any>
 #include <chrono>
+#include <map>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -60,6 +71,17 @@ struct listener_config {
   std::string address;                     ///< as written
   boost::asio::ip::tcp::endpoint endpoint; ///< resolved (port 0 = any free port)
   std::any options;                        ///< what the protocol's frontend::parse returned
+  std::string pipeline = "default";        ///< name of the pipeline its requests go through (defined: checked)
+};
+
+/// The name of the top-level `pipeline:`.
+inline constexpr std::string_view default_pipeline = "default";
+
+/// One named pipeline: its entries as written (validated). Layers are built from them by build_layers().
+struct pipeline_config {
+  std::string name;
+  config_node entries;                     ///< the YAML list, first entry outermost (null: no layers)
+  std::size_t size() const noexcept { return entries.is_null() ? 0 : entries.size(); }
 };
 
 struct store_section {
@@ -72,17 +94,27 @@ struct config {
   server_section server;
   logging_config logging;
   std::vector<listener_config> listeners;
-  std::vector<kv_layer> pipeline;          ///< first = outermost
+  /// Every pipeline by name; "default" is always there (empty when neither `pipeline:` nor pipelines.default).
+  std::map<std::string, pipeline_config, std::less<>> pipelines;
   store_section store;
+
+  const pipeline_config& pipeline(std::string_view name = default_pipeline) const;
 };
 
 /// The registries config parsing resolves names in.
 struct registries {
   frontend_registry frontends;
   kv_layer_registry layers;
+  /// Command metadata for validating pipelines (layer_context::commands); may be null.
+  std::shared_ptr<const kv::command_table> commands;
 };
-/// Registries with everything turretd ships (frontends "resp"; layers "timeout", "concurrency_limit").
+/// Registries with everything turretd ships (frontends "resp", "http", "grpc"; layers "timeout",
+/// "concurrency_limit", "fault"; the default command table).
 std::shared_ptr<const registries> make_builtin_registries();
+
+/// Builds the layers of pipeline `p` (first = outermost), calling each entry's factory with `ctx` for the pipeline
+/// `p.name` (ctx.pipeline_name is set). Throws config_error.
+std::vector<kv_layer> build_layers(const pipeline_config& p, const registries& regs, const layer_context& ctx);
 
 /// The embedded default configuration (the example): RESP on 127.0.0.1:6379, timeout 2s,
 /// concurrency_limit 10000, 16 databases; plus HTTP on 127.0.0.1:8080 and gRPC on 127.0.0.1:50051 when those

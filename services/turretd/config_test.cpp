@@ -1,5 +1,6 @@
 #include <services/resp/resp_options.hpp>
 #include <services/turretd/config.hpp>
+#include <turret/metrics.hpp>
 
 #include <gtest/gtest.h>
 
@@ -49,7 +50,7 @@ TEST(TurretdConfig, EmbeddedDefaultMatchesTheIssueExample) {
   EXPECT_EQ(cfg->listeners[0].protocol, "resp");
   EXPECT_EQ(cfg->listeners[0].endpoint.address().to_string(), "127.0.0.1");
   EXPECT_EQ(cfg->listeners[0].endpoint.port(), 6379);
-  EXPECT_EQ(cfg->pipeline.size(), 2u);
+  EXPECT_EQ(cfg->pipeline().size(), 2u);
   EXPECT_EQ(cfg->store.kind, "memory");
   EXPECT_EQ(cfg->store.options.databases, 16);
   EXPECT_EQ(cfg->store.options.maxclients, 10000u);
@@ -84,7 +85,7 @@ TEST(TurretdConfig, EmbeddedDefaultHasTheBuiltInFrontEnds) {
 TEST(TurretdConfig, MinimalConfigGetsDefaults) {
   auto cfg = parse(minimal);
   EXPECT_EQ(cfg->server.shutdown_grace, std::chrono::seconds(10));
-  EXPECT_TRUE(cfg->pipeline.empty());
+  EXPECT_EQ(cfg->pipeline().size(), 0u);
   EXPECT_EQ(cfg->listeners[0].endpoint.port(), 0);
   EXPECT_EQ(cfg->store.options.databases, 16);
 }
@@ -231,4 +232,113 @@ TEST(TurretdConfig, ListenAddresses) {
 
 TEST(TurretdConfig, MissingFile) {
   EXPECT_THROW(load_config("/nonexistent/turret.yaml", regs()), config_error);
+}
+
+TEST(TurretdConfig, NamedPipelines) {
+  auto cfg = parse(R"(
+listeners:
+  - {name: a, protocol: resp, address: '127.0.0.1:0', pipeline: chaos}
+  - {name: b, protocol: resp, address: '127.0.0.1:0'}
+  - {name: c, protocol: resp, address: '127.0.0.1:0', pipeline: default}
+pipeline:
+  - {layer: timeout, duration: 2s}
+  - {layer: concurrency_limit, max: 10}
+pipelines:
+  chaos:
+    - layer: fault
+      abort: {percent: 10, error: unavailable}
+  empty: []
+  nothing:
+)");
+  ASSERT_EQ(cfg->pipelines.size(), 4u);
+  EXPECT_EQ(cfg->pipeline().size(), 2u);
+  EXPECT_EQ(cfg->pipeline("default").name, "default");
+  EXPECT_EQ(cfg->pipeline("chaos").size(), 1u);
+  EXPECT_EQ(cfg->pipeline("chaos").entries.path(), "pipelines.chaos");
+  EXPECT_EQ(cfg->pipeline("empty").size(), 0u);
+  EXPECT_EQ(cfg->pipeline("nothing").size(), 0u);
+  EXPECT_THROW(cfg->pipeline("other"), std::out_of_range);
+  EXPECT_EQ(cfg->listeners[0].pipeline, "chaos");
+  EXPECT_EQ(cfg->listeners[1].pipeline, "default");  // a listener naming none
+  EXPECT_EQ(cfg->listeners[2].pipeline, "default");
+
+  // The layers are built for serving with the pipeline's name in the context (metric labels).
+  metrics::registry reg;
+  layer_context ctx;
+  ctx.metric_registry = &reg;
+  const auto layers = build_layers(cfg->pipeline("chaos"), regs(), ctx);
+  EXPECT_EQ(layers.size(), 1u);
+  EXPECT_NE(reg.expose().find("turret_fault_injected_total{pipeline=\"chaos\",kind=\"abort\"} 0"), std::string::npos)
+      << reg.expose();
+  EXPECT_TRUE(build_layers(cfg->pipeline("empty"), regs(), ctx).empty());
+}
+
+TEST(TurretdConfig, PipelinesDefaultReplacesTheTopLevelOne) {
+  auto cfg = parse(R"(
+listeners: [{name: a, protocol: resp, address: '127.0.0.1:0'}]
+pipelines:
+  default:
+    - {layer: fault, delay: {duration: 1ms, percent: 1}}
+)");
+  EXPECT_EQ(cfg->pipelines.size(), 1u);
+  EXPECT_EQ(cfg->pipeline().size(), 1u);
+  EXPECT_EQ(cfg->pipeline().entries.path(), "pipelines.default");
+  // neither: an empty default pipeline
+  EXPECT_EQ(parse(minimal)->pipeline().size(), 0u);
+}
+
+TEST(TurretdConfig, PipelineErrorsNameFileLineAndKey) {
+  EXPECT_EQ(error_of(R"(
+listeners: [{name: a, protocol: resp, address: '127.0.0.1:0'}]
+pipeline:
+  - {layer: timeout, duration: 2s}
+pipelines:
+  default: []
+)"),
+            "test.yaml:6:3: pipelines.default: the pipeline 'default' is defined twice: by the top-level 'pipeline:' "
+            "and here (keep one)");
+  EXPECT_EQ(error_of(R"(
+listeners:
+  - name: a
+    protocol: resp
+    address: 127.0.0.1:0
+    pipeline: chaoss
+pipelines:
+  chaos: []
+)"),
+            "test.yaml:6:15: listeners[0].pipeline: unknown pipeline 'chaoss' (defined: chaos, default)");
+  EXPECT_EQ(error_of(R"(
+listeners: [{name: a, protocol: resp, address: '127.0.0.1:0', pipeline: x}]
+)"),
+            "test.yaml:2:73: listeners[0].pipeline: unknown pipeline 'x' (defined: default)");
+  EXPECT_EQ(error_of(R"(
+listeners: [{name: a, protocol: resp, address: '127.0.0.1:0'}]
+pipelines:
+  "a b": []
+)"),
+            "test.yaml:4:3: pipelines.a b: invalid pipeline name 'a b' (letters, digits, '_', '-' and '.' only)");
+  EXPECT_EQ(error_of(R"(
+listeners: [{name: a, protocol: resp, address: '127.0.0.1:0'}]
+pipelines:
+  edge: {layer: timeout}
+)"),
+            "test.yaml:4:9: pipelines.edge: expected a list");
+  EXPECT_EQ(error_of(R"(
+listeners: [{name: a, protocol: resp, address: '127.0.0.1:0'}]
+pipelines: [a, b]
+)"),
+            "test.yaml:3:12: pipelines: expected a mapping");
+  // A layer's own error inside a named pipeline, even one no listener uses: every pipeline is validated.
+  EXPECT_EQ(error_of(R"(
+listeners: [{name: a, protocol: resp, address: '127.0.0.1:0'}]
+pipelines:
+  unused:
+    - layer: fault
+      abort: {percent: 101, error: internal}
+)"),
+            "test.yaml:6:24: pipelines.unused[0].abort.percent: percent must be between 0 and 100 (fractions allowed, "
+            "e.g. 0.5)");
+  EXPECT_NE(error_of("listeners: [{name: a, protocol: resp, address: '127.0.0.1:0', pipelin: x}]\n")
+                .find("unknown key 'pipelin' for protocol resp (allowed: name, protocol, address, pipeline, resp)"),
+            std::string::npos);
 }

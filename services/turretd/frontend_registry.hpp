@@ -16,6 +16,7 @@ using kv::listener_env;
 using server::listener;
 using server::server_state;
 using kv_pipeline = kv::pipeline_service;
+using kv_pipeline_handle = kv::pipeline_handle_type;
 
 class frontend_registry {
  public:

@@ -68,12 +68,19 @@ void server::start() {
     asio::post(rt_->context(0), [this] { request_shutdown(); });
   };
 
-  const kv_pipeline pipeline =
-      kv_layer_registry::wrap_all(cfg_->pipeline, backend_->service());
+  // Every pipeline ends in the same core (copies of an any_service share it).
+  layer_ctx_.rt = rt_.get();
+  layer_ctx_.set_commands<kv::command_table>(
+      std::shared_ptr<const kv::command_table>(backend_, &backend_->commands()));  // keeps the backend alive
+  core_ = backend_->service();
+  for (const auto& [name, pc] : cfg_->pipelines) {
+    auto layers = build_layers(pc, *regs_, layer_ctx_);
+    pipelines_.emplace(name, kv_pipeline_handle(kv_layer_registry::wrap_all(layers, core_)));
+  }
 
   for (const auto& lc : cfg_->listeners) {
     const frontend* fe = regs_->frontends.find(lc.protocol);
-    listener_env env{lc.name, lc.endpoint, lc.options, *rt_, shutdown_, backend_, pipeline, &state_};
+    listener_env env{lc.name, lc.endpoint, lc.options, *rt_, shutdown_, backend_, pipelines_.at(lc.pipeline), &state_};
     auto l = fe->create(std::move(env));
     try {
       l->start();
@@ -82,7 +89,7 @@ void server::start() {
     }
     const auto ep = l->local_endpoint();
     if (store_->process().tcp_port == 0 && lc.protocol == "resp") store_->process().tcp_port = ep.port();
-    spdlog::info("listening {} {} name={}", lc.protocol, endpoint_string(ep), lc.name);
+    spdlog::info("listening {} {} name={} pipeline={}", lc.protocol, endpoint_string(ep), lc.name, lc.pipeline);
     listeners_.push_back(std::move(l));
   }
 
@@ -137,6 +144,11 @@ void server::request_shutdown() {
       rt_->stop();
     });
   });
+}
+
+kv_pipeline_handle* server::pipeline(std::string_view name) noexcept {
+  auto it = pipelines_.find(name);
+  return it == pipelines_.end() ? nullptr : &it->second;
 }
 
 std::vector<asio::ip::tcp::endpoint> server::endpoints() const {

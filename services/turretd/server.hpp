@@ -1,7 +1,11 @@
 #pragma once
-// server: turretd assembled from a validated config: runtime (worker threads), the backend (the in-process store), the pipeline (configured
-// layers around kv_service), one listener per `listeners[]` entry (created through the frontend_registry), the
+// server: turretd assembled from a validated config: runtime (worker threads), the backend (the in-process store),
+// the pipelines (each named pipeline's layers around the backend's service, behind a swappable handle), one listener
+// per `listeners[]` entry (created through the frontend_registry, reading the handle of the pipeline it names), the
 // active-expiry timer, signals and graceful shutdown.
+//
+// Layers are built here, with the serving layer_context: the real clock, the runtime, the default metrics registry,
+// the server's command table, the pipeline's name.
 //
 // Shutdown (SIGINT/SIGTERM, the SHUTDOWN command, or request_shutdown()): listeners stop accepting and ask their
 // connections to finish what they are doing; after at most `server.shutdown_grace` the remaining connections are
@@ -13,8 +17,10 @@
 #include <boost/asio/steady_timer.hpp>
 
 #include <atomic>
+#include <map>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace turret::kv {
@@ -48,6 +54,13 @@ class server {
   kv::store& store() noexcept;
   kv::local_backend& backend() noexcept { return *backend_; }
   runtime& rt() noexcept { return *rt_; }
+  /// The handle of the pipeline `name` (every listener naming it reads it; swap() through it reaches them all), or
+  /// nullptr. Valid after start().
+  kv_pipeline_handle* pipeline(std::string_view name) noexcept;
+  /// What a replacement pipeline is built from (after start()): the layer_context of the server's pipelines, and
+  /// the key-value core they all end in.
+  const layer_context& pipeline_context() const noexcept { return layer_ctx_; }
+  const kv_pipeline& core() const noexcept { return core_; }
 
  private:
   void arm_expiry_timer();
@@ -62,6 +75,9 @@ class server {
   std::shared_ptr<kv::local_backend> backend_;
   kv::store* store_ = nullptr;  ///< backend_'s engine
   std::unique_ptr<runtime> rt_;
+  layer_context layer_ctx_;
+  kv_pipeline core_;
+  std::map<std::string, kv_pipeline_handle, std::less<>> pipelines_;
   std::vector<std::unique_ptr<listener>> listeners_;
   std::unique_ptr<boost::asio::steady_timer> expiry_timer_;
 };

@@ -15,6 +15,6 @@ cd "$(dirname "$0")/../.."
 if [ $# -eq 0 ]; then
   # unit tests of the RESP and HTTP front ends, the layers, the runtime, the store; integration tests that run
   # multi-threaded servers under load, kill clients, shut down with clients connected, or deliver across protocols
-  set -- -R '^(RespFrontend|HttpServer|ConcurrencyLimit|TimeoutTest|RuntimeTest|MetricsTest|pubsub|connection|grpc_frontend_test|grpc_deadline_test|RespClient)\.|^integration\.test_(concurrency|lifecycle|limits|cross_protocol|redis_py|turret_clients|grpc)$'
+  set -- -R '^(RespFrontend|HttpServer|ConcurrencyLimit|TimeoutTest|FaultTest|PipelineHandleTest|RuntimeTest|MetricsTest|pubsub|connection|grpc_frontend_test|grpc_deadline_test|RespClient)\.|^integration\.test_(concurrency|lifecycle|limits|cross_protocol|redis_py|turret_clients|grpc)$'
 fi
 exec scripts/sanitize.sh thread "$@"

@@ -61,6 +61,25 @@ struct request_context {
   void set_request_id(std::string id) { request_id_ = std::move(id); }
   bool has_request_id() const noexcept { return !request_id_.empty(); }
 
+  /// A uniformly distributed 64-bit value for this request, drawn on first use from the calling thread's PRNG
+  /// (splitmix64, seeded once per thread from std::random_device) and stable until the request ends. Layers that
+  /// sample requests (fault injection; later tracing, hedging) decide from it, so that a decision taken on the
+  /// synchronous fast path is taken again, identically, by ready()/call() when the fast path declines: the decision
+  /// lives in the request, and try_call_now keeps its promise of no side effect on shared state. A layer mixes the
+  /// value with a salt of its own, so that two sampling layers of one pipeline decide independently.
+  std::uint64_t sample() {
+    if (!has_sample_) {
+      sample_ = next_thread_sample();
+      has_sample_ = true;
+    }
+    return sample_;
+  }
+  /// Fixes the value sample() returns for this request (tests drive sampling layers with a seeded generator).
+  void set_sample(std::uint64_t v) noexcept {
+    sample_ = v;
+    has_sample_ = true;
+  }
+
   boost::asio::cancellation_slot cancel_slot() noexcept { return cancel_.slot(); }
   void cancel(boost::asio::cancellation_type type = boost::asio::cancellation_type::total) {
     cancelled_ = true;
@@ -72,6 +91,7 @@ struct request_context {
   void reset_for_next_request() {
     deadline = clock::time_point::max();
     request_id_.clear();
+    has_sample_ = false;
     cancelled_ = false;
     cancel_.slot().clear();
   }
@@ -88,11 +108,23 @@ struct request_context {
     return std::string(buf, 32);
   }
 
+  /// splitmix64's finaliser: a bijection of 64-bit values whose outputs look independent for nearby inputs.
+  static constexpr std::uint64_t mix64(std::uint64_t z) noexcept {
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+  }
+
+  /// The next value of the calling thread's splitmix64 sequence (what sample() draws from).
+  static std::uint64_t next_thread_sample() noexcept;
+
  private:
   endpoint peer_;
   peer_resolver peer_resolver_ = nullptr;
   const void* peer_source_ = nullptr;
   std::string request_id_;
+  std::uint64_t sample_ = 0;
+  bool has_sample_ = false;
   boost::asio::cancellation_signal cancel_;
   bool cancelled_ = false;
 };

@@ -6,9 +6,11 @@
 // (middleware/builtin.hpp) at start-up.
 //
 // A factory receives one pipeline entry, e.g. the node `{layer: timeout, duration: 2s}` (as a config_node, which
-// knows its file and key path, e.g. "pipeline[0]"), validates it completely (unknown keys are errors), parses it
-// into an immutable configuration object shared by every instance, and returns the layer. Factories run at start-up
-// only: they throw config_error.
+// knows its file and key path, e.g. "pipeline[0]"), and the layer_context of the pipeline being built (clock,
+// runtime, metrics registry, command metadata, logger, pipeline name: see layer_context.hpp, which also says when
+// and how often factories run). It validates the entry completely (unknown keys are errors), parses it into an
+// immutable configuration object shared by every instance, and returns the layer. Factories run at start-up (and
+// reload) only: they throw config_error.
 //
 // Pipeline config:
 // ```yaml
@@ -20,6 +22,7 @@
 // ```
 #include <turret/any_service.hpp>
 #include <turret/config.hpp>
+#include <turret/layer_context.hpp>
 
 #include <functional>
 #include <map>
@@ -35,8 +38,9 @@ class layer_registry {
  public:
   using layer_type = any_layer<Request, Response>;
   using service_type = any_service<Request, Response>;
-  /// Builds a layer from one pipeline entry (a map whose key "layer" is the factory's name). Throws config_error.
-  using factory = std::function<layer_type(const config_node& entry)>;
+  /// Builds a layer from one pipeline entry (a map whose key "layer" is the factory's name), with the context of
+  /// the pipeline being built. Throws config_error.
+  using factory = std::function<layer_type(const config_node& entry, const layer_context& ctx)>;
 
   /// Registers `f` under `name`. A second registration of one name is a programming error (std::logic_error).
   void add(std::string name, factory f) {
@@ -57,7 +61,7 @@ class layer_registry {
 
   /// Builds the layer of one entry. Errors: entry not a map, no `layer` key, unknown layer name (the message lists
   /// the registered names), and whatever the factory rejects.
-  layer_type make(const config_node& entry) const {
+  layer_type make(const config_node& entry, const layer_context& ctx = {}) const {
     if (!entry.is_map()) entry.fail("expected a mapping with a 'layer' key, e.g. {layer: timeout, duration: 2s}");
     const config_node name_node = entry.required("layer");
     const std::string name = name_node.as_string();
@@ -67,29 +71,29 @@ class layer_registry {
       for (const auto& [n, f] : factories_) known += (known.empty() ? "" : ", ") + n;
       name_node.fail("unknown layer '" + name + "' (registered: " + (known.empty() ? "none" : known) + ")");
     }
-    return it->second(entry);
+    return it->second(entry, ctx);
   }
 
   /// Parses every entry of `pipeline_list` (a YAML list; null = empty) into layers, validating all of them.
-  std::vector<layer_type> make_all(const config_node& pipeline_list) const {
+  std::vector<layer_type> make_all(const config_node& pipeline_list, const layer_context& ctx = {}) const {
     pipeline_list.expect_sequence();
     std::vector<layer_type> layers;
     if (pipeline_list.is_null()) return layers;
     layers.reserve(pipeline_list.size());
-    for (std::size_t i = 0; i < pipeline_list.size(); ++i) layers.push_back(make(pipeline_list.at(i)));
+    for (std::size_t i = 0; i < pipeline_list.size(); ++i) layers.push_back(make(pipeline_list.at(i), ctx));
     return layers;
   }
 
   /// Wraps `inner` in the pipeline's layers, the FIRST entry OUTERMOST.
-  service_type build(const config_node& pipeline_list, service_type inner) const {
-    return wrap_all(make_all(pipeline_list), std::move(inner));
+  service_type build(const config_node& pipeline_list, service_type inner, const layer_context& ctx = {}) const {
+    return wrap_all(make_all(pipeline_list, ctx), std::move(inner));
   }
 
   /// As above, from a raw YAML node; errors name `source` and `path` (default "pipeline").
   service_type build(const YAML::Node& pipeline_list, service_type inner, const config_source& source = {},
-                     std::string path = "pipeline") const {
+                     std::string path = "pipeline", const layer_context& ctx = {}) const {
     return build(config_node(pipeline_list, std::make_shared<const config_source>(source), std::move(path)),
-                 std::move(inner));
+                 std::move(inner), ctx);
   }
 
   /// Applies already-built layers (first outermost).

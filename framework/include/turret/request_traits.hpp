@@ -13,7 +13,7 @@
 // request_rate_class below, which fall back to the conservative default when a request type supplies none (no
 // routing key, non_idempotent, write). The functions are cheap, noexcept and callable from any thread while the
 // request is alive; their results are views into the request (the routing key points into its arguments).
-// turret::kv::request implements all three (services/kv/kv_service.hpp) from the command metadata the front end
+// turret::kv::request implements all three (<turret/kv/request.hpp>) from the command metadata the front end
 // resolved once (<turret/kv/command_info.hpp>).
 #include <concepts>
 #include <cstdint>

@@ -50,7 +50,9 @@ using awaitable = boost::asio::awaitable<T>;
 /// erased; copying a service object never copies limiter state (layers share it through a pointer).
 ///
 /// # Errors
-/// Errors are values (`result<T>`); no exception crosses `ready` or `call`. Each layer has its own error enum.
+/// Errors are values (`result<T>`); no exception crosses `ready` or `call`. Each layer has its own error enum, whose
+/// category maps every code to one of turret's generic conditions (turret/error.hpp: overloaded, unavailable,
+/// timed_out, ...); front ends answer by condition (turret/error_mapping.hpp), never by layer.
 template <class S, class Request>
 concept service = requires(S& s, request_context& ctx, Request& req, typename S::permit_type&& permit) {
   typename S::response_type;

@@ -95,7 +95,8 @@ turret::awaitable<void> run() {
 
   turret::layer_registry<request, std::string> reg;
   turret::register_builtin_layers(reg);
-  reg.add("suffix", [](const turret::config_node& e) -> turret::any_layer<request, std::string> {
+  reg.add("suffix", [](const turret::config_node& e,
+                       const turret::layer_context&) -> turret::any_layer<request, std::string> {
     e.reject_unknown_keys({"layer", "text"});
     return suffix_layer{e.get_string("text")};
   });

@@ -1,5 +1,6 @@
 #include "test_support.hpp"
 
+#include <turret/metrics.hpp>
 #include <turret/registry.hpp>
 
 #include <boost/asio/co_spawn.hpp>
@@ -16,7 +17,7 @@ using erased = any_service<test::request, int>;
 
 registry make_registry() {
   registry reg;
-  reg.add("named", [](const config_node& entry) -> any_layer<test::request, int> {
+  reg.add("named", [](const config_node& entry, const layer_context&) -> any_layer<test::request, int> {
     entry.reject_unknown_keys({"layer", "name"});
     return test::named_layer{entry.get_string("name")};
   });
@@ -97,7 +98,37 @@ TEST(RegistryTest, RawYamlOverloadAndDuplicates) {
   YAML::Node list = YAML::Load("[{layer: named, name: x}]");
   erased svc = reg.build(list, erased(test::core_service{}), config_source{"inline"});
   EXPECT_EQ(run(svc), (std::vector<std::string>{"x", "core"}));
-  EXPECT_THROW(reg.add("named", [](const config_node&) { return any_layer<test::request, int>{}; }), std::logic_error);
+  auto none = [](const config_node&, const layer_context&) { return any_layer<test::request, int>{}; };
+  EXPECT_THROW(reg.add("named", none), std::logic_error);
+}
+
+TEST(RegistryTest, EveryFactoryReceivesThePipelinesContext) {
+  registry reg;
+  std::vector<std::string> seen;
+  struct table {
+    int commands = 7;
+  };
+  reg.add("probe", [&](const config_node& entry, const layer_context& ctx) -> any_layer<test::request, int> {
+    const auto t = ctx.commands<table>();
+    seen.push_back(ctx.pipeline_name + " " + (t ? std::to_string(t->commands) : "none") + " " +
+                   (ctx.rt ? "rt" : "no-rt") + " " + (ctx.clk.get() == steady_clock().get() ? "steady" : "manual"));
+    EXPECT_EQ(ctx.commands<int>(), nullptr);  // asked as another type: nothing
+    EXPECT_EQ(&ctx.metrics(), &metrics::default_registry());
+    return test::named_layer{entry.path()};
+  });
+  auto cfg = load_config_string("pipeline: [{layer: probe}, {layer: probe}]\n");
+  layer_context ctx;
+  ctx.pipeline_name = "edge";
+  ctx.clk = std::make_shared<manual_clock>();
+  ctx.set_commands(std::make_shared<const table>());
+  erased svc = reg.build(cfg.child("pipeline"), erased(test::core_service{}), ctx);
+  EXPECT_EQ(run(svc), (std::vector<std::string>{"pipeline[0]", "pipeline[1]", "core"}));
+  EXPECT_EQ(seen, (std::vector<std::string>{"edge 7 no-rt manual", "edge 7 no-rt manual"}));
+  seen.clear();
+  reg.build(cfg.child("pipeline"), erased(test::core_service{}), ctx.for_pipeline("other"));
+  reg.make(cfg.child("pipeline").at(0));  // the default context
+  EXPECT_EQ(seen,
+            (std::vector<std::string>{"other 7 no-rt manual", "other 7 no-rt manual", "default none no-rt steady"}));
 }
 
 }  // namespace

@@ -8,6 +8,7 @@
 // listener's options, how to create its listeners). Life cycle of a listener: <turret/server/listener.hpp>.
 #include <turret/config.hpp>
 #include <turret/kv/backend.hpp>
+#include <turret/pipeline_handle.hpp>
 #include <turret/runtime.hpp>
 #include <turret/server/listener.hpp>
 
@@ -22,6 +23,12 @@
 
 namespace turret::kv {
 
+/// How a listener reads its pipeline: a handle the server can swap while requests are in flight (hot reload).
+/// A front end takes the pipeline for each request from a snapshot: a connection keeps a reader
+/// (`pipeline_handle_type::reader`, one relaxed atomic load per request), code without a connection pins one with
+/// load(); either way a request finishes on the pipeline it started on (see turret/pipeline_handle.hpp).
+using pipeline_handle_type = pipeline_handle<pipeline_service>;
+
 /// Everything a listener needs from the server. References outlive the listener and all its connections.
 struct listener_env {
   std::string name;                          ///< listener name (config `name`), for logs
@@ -30,7 +37,7 @@ struct listener_env {
   runtime& rt;                               ///< worker contexts; connections are spread with next_executor()
   shutdown_coordinator& shutdown;            ///< counts open connections as in-flight work
   std::shared_ptr<kv::backend> backend;      ///< sessions, limits, counters, the command table
-  pipeline_service pipeline;                 ///< shared by every connection of the listener
+  pipeline_handle_type pipeline;             ///< the listener's pipeline (config `pipeline: NAME`), swappable
   const std::atomic<server::server_state>* state = nullptr;  ///< the server's state (read it with load())
 };
 

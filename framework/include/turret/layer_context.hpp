@@ -1,0 +1,93 @@
+#pragma once
+// layer_context: what a layer factory receives besides its config entry (Envoy's FactoryContext): the clock, the
+// runtime, the metrics registry, the request type's command metadata, a logger and the name of the pipeline being
+// built. Factories take everything from here; nothing is smuggled in through lambda captures, so the same factory
+// serves turretd, a test with a manual clock, and a plugin.
+//
+// ```
+// reg.add("fault", [](const config_node& entry, const layer_context& ctx) -> any_layer<Req, Resp> {
+//   return fault_layer(parse_fault_config(entry), ctx);   // clock, metrics {pipeline=ctx.pipeline_name}
+// });
+// ```
+//
+// # When factories run
+// A factory may run more than once for one entry: turretd validates its whole configuration first (also alone, with
+// `--check-config`), then builds the pipelines it serves, and will build them again on a reload. A factory must
+// therefore only validate and construct: no threads, sockets or timers started, no global state changed except
+// registering metric families (idempotent by name). A layer that needs background work starts it when it wraps a
+// service (and a runtime is present).
+//
+// # Lifetime and threads
+// The context is only valid during the factory call; a layer keeps (copies) what it needs: the clock and the
+// command table are shared_ptrs for that reason; the runtime and the registry outlive every pipeline built with
+// them. The objects it refers to are thread-safe (clock, registry, logger) or immutable (command table).
+#include <turret/clock.hpp>
+
+#include <memory>
+#include <string>
+#include <typeinfo>
+#include <utility>
+
+namespace spdlog {
+class logger;
+}
+
+namespace turret {
+
+class runtime;
+namespace metrics {
+class registry;
+}
+
+struct layer_context {
+  /// Time source of time-based layers (timeouts, delays, rate limits): the real steady clock, a manual_clock in tests.
+  std::shared_ptr<clock> clk = steady_clock();
+
+  /// The worker threads the pipeline will run on. Null when the pipeline is built only to validate a configuration
+  /// (turretd --check-config, and the validation of every configuration before it is served) and outside a server
+  /// (unit tests): a factory must accept that.
+  runtime* rt = nullptr;
+
+  /// Where layers declare their metrics; null = metrics::default_registry() (see metrics()).
+  metrics::registry* metric_registry = nullptr;
+
+  /// The layer's logger; null = spdlog's default logger (see log()).
+  std::shared_ptr<spdlog::logger> logger;
+
+  /// Name of the pipeline being built: "default" for turretd's top-level `pipeline:`, else its key in `pipelines:`.
+  /// Layers label their metrics with it ({pipeline="..."}).
+  std::string pipeline_name = "default";
+
+  /// The registry to declare metrics in (never null).
+  metrics::registry& metrics() const noexcept;
+  /// The logger to log with.
+  spdlog::logger& log() const noexcept;
+
+  /// The request type's command metadata (turretd: the key-value core's command table: names, arity, flags, key
+  /// positions), type-erased so that the framework does not depend on any request type. Null when none was given
+  /// or when it is not a T. Layers that resolve command names in their config (a per-command limit) use it.
+  template <class T>
+  std::shared_ptr<const T> commands() const noexcept {
+    if (!commands_ || *commands_type_ != typeid(T)) return nullptr;
+    return std::shared_ptr<const T>(commands_, static_cast<const T*>(commands_.get()));
+  }
+  template <class T>
+  void set_commands(std::shared_ptr<const T> table) noexcept {
+    commands_type_ = &typeid(T);
+    commands_ = std::move(table);
+  }
+  bool has_commands() const noexcept { return commands_ != nullptr; }
+
+  /// A copy for the pipeline called `name`.
+  layer_context for_pipeline(std::string name) const {
+    layer_context c = *this;
+    c.pipeline_name = std::move(name);
+    return c;
+  }
+
+ private:
+  std::shared_ptr<const void> commands_;
+  const std::type_info* commands_type_ = &typeid(void);
+};
+
+}  // namespace turret

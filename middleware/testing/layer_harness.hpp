@@ -1,0 +1,55 @@
+#pragma once
+// The common rig of a layer's unit tests (no gtest dependency): one io_context driven by polling, a manual clock,
+// and the state of a mock inner service (mock_service.hpp) on that clock. A test fixture derives from it:
+//
+//   struct MyLayerTest : ::testing::Test, turret::testing::layer_harness {};
+//   TEST_F(MyLayerTest, X) {
+//     auto svc = my_layer(...).wrap(mock_service{st});
+//     mock_request req;
+//     std::optional<result<int>> out;
+//     start(svc, req, out);                   // ready_and_call, run until it suspends
+//     EXPECT_TRUE(completes_after(out, 1s));  // pending at 1s - 1ms, done at 1s
+//   }
+#include <testing/mock_service.hpp>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+
+#include <chrono>
+#include <memory>
+#include <optional>
+
+namespace turret::testing {
+
+struct layer_harness {
+  boost::asio::io_context io;
+  boost::asio::executor_work_guard<boost::asio::io_context::executor_type> work{io.get_executor()};
+  std::shared_ptr<manual_clock> clk = std::make_shared<manual_clock>();
+  std::shared_ptr<mock_state> st = std::make_shared<mock_state>(clk);
+
+  /// Spawns `ready_and_call(svc, req)` on io with its result into `out`, and runs it until it suspends.
+  template <class S>
+  void start(S& svc, mock_request& req, std::optional<result<int>>& out) {
+    boost::asio::co_spawn(
+        io, [&]() -> awaitable<void> { out.emplace(co_await ready_and_call(svc, req)); }, boost::asio::detached);
+    io.poll();
+  }
+
+  /// Moves the clock by `d` and runs whatever that made ready.
+  void advance(clock::duration d) {
+    clk->advance(d);
+    io.poll();
+  }
+
+  /// True when `out` is still pending after `d - 1ms` and done after `d` (advancing the clock by `d`).
+  bool completes_after(const std::optional<result<int>>& out, clock::duration d) {
+    advance(d - std::chrono::milliseconds(1));
+    if (out) return false;
+    advance(std::chrono::milliseconds(1));
+    return out.has_value();
+  }
+};
+
+}  // namespace turret::testing
