@@ -1,5 +1,6 @@
 #include <services/grpc/grpc_call.hpp>
 #include <services/grpc/grpc_status.hpp>
+#include <turret/error_mapping.hpp>
 
 #include <boost/asio/post.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -172,9 +173,9 @@ grpc::Status pipeline_status(listener_shared& sh, grpc::CallbackServerContext* s
                              const error_code& ec, std::string_view command) {
   if (sctx->IsCancelled()) return grpc::Status::CANCELLED;
   const bool late = request_context::clock::now() >= ctx.deadline;
-  const auto code = pipeline_error_code(ec, late);
+  const grpc_error e = to_grpc_error(ec, late);
   spdlog::debug("grpc {}: request_id={} {} failed: {}", sh.name, ctx.request_id(), command, ec.message());
-  return grpc::Status(code, ec.message());
+  return grpc::Status(static_cast<grpc::StatusCode>(e.code), e.message);
 }
 
 kv::command_meter& command_meter() {

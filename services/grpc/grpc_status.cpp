@@ -1,5 +1,5 @@
 #include <services/grpc/grpc_status.hpp>
-#include <timeout/timeout.hpp>
+#include <turret/error_mapping.hpp>
 
 #include <boost/asio/error.hpp>
 #include <boost/system/errc.hpp>
@@ -16,28 +16,8 @@ bool contains(std::string_view s, std::string_view p) noexcept { return s.find(p
 }  // namespace
 
 ::grpc::StatusCode pipeline_error_code(const error_code& ec, bool deadline_passed) noexcept {
-  using ::grpc::StatusCode;
-  namespace errc = boost::system::errc;
-  if (!ec) return StatusCode::OK;
-  if (ec == timeout_errc::elapsed) return StatusCode::DEADLINE_EXCEEDED;
-  if (ec == boost::asio::error::operation_aborted || ec == errc::operation_canceled)
-    return deadline_passed ? StatusCode::DEADLINE_EXCEEDED : StatusCode::CANCELLED;
-  if (ec == errc::timed_out) return StatusCode::DEADLINE_EXCEEDED;
-  if (ec == errc::resource_unavailable_try_again || ec == errc::no_buffer_space || ec == errc::too_many_files_open ||
-      ec == errc::device_or_resource_busy || ec == errc::not_enough_memory)
-    return StatusCode::RESOURCE_EXHAUSTED;
-  if (ec == errc::permission_denied || ec == errc::operation_not_permitted) return StatusCode::PERMISSION_DENIED;
-  if (ec == errc::invalid_argument || ec == errc::message_size) return StatusCode::INVALID_ARGUMENT;
-  // Layers declare their own categories (turret.concurrency_limit, turret.rate_limit, turret.load_shed, ...):
-  // classify by category name so that layers added later map sensibly without this file knowing them.
-  const std::string_view cat = ec.category().name();
-  if (contains(cat, "limit") || contains(cat, "rate") || contains(cat, "shed") || contains(cat, "overload") ||
-      contains(cat, "quota"))
-    return StatusCode::RESOURCE_EXHAUSTED;
-  if (contains(cat, "timeout") || contains(cat, "deadline")) return StatusCode::DEADLINE_EXCEEDED;
-  if (contains(cat, "shutdown") || contains(cat, "drain")) return StatusCode::UNAVAILABLE;
-  if (contains(cat, "auth")) return StatusCode::UNAUTHENTICATED;
-  return StatusCode::INTERNAL;
+  if (!ec) return ::grpc::StatusCode::OK;
+  return static_cast<::grpc::StatusCode>(to_grpc_error(ec, deadline_passed).code);
 }
 
 ::grpc::StatusCode reply_error_code(std::string_view e) noexcept {

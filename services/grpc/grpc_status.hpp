@@ -15,7 +15,8 @@
 
 namespace turret::grpc_frontend {
 
-/// Status code for an error returned by the pipeline. `deadline_passed`: the request's deadline is in the past.
+/// Status code for an error returned by the pipeline (<turret/error_mapping.hpp>, the table of every front end).
+/// `deadline_passed`: the request's deadline is in the past.
 ::grpc::StatusCode pipeline_error_code(const error_code& ec, bool deadline_passed) noexcept;
 
 /// Status code for a Redis error reply (the text without the leading '-'):

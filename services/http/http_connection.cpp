@@ -334,6 +334,10 @@ void connection::append_response(const rest_response& r, bool head, bool keep_al
     out_ += "\r\nAllow: ";
     out_ += r.allow;
   }
+  if (r.retry_after > 0) {
+    out_ += "\r\nRetry-After: ";
+    out_ += std::to_string(r.retry_after);
+  }
   out_ += "\r\nx-request-id: ";
   out_ += ctx_.request_id();
   if (!keep_alive) out_ += "\r\nConnection: close";

@@ -1,5 +1,6 @@
 #include <services/http/openapi.hpp>
 #include <services/http/rest_api.hpp>
+#include <turret/error_mapping.hpp>
 #include <turret/kv/value_reply_builder.hpp>
 #include <turret/metrics.hpp>
 
@@ -52,21 +53,10 @@ void set_error(rest_response& out, int status, std::string_view code, std::strin
   out.body = json::serialize(root);
 }
 
-void set_pipeline_error(rest_response& out, const error_code& ec) {
-  const std::string_view cat = ec.category().name();
-  const std::string msg = ec.message();
-  if (cat.find("timeout") != std::string_view::npos || ec == boost::system::errc::timed_out) {
-    set_error(out, 504, "timeout", msg);
-  } else if (cat.find("concurrency") != std::string_view::npos || cat.find("rate") != std::string_view::npos ||
-             cat.find("limit") != std::string_view::npos || cat.find("overload") != std::string_view::npos ||
-             cat.find("shed") != std::string_view::npos) {
-    set_error(out, 429, "too_many_requests", msg);
-  } else if (ec == boost::system::errc::operation_canceled || cat.find("circuit") != std::string_view::npos ||
-             cat.find("unavailable") != std::string_view::npos) {
-    set_error(out, 503, "unavailable", msg);
-  } else {
-    set_error(out, 500, "internal", std::string(cat) + ": " + msg);
-  }
+void set_pipeline_error(rest_response& out, const error_code& ec, bool deadline_passed) {
+  const http_error e = to_http_error(ec, deadline_passed);
+  set_error(out, e.status, e.code, e.message);
+  out.retry_after = e.retry_after;
 }
 
 bool valid_utf8(std::string_view s) noexcept {

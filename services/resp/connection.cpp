@@ -1,5 +1,6 @@
 #include <services/resp/connection.hpp>
 #include <turret/kv/command_table.hpp>
+#include <turret/error_mapping.hpp>
 #include <turret/kv/dispatch.hpp>
 #include <turret/metrics.hpp>
 
@@ -176,9 +177,7 @@ asio::awaitable<void> connection::serve() {
       executing_ = false;
       if (!*r) {
         // The pipeline failed (its partial reply, if any, is already discarded): its error is the one reply.
-        std::string msg = "ERR ";
-        msg += r->error().message();
-        builder_.error(msg);
+        builder_.error(resp_error(r->error(), std::chrono::steady_clock::now() >= ctx_.deadline));
       }
       finish_command();
       {
