@@ -87,6 +87,12 @@ void apply_resp_limits(const resp_frontend::resp_options& o, kv::store_options& 
   throw config_error(map.source().name, m.line + 1, m.column + 1, path, message);
 }
 
+/// The key of a mapping entry as a string: a key that is not a scalar (`{[a]: 1}`, `{{a: 1}: 2}`) is a config error.
+std::string key_string(const config_node& map, const YAML::Node& key) {
+  if (!key.IsScalar()) fail_at_key(map, key, map.path(), "expected a string key, not a sequence or mapping");
+  return key.Scalar();
+}
+
 bool valid_pipeline_name(std::string_view name) noexcept {
   if (name.empty()) return false;
   for (const char c : name) {
@@ -112,7 +118,7 @@ std::map<std::string, pipeline_config, std::less<>> parse_pipelines(const config
     ps.expect_map();
     if (!ps.is_null()) {
       for (auto it = ps.yaml().begin(); it != ps.yaml().end(); ++it) {
-        const std::string name = it->first.as<std::string>();
+        const std::string name = key_string(ps, it->first);
         const std::string path = ps.path() + "." + name;
         if (!valid_pipeline_name(name))
           fail_at_key(ps, it->first, path,
@@ -230,7 +236,7 @@ std::shared_ptr<const config> parse_config(const config_node& root, const regist
     }
     // Unknown keys: the common ones plus what the protocol declares.
     for (auto it = e.yaml().begin(); it != e.yaml().end(); ++it) {
-      const std::string key = it->first.as<std::string>();
+      const std::string key = key_string(e, it->first);
       if (key == "name" || key == "protocol" || key == "address" || key == "pipeline") continue;
       bool ok = false;
       for (const auto& k : fe->keys) ok = ok || k == key;

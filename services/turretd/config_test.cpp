@@ -148,6 +148,16 @@ listeners:
   EXPECT_NE(e.find("listeners[0].colour"), std::string::npos) << e;
 }
 
+TEST(TurretdConfig, NonScalarKeysAreConfigErrors) {
+  // Found by fuzz/config_loader: a sequence or mapping as a key escaped as yaml-cpp's "bad conversion".
+  const auto listener = error_of("listeners: [{name: r, protocol: resp, address: '127.0.0.1:0', [x]: 1}]\n");
+  EXPECT_NE(listener.find("test.yaml:1:"), std::string::npos) << listener;
+  EXPECT_NE(listener.find("expected a string key"), std::string::npos) << listener;
+  const auto pipelines = error_of("pipelines: {{a: 1}: []}\n");
+  EXPECT_NE(pipelines.find("test.yaml:1:"), std::string::npos) << pipelines;
+  EXPECT_NE(pipelines.find("expected a string key"), std::string::npos) << pipelines;
+}
+
 TEST(TurretdConfig, UnknownRespKey) {
   const auto e = error_of(R"(
 listeners:
