@@ -87,6 +87,14 @@ void wait_idle(fuzz_server& s) {
 std::string exchange(std::uint16_t port, std::string_view in) {
   const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   CHECK(fd >= 0, "socket()");
+  // Each connection from its own loopback source address (127.1.0.1 ... 127.1.255.254, round robin): at hundreds of
+  // connections per second the closed ones' TIME_WAIT states would otherwise use up the ephemeral ports of one
+  // address within a minute, and connect() would fail for want of a port, not because of the server.
+  static std::uint32_t next_source = 0;
+  sockaddr_in src{};
+  src.sin_family = AF_INET;
+  src.sin_addr.s_addr = htonl(0x7f010001u + (next_source++ % 0xfffeu));
+  CHECK(::bind(fd, reinterpret_cast<sockaddr*>(&src), sizeof src) == 0, "bind() to a loopback source address");
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
   addr.sin_port = htons(port);
