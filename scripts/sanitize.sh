@@ -38,6 +38,7 @@ export ASAN_OPTIONS="detect_leaks=1:abort_on_error=1:check_initialization_order=
 export TSAN_OPTIONS="halt_on_error=0:exitcode=66:second_deadlock_stack=1:history_size=4${TSAN_OPTIONS:+:$TSAN_OPTIONS}"
 [ -f "$supp/tsan.supp" ] && export TSAN_OPTIONS="$TSAN_OPTIONS:suppressions=$supp/tsan.supp:print_suppressions=0"
 export TURRET_TEST_THREADS=${TURRET_TEST_THREADS:-4}
+export TURRET_SANITIZER=$kind  # tests that measure memory know their figures are the sanitizer's
 # Waits in the integration tests (server start, replies, stop) stretch by this factor (tests/integration/harness.py).
 export TURRET_TEST_TIMEOUT_SCALE=${TURRET_TEST_TIMEOUT_SCALE:-$([ "$kind" = thread ] && echo 5 || echo 3)}
 

@@ -2,6 +2,7 @@
 // session: the key-value backend's view of one client connection (any front end). The front end owns it; the
 // backend (in-process store or upstream) keeps its per-client state in it. Holds Redis per-client state:
 // selected db, protocol version, auth, MULTI queue, WATCHed keys, subscriptions, reply mode, name.
+#include <atomic>
 #include <cstdint>
 #include <set>
 #include <string>
@@ -49,7 +50,9 @@ struct session {
   int resp = 2;                         ///< protocol version (HELLO)
   bool authenticated = false;
   reply_mode replies = reply_mode::on;
-  bool close_after_reply = false;       ///< QUIT, or killed: the front end closes once the reply is flushed
+  /// QUIT, or killed: the front end closes once the reply is flushed. Atomic: CLIENT KILL sets it from the killer's
+  /// thread (under the backend's lock) while the victim's connection reads it on its own thread.
+  std::atomic<bool> close_after_reply{false};
   bool no_evict = false;                ///< CLIENT NO-EVICT (CLIENT LIST flag 'e'; turretd evicts no client)
   bool is_subscriber_only_front_end = false;
 
