@@ -156,7 +156,8 @@ void check_responses(std::string_view bytes) {
     CHECK(status != 500, "500: an exception inside request handling", all.substr(0, 2000));
     if (status == 100) continue;  // interim response: no fields, no body
     std::size_t content_length = std::string_view::npos;
-    bool chunked = false, request_id = false;
+    bool chunked = false, request_id = false, event_stream = false;
+    const bool http10 = head.starts_with("HTTP/1.0 ");
     head.remove_prefix(head.find("\r\n") + 2);
     while (!head.empty()) {
       const auto eol = head.find("\r\n");
@@ -173,7 +174,13 @@ void check_responses(std::string_view bytes) {
         }
       }
       if (iprefix(field, "transfer-encoding: chunked")) chunked = true;
+      if (iprefix(field, "content-type: text/event-stream")) event_stream = true;
       if (iprefix(field, "x-request-id:")) request_id = true;
+    }
+    // An HTTP/1.0 event stream has neither length nor chunks: it ends when the server closes (RFC 9112 6.3, 8.).
+    if (event_stream && !chunked && content_length == std::string_view::npos) {
+      CHECK(http10, "an HTTP/1.1 event stream that is not chunked", all.substr(0, 2000));
+      return;  // the rest of the bytes are its events, until the close
     }
     CHECK(request_id || status == 503, "response without x-request-id", all.substr(0, 2000));
     if (chunked) {  // the event stream: chunks until the terminating one or the close
