@@ -528,7 +528,7 @@ struct store_config {
                      return std::string();
                    }});
       v.push_back({"client-output-buffer-limit", {}, k_special, false, 0, 0, &obuf_string, &obuf_set});
-      v.push_back({"hz", {}, k_int, false, 0, INT_MAX, [](const store& s) { return std::to_string(s.hz_); },
+      v.push_back({"hz", {}, k_int, false, 0, INT_MAX, [](const store& s) { return std::to_string(s.hz()); },
                    [](store& s, std::string_view x) {
                      long long n = 0;
                      parse_ll(x, n);  // validated already

@@ -173,7 +173,7 @@ class store {
   void reset_stats();
   const client_limits& limits() const noexcept { return limits_; }
   client_limits& limits() noexcept { return limits_; }
-  int hz() const noexcept { return hz_; }
+  int hz() const noexcept { return hz_.load(std::memory_order_relaxed); }  ///< lock-free (the expiry timer)
   const store_options& options() const noexcept { return opts_; }
 
   // --- stats, time, lifecycle ------------------------------------------------------------------------------------------
@@ -225,7 +225,7 @@ class store {
   std::string requirepass_;
   response* reply_status_ = nullptr;
   std::atomic<bool> auth_enabled_{false};  ///< !requirepass_.empty(), readable without the lock
-  int hz_ = 10;
+  std::atomic<int> hz_{10};  ///< CONFIG SET hz writes it under the lock; the expiry timer reads it without
   client_limits limits_;
   store_stats stats_;
   ms_t start_ms_ = 0;
