@@ -404,7 +404,7 @@ class HttpRoutes(unittest.TestCase):
         r = request(self.port, "GET", "/v1/openapi.json")
         self.assertEqual(r.status, 200)
         doc_bytes = (harness.SOURCE_DIR / "docs" / "openapi.json").read_bytes()
-        self.assertEqual(r.body, doc_bytes, "served document differs: run services/http/embed_openapi.py")
+        self.assertEqual(r.body, doc_bytes, "served document differs from docs/openapi.json")
         doc = json.loads(doc_bytes)
         self.assertTrue(doc["openapi"].startswith("3."))
         methods = ["get", "head", "put", "post", "delete"]
