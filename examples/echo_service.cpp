@@ -8,10 +8,10 @@
 //
 // Build: part of the normal build (target `echo_service`); with an installed turret, link turret::middleware.
 // Run: ./echo_service  (prints each request's outcome; exit code 0 when every outcome was the expected one).
-#include <builtin.hpp>                                  // register_builtin_layers (installed: also <turret/middleware/builtin.hpp>)
-#include <concurrency_limit/concurrency_limit.hpp>      // concurrency_limit_layer
-#include <timeout/timeout.hpp>                          // timeout_layer, timeout_errc
 #include <turret/layer.hpp>
+#include <turret/middleware/builtin.hpp>  // register_builtin_layers
+#include <turret/middleware/concurrency_limit.hpp>  // concurrency_limit_layer
+#include <turret/middleware/timeout.hpp>  // timeout_layer, timeout_errc
 #include <turret/registry.hpp>
 #include <turret/service.hpp>
 

@@ -14,10 +14,10 @@
 // Retry-After, gRPC RESOURCE_EXHAUSTED: turret/error_mapping.hpp), without knowing this plugin.
 //
 // Run: ./plugin_layer  (exit code 0 when every outcome was the expected one).
-#include <builtin.hpp>  // register_builtin_layers
 #include <turret/config.hpp>
 #include <turret/error.hpp>
 #include <turret/error_mapping.hpp>
+#include <turret/middleware/builtin.hpp>  // register_builtin_layers
 #include <turret/registry.hpp>
 #include <turret/service.hpp>
 

@@ -11,7 +11,7 @@
 #include <services/kv/store.hpp>
 #include <services/turretd/config.hpp>
 
-#include <builtin.hpp>
+#include <turret/middleware/builtin.hpp>
 
 #include "check.hpp"
 

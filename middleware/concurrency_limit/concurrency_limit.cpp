@@ -1,4 +1,4 @@
-#include <concurrency_limit/concurrency_limit.hpp>
+#include <turret/middleware/concurrency_limit.hpp>
 #include <turret/config.hpp>
 
 #include <boost/asio/associated_cancellation_slot.hpp>

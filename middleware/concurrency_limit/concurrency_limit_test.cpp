@@ -1,10 +1,10 @@
-#include <builtin.hpp>
-#include <concurrency_limit/concurrency_limit.hpp>
-#include <testing/layer_harness.hpp>
-#include <testing/mock_service.hpp>
-#include <timeout/timeout.hpp>
 #include <turret/any_service.hpp>
 #include <turret/layer.hpp>
+#include <turret/middleware/builtin.hpp>
+#include <turret/middleware/concurrency_limit.hpp>
+#include <turret/middleware/testing/layer_harness.hpp>
+#include <turret/middleware/testing/mock_service.hpp>
+#include <turret/middleware/timeout.hpp>
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>

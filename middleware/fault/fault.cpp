@@ -1,4 +1,4 @@
-#include <fault/fault.hpp>
+#include <turret/middleware/fault.hpp>
 #include <turret/config.hpp>
 #include <turret/metrics.hpp>
 

@@ -1,11 +1,11 @@
-#include <builtin.hpp>
-#include <fault/fault.hpp>
-#include <testing/layer_harness.hpp>
-#include <testing/mock_service.hpp>
-#include <timeout/timeout.hpp>
 #include <turret/any_service.hpp>
 #include <turret/error_mapping.hpp>
 #include <turret/metrics.hpp>
+#include <turret/middleware/builtin.hpp>
+#include <turret/middleware/fault.hpp>
+#include <turret/middleware/testing/layer_harness.hpp>
+#include <turret/middleware/testing/mock_service.hpp>
+#include <turret/middleware/timeout.hpp>
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>

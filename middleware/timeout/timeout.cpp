@@ -1,4 +1,4 @@
-#include <timeout/timeout.hpp>
+#include <turret/middleware/timeout.hpp>
 #include <turret/config.hpp>
 #include <turret/error.hpp>
 

@@ -3,7 +3,7 @@
 #include <services/grpc/grpc_listener.hpp>
 #include <services/grpc/grpc_status.hpp>
 #include <turret/kv/local.hpp>
-#include <timeout/timeout.hpp>
+#include <turret/middleware/timeout.hpp>
 
 #include <turret/kv/v1/kv.grpc.pb.h>
 

@@ -4,7 +4,7 @@
 #include <services/turretd/config.hpp>
 #include <turret/metrics.hpp>
 
-#include <builtin.hpp>
+#include <turret/middleware/builtin.hpp>
 
 #include <charconv>
 #include <set>

@@ -46,8 +46,16 @@ macro(step name)
 endmacro()
 
 step(install ${CMAKE_COMMAND} --install "${TURRET_BUILD_DIR}" --prefix "${prefix}" --component dev)
-if(NOT EXISTS "${prefix}/include/turret/service.hpp" OR NOT EXISTS "${prefix}/include/turret/middleware/builtin.hpp")
-  finish(FALSE "package test: headers missing under ${prefix}/include")
+foreach(h turret/service.hpp turret/middleware/builtin.hpp turret/middleware/timeout.hpp
+          turret/middleware/concurrency_limit.hpp turret/middleware/fault.hpp turret/middleware/testing/mock_service.hpp)
+  if(NOT EXISTS "${prefix}/include/${h}")
+    finish(FALSE "package test: ${h} missing under ${prefix}/include")
+  endif()
+endforeach()
+# Nothing but turret/ on a consumer's include path: no bare top-level headers (the old <builtin.hpp>, <timeout/...>).
+file(GLOB top_level RELATIVE "${prefix}/include" "${prefix}/include/*")
+if(NOT top_level STREQUAL "turret")
+  finish(FALSE "package test: ${prefix}/include holds more than turret/: ${top_level}")
 endif()
 
 set(configure_args -S "${CONSUMER_SOURCE_DIR}" -B "${build}" -G "${GENERATOR}"

@@ -3,7 +3,7 @@
 //
 // Registration is explicit (`reg.add("timeout", factory)`), never through static initialisers (the linker drops
 // unused ones; Envoy needs a "force register" for that reason). turretd calls register_builtin_layers(reg)
-// (middleware/builtin.hpp) at start-up.
+// (<turret/middleware/builtin.hpp>) at start-up.
 //
 // A factory receives one pipeline entry, e.g. the node `{layer: timeout, duration: 2s}` (as a config_node, which
 // knows its file and key path, e.g. "pipeline[0]"), and the layer_context of the pipeline being built (clock,

@@ -1,10 +1,11 @@
 // Consumer of the installed turret package: a custom service and a custom layer, composed with the built-in
 // layers statically and from YAML. Prints one line per check and "consumer: ok" when all passed (exit code 0).
-#include <turret/middleware/builtin.hpp>        // installed-only spelling of the middleware headers
-#include <timeout/timeout.hpp>                  // the spelling used inside turret's tree works too
 #include <turret/any_service.hpp>
 #include <turret/config.hpp>
 #include <turret/layer.hpp>
+#include <turret/middleware/builtin.hpp>  // every middleware header is <turret/middleware/NAME.hpp>
+#include <turret/middleware/concurrency_limit.hpp>
+#include <turret/middleware/timeout.hpp>
 #include <turret/registry.hpp>
 
 #include <boost/asio/as_tuple.hpp>

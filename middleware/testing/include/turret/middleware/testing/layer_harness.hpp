@@ -10,7 +10,7 @@
 //     start(svc, req, out);                   // ready_and_call, run until it suspends
 //     EXPECT_TRUE(completes_after(out, 1s));  // pending at 1s - 1ms, done at 1s
 //   }
-#include <testing/mock_service.hpp>
+#include <turret/middleware/testing/mock_service.hpp>
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>

@@ -1,8 +1,8 @@
 #pragma once
 // Registration of turret's built-in layers under their config names.
-#include <concurrency_limit/concurrency_limit.hpp>
-#include <fault/fault.hpp>
-#include <timeout/timeout.hpp>
+#include <turret/middleware/concurrency_limit.hpp>
+#include <turret/middleware/fault.hpp>
+#include <turret/middleware/timeout.hpp>
 #include <turret/layer_context.hpp>
 #include <turret/registry.hpp>
 
