@@ -82,7 +82,7 @@ fault_config parse_fault_config(const config_node& entry) {
   if (entry.has("abort")) {
     const config_node a = entry.child("abort");
     if (!a.is_map()) a.fail("expected a mapping, e.g. {percent: 10, error: unavailable}");
-    a.reject_unknown_keys({"error", "percent"});
+    a.reject_unknown_keys({"error", "percent", "phase"});
     fault_config::abort_fault f;
     const config_node e = a.required("error");
     const std::string name = e.as_string();
@@ -95,6 +95,16 @@ fault_config parse_fault_config(const config_node& entry) {
     }
     if (!found) e.fail("unknown error '" + name + "' (expected unavailable, overloaded, timeout or internal)");
     f.percent = parse_percent(a);
+    if (a.has("phase")) {
+      const config_node ph = a.child("phase");
+      const std::string when = ph.as_string();
+      if (when == "request")
+        f.when = fault_config::phase::request;
+      else if (when == "response")
+        f.when = fault_config::phase::response;
+      else
+        ph.fail("unknown phase '" + when + "' (expected request or response)");
+    }
     cfg.abort = f;
   }
   if (!cfg.delay && !cfg.abort)
@@ -131,6 +141,7 @@ fault_layer::fault_layer(fault_config cfg, const layer_context& ctx, std::option
   if (cfg.abort) {
     sh->abort = detail::fault_dice(cfg.abort->percent, request_context::mix64(s ^ 0x5bd1e9955bd1e995ULL));
     sh->abort_error = cfg.abort->error;
+    sh->abort_after_inner = cfg.abort->when == fault_config::phase::response;
   }
   auto& family = ctx.metrics().counter("turret_fault_injected_total",
                                        "Faults injected by fault layers (kind: delay or abort)", {"pipeline", "kind"});

@@ -94,6 +94,48 @@ TEST_F(FaultTest, FastPathReturnsTheAbortSynchronously) {
   EXPECT_EQ(injected("abort"), 1u);
 }
 
+fault_config response_phase(fault_errc e, double percent) {
+  fault_config c = make_config({}, {{e, percent}});
+  c.abort->when = fault_config::phase::response;
+  return c;
+}
+
+TEST_F(FaultTest, ResponsePhaseCallsInwardThenFails) {
+  auto svc = fault_layer(response_phase(fault_errc::internal, 100), lctx).wrap(mock_service{st});
+  mock_request req;
+  req.value = 7;
+  std::optional<result<int>> out;
+  start(svc, req, out);
+  ASSERT_TRUE(out);
+  EXPECT_EQ(out->error(), fault_errc::internal);  // the inner answer (7) is replaced by the error
+  EXPECT_EQ(st->calls, 1);                        // the inner service ran: its effects apply
+  EXPECT_EQ(st->live_permits, 0);
+  EXPECT_EQ(injected("abort"), 1u);
+}
+
+TEST_F(FaultTest, ResponsePhaseOnTheFastPath) {
+  st->immediate = true;
+  auto svc = fault_layer(response_phase(fault_errc::unavailable, 100), lctx).wrap(mock_service{st});
+  mock_request req;
+  auto r = svc.try_call_now(req);
+  ASSERT_TRUE(r);
+  ASSERT_FALSE(*r);
+  EXPECT_EQ(r->error(), errc::unavailable);
+  EXPECT_EQ(st->calls, 1);
+  EXPECT_EQ(injected("abort"), 1u);
+}
+
+TEST_F(FaultTest, ResponsePhaseAtZeroPercentPassesTheAnswer) {
+  auto svc = fault_layer(response_phase(fault_errc::internal, 0), lctx).wrap(mock_service{st});
+  mock_request req;
+  req.value = 7;
+  std::optional<result<int>> out;
+  start(svc, req, out);
+  ASSERT_TRUE(out && *out);
+  EXPECT_EQ(**out, 14);  // the mock answers value * 2
+  EXPECT_EQ(injected("abort"), 0u);
+}
+
 TEST_F(FaultTest, DelayWaitsThenCallsInward) {
   auto svc = fault_layer(make_config({{1s, 100}}, {}), lctx).wrap(mock_service{st});
   mock_request req;
@@ -334,6 +376,8 @@ TEST_F(FaultTest, FactoryFromYaml) {
                "turret.yaml:3:39: pipeline[0].delay.jitter: unknown key 'jitter' (allowed: duration, percent)");
   expect_error("pipeline:\n  - layer: fault\n    delay: 100ms\n",
                "turret.yaml:3:12: pipeline[0].delay: expected a mapping, e.g. {duration: 100ms, percent: 50}");
+  expect_error("pipeline:\n  - layer: fault\n    abort: {percent: 1, error: internal, phase: after}\n",
+               "turret.yaml:3:49: pipeline[0].abort.phase: unknown phase 'after' (expected request or response)");
   expect_error("pipeline:\n  - layer: fault\n    abort: {percent: 1, error: internal}\n    status: 503\n",
                "turret.yaml:4:5: pipeline[0].status: unknown key 'status' (allowed: layer, delay, abort)");
 }

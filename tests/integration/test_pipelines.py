@@ -7,6 +7,9 @@
   column and key.
 - [timeout 50ms, fault delay 200ms at 50%]: every request gets exactly one reply, the timeout error or its own
   answer, and the connection stays in sync: RESP, HTTP (504) and gRPC (DEADLINE_EXCEEDED).
+- [fault abort] (fails before calling inward) and [fault abort, phase: response] (the core runs and writes its reply,
+  then the layer fails: a partial write, here of a 1 MiB value): exactly one reply per request, the layer's error,
+  and the connection stays usable, on RESP, HTTP and gRPC.
 """
 from __future__ import annotations
 
@@ -65,6 +68,16 @@ def metric(http_port: int, series: str) -> float:
         if line.startswith(series + " "):
             return float(line.split()[-1])
     raise AssertionError(f"no series {series} in /metrics:\n{text}")
+
+
+def kv_stub(test: unittest.TestCase, port: int):
+    """(the generated modules, a KV stub) on a channel to 127.0.0.1:port, closed at the test's cleanup."""
+    import grpc
+    import grpc_support
+    pb = grpc_support.stubs()
+    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+    test.addCleanup(channel.close)
+    return pb, pb["kv_grpc"].KVStub(channel)
 
 
 class TwoListenersTwoPipelines(unittest.TestCase):
@@ -266,11 +279,7 @@ class TimeoutOverFaultDelay(unittest.TestCase):
         if not self.grpc:
             self.skipTest("no gRPC")
         import grpc
-        import grpc_support
-        pb = grpc_support.stubs()
-        channel = grpc.insecure_channel(f"127.0.0.1:{self.ports['grpc']}")
-        self.addCleanup(channel.close)
-        kv = pb["kv_grpc"].KVStub(channel)
+        pb, kv = kv_stub(self, self.ports["grpc"])
         codes = []
         for i in range(self.N):
             try:
@@ -288,6 +297,114 @@ class TimeoutOverFaultDelay(unittest.TestCase):
             for i in range(self.N):
                 self.assertEqual(c.call("PING"), b"+PONG\r\n")
             self.assertLess(time.monotonic() - t0, 0.8 * harness.TIMEOUT_SCALE)
+
+
+FAILING = """
+pipelines:
+  abort:
+    - layer: fault
+      abort: {percent: 100, error: unavailable}
+  partial:
+    - layer: fault
+      abort: {percent: 100, error: internal, phase: response}
+"""
+
+BIG = 1 << 20  # a reply the core writes in full before the layer fails
+
+
+class OneReplyWhenTheLayerFails(unittest.TestCase):
+    """Each failing pipeline on each protocol: the error is the one reply, nothing of the core's reply leaks out."""
+
+    @classmethod
+    def setUpClass(cls):
+        harness.require_turretd(cls)
+        listeners = [("plain", "resp", None)]
+        cls.grpc = False
+        try:
+            import grpc_support
+            grpc_support.stubs()
+            cls.grpc = True
+        except unittest.SkipTest:
+            pass
+        for p in ("abort", "partial"):
+            listeners += [(f"resp_{p}", "resp", p), (f"http_{p}", "http", p)]
+            if cls.grpc:
+                listeners.append((f"grpc_{p}", "grpc", p))
+        cls.srv = harness.start_target(cls, config(listeners, FAILING))
+        cls.ports = listener_ports(cls.srv, [n for n, _, _ in listeners])
+        with harness.RespConn(cls.ports["plain"]) as c:
+            assert c.call("SET", "big", b"x" * BIG) == b"+OK\r\n"
+
+    EXPECTED_RESP = {"abort": b"-ERR unavailable: injected fault\r\n", "partial": b"-ERR injected fault\r\n"}
+
+    def check_resp(self, pipeline: str):
+        with harness.RespConn(self.ports[f"resp_{pipeline}"]) as c, harness.RespConn(self.ports["plain"]) as plain:
+            for i, cmd in enumerate((["GET", "big"], ["SET", f"w_{pipeline}", "v"], ["MGET", "big", "big"],
+                                     ["ECHO", "x"], ["PING"])):
+                with self.subTest(cmd=cmd):
+                    self.assertEqual(c.call(*cmd), self.EXPECTED_RESP[pipeline])
+            # pipelined: three commands, three errors, nothing else
+            c.send(harness.encode_command("GET", "big") + harness.encode_command("PING")
+                   + harness.encode_command("GET", "big"))
+            self.assertEqual(c.read_replies(3), [self.EXPECTED_RESP[pipeline]] * 3)
+            self.assertEqual(c.read_available(0.3), b"")
+            # request phase: the core never ran; response phase: it did (the SET applied), and failed afterwards
+            self.assertEqual(plain.call("EXISTS", f"w_{pipeline}"), b":1\r\n" if pipeline == "partial" else b":0\r\n")
+
+    def test_resp_abort(self):
+        self.check_resp("abort")
+
+    def test_resp_partial_write(self):
+        self.check_resp("partial")
+
+    def check_http(self, pipeline: str, status: int, code: str):
+        c = http.client.HTTPConnection("127.0.0.1", self.ports[f"http_{pipeline}"], timeout=harness.IO_TIMEOUT)
+        self.addCleanup(c.close)
+        sock = None
+        for method, path, body in (("GET", "/v1/kv/big", None), ("PUT", f"/v1/kv/h_{pipeline}", b"v"),
+                                   ("GET", "/v1/kv/big", None)):
+            c.request(method, path, body=body)  # one keep-alive connection throughout
+            r = c.getresponse()
+            data = r.read()
+            self.assertEqual(r.status, status, data[:200])
+            self.assertEqual(json.loads(data)["error"]["code"], code)
+            self.assertLess(len(data), 1000)  # the error body only, none of the 1 MiB value
+            if status == 503:
+                self.assertIsNotNone(r.getheader("Retry-After"))
+            sock = sock or c.sock
+            self.assertIs(c.sock, sock)  # still the same connection
+        c.request("GET", "/healthz")  # not a key-value route: answered without the pipeline
+        r = c.getresponse()
+        r.read()
+        self.assertEqual(r.status, 200)
+        self.assertIs(c.sock, sock)
+
+    def test_http_abort(self):
+        self.check_http("abort", 503, "unavailable")
+
+    def test_http_partial_write(self):
+        self.check_http("partial", 500, "internal")
+
+    def check_grpc(self, pipeline: str, code_name: str):
+        if not self.grpc:
+            self.skipTest("no gRPC")
+        import grpc
+        pb, kv = kv_stub(self, self.ports[f"grpc_{pipeline}"])
+        calls = [lambda: kv.Get(pb["kv"].GetRequest(key=b"big"), timeout=5),
+                 lambda: kv.Set(pb["kv"].SetRequest(key=f"g_{pipeline}".encode(), value=b"v"), timeout=5),
+                 lambda: kv.Get(pb["kv"].GetRequest(key=b"big"), timeout=5)]
+        for call in calls:
+            with self.assertRaises(grpc.RpcError) as cm:
+                call()
+            self.assertEqual(cm.exception.code(), getattr(grpc.StatusCode, code_name))
+        with harness.RespConn(self.ports["plain"]) as plain:
+            self.assertEqual(plain.call("EXISTS", f"g_{pipeline}"), b":1\r\n" if pipeline == "partial" else b":0\r\n")
+
+    def test_grpc_abort(self):
+        self.check_grpc("abort", "UNAVAILABLE")
+
+    def test_grpc_partial_write(self):
+        self.check_grpc("partial", "INTERNAL")
 
 
 if __name__ == "__main__":

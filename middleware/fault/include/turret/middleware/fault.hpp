@@ -7,13 +7,22 @@
 //   delay: {duration: 100ms, percent: 50}     # half the requests wait 100ms before going inward
 //   abort: {percent: 10, error: unavailable}  # a tenth fail at once: unavailable | overloaded | timeout | internal
 // ```
+// and, to fail after the inner service has answered:
+// ```yaml
+// - layer: fault
+//   abort: {percent: 100, error: internal, phase: response}
+// ```
 //
 // Semantics
 // - Delay: the request waits `duration` in ready(), before the inner service's ready(), so it holds no inner
 //   capacity meanwhile. The wait is a timer bound to ctx.cancel_slot(): a timeout layer above (or a client going
 //   away) cancels it, and ready() then returns boost::asio::error::operation_aborted at once.
-// - Abort: ready() fails with the configured fault_errc without calling the inner service. With both configured,
-//   the delay comes first, then the abort (as Envoy).
+// - Abort, `phase: request` (the default, Envoy's): ready() fails with the configured fault_errc without calling
+//   the inner service. With both configured, the delay comes first, then the abort (as Envoy).
+// - Abort, `phase: response`: the inner service runs (its effects apply, its reply is written into the request's
+//   reply sink) and the layer then returns the error instead of its response: the layer fails after a partial
+//   write, like a proxy whose upstream answered after the deadline. The front end's dispatch discards the partial
+//   reply and sends the error: the client gets exactly one reply (kv/dispatch.hpp).
 // - Errors map to turret's conditions (turret/error.hpp): unavailable -> unavailable, overloaded -> overloaded,
 //   timeout -> timed_out, internal -> internal; every front end sends them as turret/error_mapping.hpp says.
 //
@@ -81,15 +90,18 @@ struct fault_config {
     std::chrono::nanoseconds duration{0};  ///< > 0
     double percent = 0;                    ///< share of requests delayed, 0..100 (fractions allowed)
   };
+  /// When an abort fails the request: before calling inward (`request`) or after the inner response (`response`).
+  enum class phase { request, response };
   struct abort_fault {
     fault_errc error = fault_errc::unavailable;
     double percent = 0;  ///< share of requests aborted, 0..100
+    fault_config::phase when = phase::request;
   };
   std::optional<delay_fault> delay;
   std::optional<abort_fault> abort;
 };
 
-/// Parses `{layer: fault, delay: {duration, percent}, abort: {error, percent}}` (unknown keys rejected; `percent`
+/// Parses `{layer: fault, delay: {duration, percent}, abort: {error, percent, phase}}` (unknown keys rejected; `percent`
 /// required; at least one of delay/abort). Throws config_error.
 fault_config parse_fault_config(const config_node& entry);
 
@@ -121,6 +133,7 @@ struct fault_shared {
   fault_dice delay;
   fault_dice abort;
   error_code abort_error;
+  bool abort_after_inner = false;  ///< abort.phase == response
   metrics::counter* delays = nullptr;  ///< turret_fault_injected_total{pipeline, kind="delay"}
   metrics::counter* aborts = nullptr;  ///< turret_fault_injected_total{pipeline, kind="abort"}
 
@@ -150,14 +163,17 @@ class fault_service {
       sh.count_delay();
       if (auto ec = co_await sleep_for(*sh.clk, sh.cfg.delay->duration, ctx.cancel_slot())) co_return ec;
     }
-    if (sh.abort.applies(ctx)) {
+    if (!sh.abort_after_inner && sh.abort.applies(ctx)) {
       sh.count_abort();
       co_return sh.abort_error;
     }
     co_return co_await inner_.ready(ctx);
   }
 
-  awaitable<result<response_type>> call(permit_type p, auto& req) { co_return co_await inner_.call(std::move(p), req); }
+  awaitable<result<response_type>> call(permit_type p, auto& req) {
+    result<response_type> r = co_await inner_.call(std::move(p), req);
+    co_return after_inner(std::move(r), req.context());
+  }
 
   /// Synchronous fast path: nullopt when a delay applies to this request (ready() will decide the same and wait),
   /// the abort error when only an abort applies, else the inner service's fast path.
@@ -167,14 +183,24 @@ class fault_service {
     const detail::fault_shared& sh = *shared_;
     request_context& ctx = req.context();
     if (sh.delay.applies(ctx)) return std::nullopt;
-    if (sh.abort.applies(ctx)) {
+    if (!sh.abort_after_inner && sh.abort.applies(ctx)) {
       sh.count_abort();
       return result<response_type>(sh.abort_error);
     }
-    return inner_.try_call_now(req);
+    std::optional<result<response_type>> r = inner_.try_call_now(req);
+    if (r) *r = after_inner(std::move(*r), ctx);
+    return r;
   }
 
  private:
+  /// `phase: response`: the inner response is replaced by the abort error when the abort applies to the request.
+  result<response_type> after_inner(result<response_type> r, request_context& ctx) const {
+    const detail::fault_shared& sh = *shared_;
+    if (!sh.abort_after_inner || !sh.abort.applies(ctx)) return r;
+    sh.count_abort();
+    return result<response_type>(sh.abort_error);
+  }
+
   S inner_;
   std::shared_ptr<const detail::fault_shared> shared_;
 };
