@@ -143,10 +143,10 @@ inline request_parser::status parse(request_parser& p, input_buffer& buf) {
   buf.consume(p.consumed());
   // Room for the pending bulk, growing with the bytes that actually arrived: at least double, at most what the
   // command still needs plus one read. Redis reserves a big argument whole at once (sdsMakeRoomForNonGreedy); here a
-  // client that declares 512 MB and sends 1 KB costs ~1 MB, not 512 MB of address space, and a real 512 MB
+  // client that declares 512 MB and sends 1 KB costs ~64 KB, not 512 MB of address space, and a real 512 MB
   // argument is copied O(log n) times (2x its size in all).
   if (st == request_parser::status::need_more && p.wanted_size() > buf.capacity()) {
-    constexpr std::size_t one_read = 16 * 1024, step = 1024 * 1024;
+    constexpr std::size_t one_read = 16 * 1024, step = 64 * 1024;
     const std::size_t grown = std::max(2 * buf.capacity(), buf.size() + step);
     buf.reserve(std::min(p.wanted_size() + one_read, grown));
   }
