@@ -132,7 +132,7 @@ def main() -> int:
     ap.add_argument("-n16", type=int, default=int(os.environ.get("BENCH_N_P16", 3000000)),
                     help="requests per run at -P 16 (default 3000000: ~3-5 s here)")
     ap.add_argument("--keyspace", type=int, default=100000, help="redis-benchmark -r (0: one key)")
-    ap.add_argument("--threads", type=int, default=0, help="turretd server.threads (0 = one per core)")
+    ap.add_argument("--threads", type=int, default=0, help="turretd server.threads (0 = auto: one per core, less one)")
     ap.add_argument("--memory-keys", type=int, default=1000000)
     ap.add_argument("--many-clients", type=int, default=5000)
     ap.add_argument("--skip", default="", help="comma list of parts to skip: throughput,memory,clients,standard")

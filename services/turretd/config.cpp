@@ -8,7 +8,10 @@
 
 #include <charconv>
 #include <set>
+#include <thread>
 #include <stdexcept>
+
+#include <sched.h>
 
 namespace turret::turretd {
 
@@ -16,7 +19,7 @@ namespace {
 
 constexpr std::string_view default_yaml = R"(# turretd embedded default configuration (see deploy/turret.yaml for every option)
 server:
-  threads: 0              # 0 = one per core
+  threads: 0              # 0 = auto: one per available core, less one (2 cores: 1)
   shutdown_grace: 10s
 logging:
   level: info             # trace|debug|info|warn|error
@@ -148,6 +151,15 @@ bool same_server_wide_limits(const resp_frontend::resp_options& a, const resp_fr
 }
 
 }  // namespace
+
+std::size_t auto_worker_threads() noexcept {
+  std::size_t cores = 0;
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (sched_getaffinity(0, sizeof set, &set) == 0) cores = static_cast<std::size_t>(CPU_COUNT(&set));
+  if (cores == 0) cores = std::thread::hardware_concurrency();
+  return cores > 1 ? cores - 1 : 1;
+}
 
 std::string_view default_config_yaml() noexcept {
   // The http/grpc listeners only when those front ends are built into this turretd.

@@ -54,7 +54,7 @@ server::~server() {
 }
 
 void server::start() {
-  rt_ = std::make_unique<runtime>(cfg_->server.threads);
+  rt_ = std::make_unique<runtime>(cfg_->server.threads ? cfg_->server.threads : auto_worker_threads());
 
   backend_ = std::make_shared<kv::local_backend>(cfg_->store.options);
   store_ = &backend_->engine();

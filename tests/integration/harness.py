@@ -260,8 +260,9 @@ def _yaml_lines(d: dict, indent: int) -> list[str]:
 
 
 # server.threads of generated configs unless a test passes its own: $TURRET_TEST_THREADS (scripts/sanitize.sh sets 4 so
-# that pub/sub delivery, CLIENT KILL etc. cross worker threads even on a one-core machine), else 0 = one per core.
-DEFAULT_THREADS = int(os.environ.get("TURRET_TEST_THREADS", "0") or 0)
+# that pub/sub delivery, CLIENT KILL etc. cross worker threads even on a one-core machine), else 2 (turretd's default,
+# 0 = auto, is one worker on a 2-core machine, and the tests must cross threads there too).
+DEFAULT_THREADS = int(os.environ.get("TURRET_TEST_THREADS", "2") or 2)
 
 
 def turretd_yaml(resp: dict | None = None, store: dict | None = None, top_extra: str = "", threads: int | None = None,

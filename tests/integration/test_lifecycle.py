@@ -156,6 +156,33 @@ class Shutdown(unittest.TestCase):
         self.assertEqual(server.wait(15), 0, server.log_text())
 
 
+class AutoThreads(unittest.TestCase):
+    """threads: 0 = one worker per core the process may run on (its CPU affinity), less one, at least one."""
+
+    def ready_threads(self, server) -> int:
+        m = re.search(r"turretd ready: (\d+) worker thread", server.log_text())
+        self.assertIsNotNone(m, server.log_text())
+        return int(m.group(1))
+
+    def test_follows_the_cpu_affinity(self):
+        cpus = sorted(os.sched_getaffinity(0))
+        server = harness.start_target(self, turretd_yaml(threads=0))
+        self.assertEqual(self.ready_threads(server), max(1, len(cpus) - 1))
+        # Started on one core only (as under a cpuset or taskset): one worker, not hardware_concurrency's count.
+        os.sched_setaffinity(0, {cpus[0]})
+        try:
+            pinned = harness.start_target(self, turretd_yaml(threads=0))
+        finally:
+            os.sched_setaffinity(0, cpus)
+        self.assertEqual(self.ready_threads(pinned), 1)
+        with RespConn(pinned.port) as c:
+            self.assertEqual(c.call("PING"), b"+PONG\r\n")
+
+    def test_explicit_count_is_kept(self):
+        server = harness.start_target(self, turretd_yaml(threads=3))
+        self.assertEqual(self.ready_threads(server), 3)
+
+
 class DefaultConfig(unittest.TestCase):
     def test_runs_without_config_on_6379_when_free(self):
         """Without --config turretd runs its embedded default (127.0.0.1:6379). Only when 6379 is free here."""
