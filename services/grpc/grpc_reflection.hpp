@@ -3,8 +3,8 @@
 //
 // grpc++ ships reflection as libgrpc++_reflection, a *synchronous* service that its static initialiser adds to every
 // server of the process. A synchronous service makes grpc++ start a thread pool that polls the server's completion
-// queues; on a callback-API server those threads compete with the callback pollers for every call's I/O (measured:
-// several percent of unary throughput). This implementation answers the same protocol from the callback pollers,
+// queues; on a callback-API server those threads compete with the callback pollers for every call's I/O. This
+// implementation answers the same protocol from the callback pollers,
 // from the protobuf generated descriptor pool, and is only registered when the listener enables reflection.
 //
 // Behaviour follows grpc++'s ProtoServerReflection: one response per request, in order; file answers carry the file

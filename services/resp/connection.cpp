@@ -121,7 +121,8 @@ asio::awaitable<void> connection::serve() {
     if (draining_ || killed_.load(std::memory_order_relaxed)) co_return;
 
     // --- read ---------------------------------------------------------------------------------------------------
-    // One async_read_some per batch. Measured alternatives (strace -c, redis-benchmark -c 50 -P 1, per request):
+    // One async_read_some per batch. Alternatives, counted with `strace -c -f -p PID` on turretd while bench/bench_resp.sh
+    // runs its -P 1 case (redis-benchmark -c 50 -P 1), per request:
     // async_read_some costs 1 recv plus ~0.34 EAGAIN recv (Asio reads speculatively when an edge-triggered event
     // arrived while no read was pending, and that event is often for bytes an earlier read consumed);
     // async_wait + non-blocking recv costs 1 recv plus 1 epoll_ctl (Asio re-arms the descriptor for every

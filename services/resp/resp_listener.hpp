@@ -1,7 +1,7 @@
 #pragma once
 // The RESP front end of turretd: registered as protocol "resp" in turretd's frontend_registry.
 //
-// Design (measured, see connection.hpp):
+// Design (throughput and CPU per request against redis-server: bench/bench_resp.sh):
 // - one acceptor per listener on runtime context 0; accepted sockets are spread round robin over the runtime's
 //   contexts (one io_context per worker thread) and stay there for life;
 // - one coroutine per connection: read what is available, parse every complete command, run each through the

@@ -29,8 +29,8 @@
 // # Cost
 // get(): one relaxed load of the generation and a compare, when nothing changed. A refresh (after a swap) takes the
 // slot's mutex once per reader. load() takes the mutex and copies a shared_ptr: for code that has no long-lived
-// reader (a gRPC call takes one snapshot per call, the REST API one per command). Under callgrind, when this was
-// written: about 130 instructions per HTTP GET (1% of the request), within the run-to-run noise for a gRPC Get.
+// reader (a gRPC call takes one snapshot per call, the REST API one per command): small against a request's cost
+// (bench/callgrind_grpc.sh prints a gRPC Get's instructions per call, the snapshot included).
 //
 // # Threads
 // swap() and load() may be called from any thread concurrently. A reader belongs to one owner (a connection, a
