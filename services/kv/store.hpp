@@ -3,7 +3,7 @@
 //
 // Concurrency design: one mutex serialises command execution (as Redis's single thread does), while parsing,
 // I/O and encoding run in parallel on the worker threads outside it. Critical sections are a few hundred
-// nanoseconds, MULTI/EXEC, MSET, RENAME, SWAPDB and FLUSHALL are trivially atomic with respect to every other
+// nanoseconds (a GET or SET through the core: build/bench/store_core_bench, bench/store_core_bench.cpp), MULTI/EXEC, MSET, RENAME, SWAPDB and FLUSHALL are trivially atomic with respect to every other
 // client, and there is no cross-shard coordination to get wrong. How this behaves as cores grow:
 // docs/architecture.md.
 //
