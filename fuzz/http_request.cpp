@@ -20,6 +20,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -101,8 +102,19 @@ std::string exchange(std::uint16_t port, std::string_view in) {
   addr.sin_family = AF_INET;
   addr.sin_port = htons(port);
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0)
-    turret::fuzz::fail("connect() == 0", "connect() to the listener", std::strerror(errno));
+  // libFuzzer's timers interrupt system calls (EINTR): an interrupted connect() goes on in the background (POSIX), so
+  // wait for it; an interrupted send() or recv() is repeated.
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+    int err = errno;
+    if (err == EINTR) {
+      pollfd p{fd, POLLOUT, 0};
+      while (::poll(&p, 1, 10000) < 0 && errno == EINTR) {
+      }
+      socklen_t len = sizeof err;
+      if (::getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0) err = errno;
+    }
+    if (err != 0) turret::fuzz::fail("connect() == 0", "connect() to the listener", std::strerror(err));
+  }
   timeval tv{10, 0};
   ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
   ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
@@ -113,6 +125,7 @@ std::string exchange(std::uint16_t port, std::string_view in) {
   // Send everything (the server may close early, on an error: then the rest is not wanted).
   for (std::size_t off = 0; off < in.size();) {
     const ssize_t n = ::send(fd, in.data() + off, in.size() - off, MSG_NOSIGNAL);
+    if (n < 0 && errno == EINTR) continue;
     if (n <= 0) break;
     off += static_cast<std::size_t>(n);
   }
@@ -123,6 +136,7 @@ std::string exchange(std::uint16_t port, std::string_view in) {
       out.append(buf, static_cast<std::size_t>(n));
       continue;
     }
+    if (n < 0 && errno == EINTR) continue;
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
       ::close(fd);
       turret::fuzz::fail("", "the server did not close the connection within 10 s", out);
