@@ -58,11 +58,11 @@ def first_pong(binary: str, config_dir: str, plugin: str | None) -> float:
     cfg = os.path.join(config_dir, f"startup-{port}.yaml")
     Path(cfg).write_text("\n".join(lines) + "\n")
     t0 = time.perf_counter()
-    proc = subprocess.Popen([binary, "--config", cfg], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen([binary, "--config", cfg], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         while True:
             if proc.poll() is not None:
-                raise RuntimeError(f"{binary} exited with {proc.returncode}")
+                raise RuntimeError(f"{binary} exited with {proc.returncode}: {proc.stderr.read().decode()}")
             try:
                 with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
                     s.sendall(b"PING\r\n")
@@ -73,6 +73,7 @@ def first_pong(binary: str, config_dir: str, plugin: str | None) -> float:
     finally:
         proc.terminate()
         proc.wait(10)
+        proc.stderr.close()
 
 
 def main() -> int:
@@ -82,6 +83,8 @@ def main() -> int:
     ap.add_argument("--plugin", help="a plugin registering the layer `hello` (build/examples/plugins/libturret_hello.so)")
     ap.add_argument("--runs", type=int, default=200, help="--version runs per binary (first-PONG runs: runs / 10)")
     args = ap.parse_args()
+    if args.plugin:
+        args.plugin = os.path.abspath(args.plugin)  # (a relative path in a config is relative to the config file)
     binaries = {"turretd": args.turretd}
     if args.baseline:
         binaries["baseline"] = args.baseline

@@ -5,6 +5,9 @@
   /metrics on the HTTP listener shows turret_hello_requests_total{pipeline="greeted"} with exactly the number of
   commands sent through that listener (none of the other listener's): the plugin's counter is in the one registry
   turretd exposes, so the plugin bound to turretd's metrics, not to a copy of its own.
+- A second plugin (tests/plugins/line_protocol.cpp) registers the protocol `line`; a listener of that protocol on the
+  same pipeline answers commands sent as text lines, on the same keyspace, counted by the first plugin's layer; its
+  options are validated (an unknown key names the protocol's keys); SIGTERM drains it and turretd exits 0.
 - The symbols behind that: turretd exports the framework's functions; the plugin defines none (no turret function or
   object of its own, strong or weak data), and leaves the ones it calls undefined, to be bound to turretd's.
 - --check-config names the path and the file:line:col of the `plugins:` entry, exit 1: a missing file, a shared object
@@ -18,6 +21,8 @@ import http.client
 import os
 import re
 import shutil
+import signal
+import socket
 import subprocess
 import tempfile
 import unittest
@@ -31,29 +36,34 @@ except ImportError:  # pragma: no cover
     redis = None
 
 HELLO_PLUGIN = os.environ.get("TURRET_HELLO_PLUGIN")
-BAD_PLUGIN_DIR = os.environ.get("TURRET_BAD_PLUGIN_DIR")
-LISTEN_RE = re.compile(rb"listening (resp|http|grpc) \S*?:(\d+) name=(\S+)")
+TEST_PLUGIN_DIR = os.environ.get("TURRET_TEST_PLUGIN_DIR")
+LISTEN_RE = re.compile(rb"listening (\w+) \S*?:(\d+) name=(\S+)")
 
 
 def require_plugins(test) -> None:
     harness.require_turretd(test)
-    if not HELLO_PLUGIN or not BAD_PLUGIN_DIR:
-        raise unittest.SkipTest("$TURRET_HELLO_PLUGIN / $TURRET_BAD_PLUGIN_DIR not set (run through ctest)")
+    if not HELLO_PLUGIN or not TEST_PLUGIN_DIR:
+        raise unittest.SkipTest("$TURRET_HELLO_PLUGIN / $TURRET_TEST_PLUGIN_DIR not set (run through ctest)")
 
 
 def bad_plugin(case: str) -> str:
-    return os.path.join(BAD_PLUGIN_DIR, f"libturret_bad_{case}.so")
+    return os.path.join(TEST_PLUGIN_DIR, f"libturret_bad_{case}.so")
 
 
-def config(plugins: list[str], pipelines: str, threads: int = 2) -> str:
+def line_plugin() -> str:
+    return os.path.join(TEST_PLUGIN_DIR, "libturret_line.so")
+
+
+def config(plugins: list[str], pipelines: str, threads: int = 2, extra_listeners: list[str] | None = None) -> str:
     """Listeners `plain` (default pipeline), `greeted` (pipeline greeted) and `http`, all on 127.0.0.1:0."""
     lines = ["server:", f"  threads: {threads}", "  shutdown_grace: 5s", "logging:", "  level: info"]
     lines += ["plugins:"] + [f"  - {p}" for p in plugins]
     lines += ["listeners:",
               "  - {name: plain, protocol: resp, address: 127.0.0.1:0}",
               "  - {name: greeted, protocol: resp, address: 127.0.0.1:0, pipeline: greeted}",
-              "  - {name: http, protocol: http, address: 127.0.0.1:0}",
-              "store:", "  kind: memory", "  databases: 16"]
+              "  - {name: http, protocol: http, address: 127.0.0.1:0}"]
+    lines += [f"  - {e}" for e in extra_listeners or []]
+    lines += ["store:", "  kind: memory", "  databases: 16"]
     return "\n".join(lines) + "\n" + pipelines.strip("\n") + "\n"
 
 
@@ -62,6 +72,11 @@ pipelines:
   greeted:
     - {layer: timeout, duration: 2s}
     - layer: hello
+"""
+
+NO_HELLO = """
+pipelines:
+  greeted: []
 """
 
 
@@ -95,11 +110,14 @@ class HelloPlugin(unittest.TestCase):
         os.makedirs(os.path.join(cls.dir, "conf", "plugins"))
         shutil.copy(HELLO_PLUGIN, os.path.join(cls.dir, "conf", "plugins", "libturret_hello.so"))
         cls.config_path = os.path.join(cls.dir, "conf", "turret.yaml")
-        Path(cls.config_path).write_text(config(["plugins/libturret_hello.so"], GREETED))
+        Path(cls.config_path).write_text(config(
+            ["plugins/libturret_hello.so", line_plugin()], GREETED,
+            extra_listeners=["{name: text, protocol: line, address: 127.0.0.1:0, pipeline: greeted, "
+                             "line: {max_line: 64}}"]))
         cls.srv = harness.TurretServer(config_file=cls.config_path)
         cls.addClassCleanup(cls.srv.cleanup)
-        ports = cls.listener_ports(["plain", "greeted", "http"])
-        cls.plain, cls.greeted, cls.http = ports["plain"], ports["greeted"], ports["http"]
+        ports = cls.listener_ports(["plain", "greeted", "http", "text"])
+        cls.plain, cls.greeted, cls.http, cls.text = ports["plain"], ports["greeted"], ports["http"], ports["text"]
 
     @classmethod
     def listener_ports(cls, names: list[str]) -> dict[str, int]:
@@ -115,8 +133,41 @@ class HelloPlugin(unittest.TestCase):
         self.assertIsNotNone(value, f"no {self.SERIES} in /metrics")
         return value
 
-    def test_log_names_the_plugin(self):
-        self.assertRegex(self.srv.log_text(), r"plugin hello 1\.0 loaded from \S*/conf/plugins/libturret_hello\.so")
+    def test_log_names_the_plugins(self):
+        log = self.srv.log_text()
+        self.assertRegex(log, r"plugin hello 1\.0 loaded from \S*/conf/plugins/libturret_hello\.so")
+        self.assertIn(f"plugin line 1.0 loaded from {line_plugin()}", log)
+        self.assertRegex(log, r"listening line 127\.0\.0\.1:\d+ name=text pipeline=greeted")
+
+    def test_front_end_from_a_plugin(self):
+        before = self.count()
+        with socket.create_connection(("127.0.0.1", self.text), timeout=harness.IO_TIMEOUT) as s, \
+                harness.RespConn(self.plain) as p:
+            f = s.makefile("rwb")
+
+            def line(text: str, expect: bytes, lines: int = 1) -> None:
+                f.write(text.encode() + b"\n")
+                f.flush()
+                got = b"".join(f.readline() for _ in range(lines))
+                self.assertEqual(got, expect, text)
+
+            line("SET line:k hello", b"+OK\r\n")
+            line("GET line:k", b"$5\r\nhello\r\n", 2)
+            line("INCR line:k", b"-ERR value is not an integer or out of range\r\n")
+            line("NOSUCH x", b"-ERR unknown command 'NOSUCH', with args beginning with: 'x' \r\n")
+            # the same keyspace as the RESP listeners
+            self.assertEqual(p.call("GET", "line:k"), b"$5\r\nhello\r\n")
+            self.assertEqual(p.call("SET", "line:k", "from-resp"), b"+OK\r\n")
+            line("GET line:k", b"$9\r\nfrom-resp\r\n", 2)
+            # a line longer than max_line (64) closes the connection (a reset: the rest of the line is unread)
+            f.write(b"GET " + b"x" * 100 + b"\n")
+            f.flush()
+            try:
+                self.assertEqual(f.readline(), b"")
+            except ConnectionResetError:
+                pass
+        # the hello layer of the pipeline counted the line protocol's five commands (not the RESP listener's)
+        self.assertEqual(self.count() - before, 5)
 
     def test_raw_resp_replies_and_exact_count(self):
         before = self.count()
@@ -213,6 +264,42 @@ class HelloPlugin(unittest.TestCase):
             with self.subTest(symbol=sym):
                 self.assertIn(sym, bound)
                 self.assertEqual(os.path.realpath(bound[sym]), turretd)
+
+
+class LineProtocolLifecycle(unittest.TestCase):
+    def test_options_are_validated_by_the_plugin(self):
+        require_plugins(self)
+        d = tempfile.mkdtemp(prefix="turret-plugin-line-")
+        self.addCleanup(shutil.rmtree, d, True)
+        path = os.path.join(d, "turret.yaml")
+        entry = "{name: text, protocol: line, address: 127.0.0.1:0, line: {max_lines: 5}}"
+        text = config([line_plugin()], NO_HELLO, extra_listeners=[entry])
+        Path(path).write_text(text)
+        p = subprocess.run([harness.TURRETD, "--check-config", path], capture_output=True, text=True, timeout=20)
+        self.assertEqual(p.returncode, 1, p.stdout)
+        line = text.splitlines().index(f"  - {entry}") + 1
+        self.assertRegex(p.stderr.strip(), re.escape(f"{path}:{line}:") + r"\d+: listeners\[3\]\.line\.max_lines: "
+                         r"unknown key 'max_lines'")
+        # without the plugin, the protocol is unknown
+        Path(path).write_text(text.replace(f"  - {line_plugin()}\n", ""))
+        p = subprocess.run([harness.TURRETD, "--check-config", path], capture_output=True, text=True, timeout=20)
+        self.assertEqual(p.returncode, 1)
+        self.assertIn("unknown protocol 'line' (registered: grpc, http, resp)", p.stderr)
+
+    def test_sigterm_drains_the_plugin_listener(self):
+        require_plugins(self)
+        srv = harness.start_target(self, config([line_plugin()], NO_HELLO, extra_listeners=[
+            "{name: text, protocol: line, address: 127.0.0.1:0}"]))
+        port = int(re.search(rb"listening line \S*?:(\d+) name=text", Path(srv.log_path).read_bytes()).group(1))
+        with socket.create_connection(("127.0.0.1", port), timeout=harness.IO_TIMEOUT) as s:
+            f = s.makefile("rwb")
+            f.write(b"PING\n")
+            f.flush()
+            self.assertEqual(f.readline(), b"+PONG\r\n")
+            srv.signal(signal.SIGTERM)
+            self.assertEqual(srv.wait(harness.STOP_TIMEOUT), 0, srv.log_text())
+            self.assertEqual(f.readline(), b"")  # closed by the drain
+        self.assertIn("turretd stopped", srv.log_text())
 
 
 class PluginErrors(unittest.TestCase):
