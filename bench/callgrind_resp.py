@@ -4,9 +4,9 @@
     bench/callgrind_resp.py [-n REQUESTS] [--depth P] TURRETD [TURRETD ...]
 
 For each binary: turretd (server.threads 1) under `valgrind --tool=callgrind` serves `redis-benchmark -c 50 -P DEPTH
--t get,set -r 100000 -n N` (N GETs and N SETs), once with N = REQUESTS and once with N = REQUESTS / 10; the difference of
-the two runs' instruction counts (start-up, warm-up and shutdown cancel out) divided by the difference in requests is
-the cost of one request in the server process (all threads). Prints Ir per request and the ratio to the first binary.
+-t get,set -r 100000 -n N` (N GETs and N SETs), once with N = REQUESTS and once with N = REQUESTS / 10; the
+difference of the two runs' instruction counts (start-up, warm-up and shutdown cancel out) divided by the difference
+in requests is the cost of one request in the server process (all threads). Prints Ir per request and the ratio to the first binary.
 On this machine kind the figure repeats to well under 1% from run to run (throughput moves by 10-30%).
 """
 from __future__ import annotations

@@ -80,7 +80,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--turretd", default=os.environ.get("TURRETD", str(ROOT / "build" / "services" / "turretd")))
     ap.add_argument("--baseline", help="a second turretd binary (e.g. a build before a change)")
-    ap.add_argument("--plugin", help="a plugin registering the layer `hello` (build/examples/plugins/libturret_hello.so)")
+    ap.add_argument("--plugin",
+                    help="a plugin registering the layer `hello` (build/examples/plugins/libturret_hello.so)")
     ap.add_argument("--runs", type=int, default=200, help="--version runs per binary (first-PONG runs: runs / 10)")
     args = ap.parse_args()
     if args.plugin:
@@ -116,8 +117,9 @@ def main() -> int:
         print(f"{name:>9}  --version {statistics.median(version[name]) * 1e3:7.2f}   "
               f"first PONG {statistics.median(pong[name]) * 1e3:7.2f}")
     if args.baseline:
-        print(f"{'ratio':>9}  --version {statistics.median(version['turretd']) / statistics.median(version['baseline']):6.3f}x"
-              f"   first PONG {statistics.median(pong['turretd']) / statistics.median(pong['baseline']):6.3f}x")
+        ratio = {k: statistics.median(v["turretd"]) / statistics.median(v["baseline"])
+                 for k, v in (("version", version), ("pong", pong))}
+        print(f"{'ratio':>9}  --version {ratio['version']:6.3f}x   first PONG {ratio['pong']:6.3f}x")
     if args.plugin:
         print(f"{'turretd':>9}  first PONG with the hello plugin loaded: {statistics.median(pong_plugin) * 1e3:7.2f}")
     return 0

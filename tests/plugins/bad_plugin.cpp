@@ -38,9 +38,10 @@ TURRET_PLUGIN("unresolved", "1.0", register_unresolved)
 
 namespace {
 void register_duplicate(turret::plugin_context& ctx) {
+  using layer_type = turret::kv::layer_registry_type::layer_type;
   ctx.get<turret::kv::layer_registry_type>().add(
-      "timeout", [](const turret::config_node&, const turret::layer_context&) -> turret::kv::layer_registry_type::layer_type {
-        return turret::kv::layer_registry_type::layer_type::from_function([](auto s) { return s; });
+      "timeout", [](const turret::config_node&, const turret::layer_context&) -> layer_type {
+        return layer_type::from_function([](auto s) { return s; });
       });
 }
 }  // namespace
