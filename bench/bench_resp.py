@@ -8,6 +8,8 @@
 2. Memory: 1,000,000 keys (16-byte keys, 16-byte values) loaded into both by a pipelined loader; VmRSS of each.
 3. 5,000 concurrent clients against turretd (redis-benchmark -c 5000); any error fails.
 4. redis-benchmark -t set,get,incr,mset against turretd with no errors.
+With --baseline PATH, a second turretd (another build, e.g. before a change) runs every throughput case in the same
+rounds, and the medians add the ratio turretd/baseline.
 Exit status 0 when every check ran without errors (the performance ratios are reported, not enforced).
 """
 from __future__ import annotations
@@ -122,9 +124,23 @@ def fmt_ratio(a: float, b: float) -> str:
     return f"{a / b:.2f}x" if b else "n/a"
 
 
+def print_medians(results: dict, cases: list[tuple[str, int]], a: str, b: str) -> None:
+    """Median req/s and CPU us/request of servers a and b per case, and the ratios a/b."""
+    print(f"{'test':>4} {'P':>3} {a + ' req/s':>14} {b + ' req/s':>14} {'ratio':>6}   "
+          f"{a + ' us/req':>15} {b + ' us/req':>15} {'ratio':>6}")
+    for t, p in cases:
+        ar, br, ac, bc = (statistics.median(x[k] for x in results[(name, t, p)])
+                          for k, name in (("rps", a), ("rps", b), ("cpu_us_per_req", a), ("cpu_us_per_req", b)))
+        print(f"{t.upper():>4} {p:>3} {ar:>14,.0f} {br:>14,.0f} {fmt_ratio(ar, br):>6}   "
+              f"{ac:>15.3f} {bc:>15.3f} {fmt_ratio(ac, bc):>6}")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--turretd", help="turretd binary (default: $TURRETD, then build/services/turretd)")
+    ap.add_argument("--baseline", help="a second turretd binary measured in the same throughput rounds")
+    ap.add_argument("--depths", default="1,16", help="comma list of redis-benchmark -P values (default 1,16)")
+    ap.add_argument("--tests", default="set,get", help="comma list of redis-benchmark tests (default set,get)")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--clients", type=int, default=50)
     ap.add_argument("-n1", type=int, default=int(os.environ.get("BENCH_N_P1", 300000)),
@@ -159,17 +175,26 @@ def main() -> int:
     turret = harness.TurretServer(config)
     redis = harness.RedisServer(["--maxclients", str(max(10000, args.many_clients + 100))])
     servers = {"turretd": turret, "redis": redis}
+    depths = [int(x) for x in args.depths.split(",") if x]
+    tests = [x for x in args.tests.split(",") if x]
     try:
+        if args.baseline:
+            servers["baseline"] = harness.TurretServer(config, binary=args.baseline)
+            print(f"baseline: {args.baseline} (build: {build_type_note(args.baseline)}), "
+                  f"pid {servers['baseline'].pid} port {servers['baseline'].port}")
         print(f"turretd pid {turret.pid} port {turret.port}; redis-server pid {redis.pid} port {redis.port}\n")
 
         if "throughput" not in skip:
-            cases = [(t, p) for p in (1, 16) for t in ("set", "get")]
+            cases = [(t, p) for p in depths for t in tests]
             results = {(name, t, p): [] for name in servers for t, p in cases}
-            print(f"== throughput: redis-benchmark -c {args.clients} -r {args.keyspace}, "
-                  f"-n {args.n1} at -P 1, -n {args.n16} at -P 16; {args.rounds} rounds, alternating")
+            print(f"== throughput: redis-benchmark -c {args.clients} -r {args.keyspace} -t {args.tests}, "
+                  f"-n {args.n1} at -P 1, -n {args.n16} at -P > 1 (-P {args.depths}); {args.rounds} rounds, "
+                  f"alternating")
             print(f"{'round':>5} {'test':>4} {'P':>3} {'server':>8} {'req/s':>12} {'cpu us/req':>11} {'wall s':>7}")
             for rnd in range(args.rounds):
-                order = ["turretd", "redis"] if rnd % 2 == 0 else ["redis", "turretd"]
+                order = [n for n in servers if n != "redis"] + ["redis"]
+                if rnd % 2:
+                    order.reverse()
                 for t, p in cases:
                     for name in order:
                         n = args.n1 if p == 1 else args.n16
@@ -178,15 +203,10 @@ def main() -> int:
                         print(f"{rnd + 1:>5} {t:>4} {p:>3} {name:>8} {r['rps']:>12,.0f} {r['cpu_us_per_req']:>11.3f} "
                               f"{r['wall']:>7.2f}", flush=True)
             print("\n== medians (ratio = turretd / redis-server; throughput >= 1.0x and CPU/request <= 1.0x is the target)")
-            print(f"{'test':>4} {'P':>3} {'turretd req/s':>14} {'redis req/s':>12} {'ratio':>6}   "
-                  f"{'turretd us/req':>14} {'redis us/req':>12} {'ratio':>6}")
-            for t, p in cases:
-                tr = statistics.median(x["rps"] for x in results[("turretd", t, p)])
-                rr = statistics.median(x["rps"] for x in results[("redis", t, p)])
-                tc = statistics.median(x["cpu_us_per_req"] for x in results[("turretd", t, p)])
-                rc = statistics.median(x["cpu_us_per_req"] for x in results[("redis", t, p)])
-                print(f"{t.upper():>4} {p:>3} {tr:>14,.0f} {rr:>12,.0f} {fmt_ratio(tr, rr):>6}   "
-                      f"{tc:>14.3f} {rc:>12.3f} {fmt_ratio(tc, rc):>6}")
+            print_medians(results, cases, "turretd", "redis")
+            if args.baseline:
+                print("\n== turretd vs baseline (ratio = turretd / baseline)")
+                print_medians(results, cases, "turretd", "baseline")
             print()
 
         if "memory" not in skip:

@@ -1,5 +1,6 @@
 #include <turret/context.hpp>
 
+#include <atomic>
 #include <random>
 #include <thread>
 
@@ -20,6 +21,18 @@ std::uint64_t thread_seed() noexcept {
 }
 
 }  // namespace
+
+std::string request_context::generate_request_id() {
+  static std::atomic<std::uint64_t> counter{0};
+  static const std::uint64_t epoch = static_cast<std::uint64_t>(clock::now().time_since_epoch().count());
+  const std::uint64_t n = counter.fetch_add(1, std::memory_order_relaxed);
+  char buf[32];
+  static constexpr char hex[] = "0123456789abcdef";
+  std::uint64_t a = epoch, b = n;
+  for (int i = 15; i >= 0; --i, a >>= 4) buf[i] = hex[a & 15];
+  for (int i = 31; i >= 16; --i, b >>= 4) buf[i] = hex[b & 15];
+  return std::string(buf, 32);
+}
 
 std::uint64_t request_context::next_thread_sample() noexcept {
   thread_local std::uint64_t state = thread_seed();

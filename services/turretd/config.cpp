@@ -1,9 +1,9 @@
-#include <turret/kv/command_table.hpp>
-#include <services/resp/resp_options.hpp>
 #include <services/kv/store.hpp>
+#include <services/resp/resp_options.hpp>
 #include <services/turretd/config.hpp>
+#include <services/turretd/plugins.hpp>
+#include <turret/kv/command_table.hpp>
 #include <turret/metrics.hpp>
-
 #include <turret/middleware/builtin.hpp>
 
 #include <charconv>
@@ -180,7 +180,7 @@ std::string_view default_config_yaml() noexcept {
   return text;
 }
 
-std::shared_ptr<const registries> make_builtin_registries() {
+std::shared_ptr<registries> make_builtin_registries() {
   auto r = std::make_shared<registries>();
   register_builtin_frontends(r->frontends);
   register_builtin_layers(r->layers);
@@ -219,7 +219,8 @@ std::shared_ptr<const config> parse_config(const config_node& root, const regist
   auto cfg = std::make_shared<config>();
   cfg->source = root.source().name;
   root.expect_map();
-  root.reject_unknown_keys({"server", "logging", "listeners", "pipeline", "pipelines", "store"});
+  root.reject_unknown_keys({"server", "logging", "listeners", "pipeline", "pipelines", "store", "plugins"});
+  for (auto& e : plugin_entries(root)) cfg->plugins.push_back(std::move(e.path));
 
   cfg->server = parse_server(root.child("server"));
   if (root.has("logging") && !root.child("logging").is_null()) cfg->logging = parse_logging_config(root.child("logging"));
@@ -316,8 +317,10 @@ std::vector<kv_layer> build_layers(const pipeline_config& p, const registries& r
   return regs.layers.make_all(p.entries, ctx.for_pipeline(p.name));
 }
 
-std::shared_ptr<const config> load_config(const std::string& file_name, const registries& regs) {
-  return parse_config(load_config_file(file_name), regs);
+std::shared_ptr<const config> load_config(const std::string& file_name, registries& regs) {
+  const config_node root = load_config_file(file_name);
+  if (root.is_map()) load_plugins(root, regs);  // (anything else: parse_config reports it)
+  return parse_config(root, regs);
 }
 
 std::shared_ptr<const config> parse_config_string(std::string_view yaml, const registries& regs, std::string name) {

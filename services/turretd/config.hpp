@@ -29,6 +29,8 @@
 //   requirepass: ""
 //   notify_keyspace_events: ""
 //   hz: 10
+// plugins:                  # shared objects loaded before anything else is parsed (relative paths: from the
+//   - plugins/libturret_hello.so   # config file's directory); they register layers and protocols by name
 // ```
 // deploy/turret.yaml documents every option. Errors are turret::config_error: "file:line:col: key.path: message".
 // Unknown keys are errors everywhere; so are a listener naming a pipeline that is not defined, and a "default"
@@ -36,13 +38,19 @@
 //
 // Pipelines are validated here by building their layers once with a validation context (no runtime, a scratch
 // metrics registry: see turret/layer_context.hpp); the server builds the layers it serves with build_layers().
-#include <turret/kv/local.hpp>
-#include <turret/kv/request.hpp>
+//
+// Plugins (<turret/plugin.hpp>): load_config() loads the document's `plugins:` into the registries first
+// (load_plugins()), so that pipelines and listeners can name what they register; parse_config() and
+// parse_config_string() only validate the list (they never load code: the fuzzer and the unit tests use them).
 #include <services/turretd/frontend_registry.hpp>
+#include <turret/kv/local.hpp>
+#include <turret/kv/plugin.hpp>
+#include <turret/kv/request.hpp>
 #include <turret/any_service.hpp>
 #include <turret/config.hpp>
 #include <turret/layer_context.hpp>
 #include <turret/logging.hpp>
+#include <turret/plugin.hpp>
 #include <turret/registry.hpp>
 
 #include <boost/asio/ip/tcp.hpp>
@@ -57,7 +65,7 @@
 
 namespace turret::turretd {
 
-using kv_layer_registry = layer_registry<kv::request, kv::response>;
+using kv_layer_registry = kv::layer_registry_type;
 using kv_layer = any_layer<kv::request, kv::response>;
 
 /// `threads: 0`: one worker per core the process may run on (its CPU affinity, as a container's cpuset limits it),
@@ -104,6 +112,8 @@ struct config {
   /// Every pipeline by name; "default" is always there (empty when neither `pipeline:` nor pipelines.default).
   std::map<std::string, pipeline_config, std::less<>> pipelines;
   store_section store;
+  /// `plugins:` as resolved paths (absolute, or relative to the working directory), in order.
+  std::vector<std::string> plugins;
 
   const pipeline_config& pipeline(std::string_view name = default_pipeline) const;
 };
@@ -114,10 +124,17 @@ struct registries {
   kv_layer_registry layers;
   /// Command metadata for validating pipelines (layer_context::commands); may be null.
   std::shared_ptr<const kv::command_table> commands;
+  /// The plugins loaded into these registries, in load order (never unloaded).
+  std::vector<loaded_plugin> plugins;
 };
 /// Registries with everything turretd ships (frontends "resp", "http", "grpc"; layers "timeout",
 /// "concurrency_limit", "fault"; the default command table).
-std::shared_ptr<const registries> make_builtin_registries();
+std::shared_ptr<registries> make_builtin_registries();
+
+/// Loads the plugins that `root`'s `plugins:` lists into `regs`, in order (a path already loaded into `regs` is
+/// skipped): each is offered regs.layers and regs.frontends. Throws config_error at the entry, naming the path:
+/// "file:line:col: plugins[0]: cannot load plugin /x/libx.so: ...: cannot open shared object file: ...".
+void load_plugins(const config_node& root, registries& regs);
 
 /// Builds the layers of pipeline `p` (first = outermost), calling each entry's factory with `ctx` for the pipeline
 /// `p.name` (ctx.pipeline_name is set). Throws config_error.
@@ -128,11 +145,12 @@ std::vector<kv_layer> build_layers(const pipeline_config& p, const registries& r
 /// front ends are built in.
 std::string_view default_config_yaml() noexcept;
 
-/// Parses and validates a whole document. Throws config_error.
+/// Parses and validates a whole document (plugins: validated, not loaded). Throws config_error.
 std::shared_ptr<const config> parse_config(const config_node& root, const registries& regs);
-/// Loads and validates a file (syntax errors too are config_error with file:line).
-std::shared_ptr<const config> load_config(const std::string& file_name, const registries& regs);
-/// Parses YAML text (`name` is what errors call it).
+/// Loads a file, loads its plugins into `regs` (load_plugins) and validates it (syntax errors too are config_error
+/// with file:line).
+std::shared_ptr<const config> load_config(const std::string& file_name, registries& regs);
+/// Parses YAML text (`name` is what errors call it). Plugins are validated, not loaded.
 std::shared_ptr<const config> parse_config_string(std::string_view yaml, const registries& regs,
                                                   std::string name = "<embedded>");
 

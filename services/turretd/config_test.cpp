@@ -12,7 +12,7 @@ using namespace turret::turretd;
 
 namespace {
 
-const registries& regs() {
+registries& regs() {
   static auto r = make_builtin_registries();
   return *r;
 }
@@ -351,4 +351,25 @@ pipelines:
   EXPECT_NE(error_of("listeners: [{name: a, protocol: resp, address: '127.0.0.1:0', pipelin: x}]\n")
                 .find("unknown key 'pipelin' for protocol resp (allowed: name, protocol, address, pipeline, resp)"),
             std::string::npos);
+}
+
+// `plugins:` as parse_config sees it: validated and resolved, never loaded (load_config loads; the plugins themselves
+// are tested over real processes in tests/integration/test_plugins.py).
+TEST(TurretdConfig, PluginsAreValidatedAndResolvedRelativeToTheConfigFile) {
+  const auto listeners = std::string("listeners: [{name: a, protocol: resp, address: '127.0.0.1:0'}]\n");
+  auto cfg = parse_config_string(listeners + "plugins: [/abs/libx.so, rel/liby.so, ../libz.so]\n", regs(),
+                                 "/etc/turret/turret.yaml");
+  EXPECT_EQ(cfg->plugins, (std::vector<std::string>{"/abs/libx.so", "/etc/turret/rel/liby.so", "/etc/libz.so"}));
+  EXPECT_TRUE(regs().plugins.empty());  // nothing was loaded
+  cfg = parse_config_string(listeners + "plugins: [libx.so]\n", regs(), "turret.yaml");  // config in the cwd
+  EXPECT_EQ(cfg->plugins, std::vector<std::string>{"libx.so"});
+  EXPECT_TRUE(parse_config_string(listeners + "plugins:\n", regs())->plugins.empty());
+
+  EXPECT_EQ(error_of(listeners + "plugins: libx.so\n"), "test.yaml:2:10: plugins: expected a list");
+  EXPECT_EQ(error_of(listeners + "plugins: ['']\n"),
+            "test.yaml:2:11: plugins[0]: expected the path of a plugin (a shared object, e.g. "
+            "plugins/libturret_hello.so)");
+  EXPECT_EQ(error_of(listeners + "plugins: [a/libx.so, ./a/libx.so]\n"),
+            "test.yaml:2:22: plugins[1]: plugin a/libx.so is listed twice");
+  EXPECT_EQ(error_of(listeners + "plugins: [{path: x}]\n"), "test.yaml:2:11: plugins[0]: expected a string");
 }

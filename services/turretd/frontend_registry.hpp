@@ -1,35 +1,18 @@
 #pragma once
-// frontend_registry: protocols by the name used in config (`listeners[].protocol`). Registration is explicit
-// (`reg.add("resp", resp_frontend::make_frontend())`), never through static initialisers.
+// turretd's protocols: the front-end contract's names as the composition root uses them, and the registration of
+// every protocol turretd ships into the frontend_registry (<turret/kv/frontend_registry.hpp>; plugins add theirs).
 #include <turret/kv/frontend.hpp>
-
-#include <map>
-#include <string>
-#include <string_view>
-#include <vector>
+#include <turret/kv/frontend_registry.hpp>
 
 namespace turret::turretd {
 
-// The front-end contract's names, as turretd (the composition root) uses them.
 using kv::frontend;
+using kv::frontend_registry;
 using kv::listener_env;
 using server::listener;
 using server::server_state;
 using kv_pipeline = kv::pipeline_service;
 using kv_pipeline_handle = kv::pipeline_handle_type;
-
-class frontend_registry {
- public:
-  /// Registers a protocol. A second registration of a name is a programming error (std::logic_error).
-  void add(std::string name, frontend f);
-  /// The protocol `name`, or nullptr.
-  const frontend* find(std::string_view name) const;
-  /// Registered names, sorted.
-  std::vector<std::string> names() const;
-
- private:
-  std::map<std::string, frontend, std::less<>> frontends_;
-};
 
 /// Registers every protocol turretd ships: "resp", and "http" / "grpc" when their libraries are built
 /// (TURRET_HAVE_HTTP / TURRET_HAVE_GRPC).

@@ -54,6 +54,7 @@ server::~server() {
 }
 
 void server::start() {
+  for (const auto& p : regs_->plugins) spdlog::info("plugin {} {} loaded from {}", p.name, p.version, p.path);
   rt_ = std::make_unique<runtime>(cfg_->server.threads ? cfg_->server.threads : auto_worker_threads());
 
   backend_ = std::make_shared<kv::local_backend>(cfg_->store.options);

@@ -300,11 +300,17 @@ def turretd_yaml(resp: dict | None = None, store: dict | None = None, top_extra:
 class TurretServer(ServerProcess):
     kind = "turretd"
 
-    def __init__(self, config: str | None = None, binary: str | None = None, args: list[str] | None = None) -> None:
+    def __init__(self, config: str | None = None, binary: str | None = None, args: list[str] | None = None,
+                 config_file: str | None = None) -> None:
+        """config: the YAML text (written to the server's temp dir); config_file: an existing file instead (a test
+        that needs the file elsewhere, e.g. next to plugins it names by relative paths)."""
         super().__init__()
         self.binary = binary or TURRETD
-        self.config_path = os.path.join(self.tmpdir, "turret.yaml")
-        Path(self.config_path).write_text(config if config is not None else turretd_yaml())
+        if config_file:
+            self.config_path = config_file
+        else:
+            self.config_path = os.path.join(self.tmpdir, "turret.yaml")
+            Path(self.config_path).write_text(config if config is not None else turretd_yaml())
         self._spawn([self.binary, "--config", self.config_path] + list(args or []))
         try:
             self.port = self._wait_port()

@@ -1,7 +1,7 @@
 # cmake -P script behind the ctest package.consumer (see CMakeLists.txt next to it):
 #   1. cmake --install <TURRET_BUILD_DIR> --prefix <tmp>/prefix --component dev
 #   2. configure tests/package/consumer with -DCMAKE_PREFIX_PATH=<tmp>/prefix (same compiler, generator, launcher)
-#   3. build it, run it, check its output
+#   3. build it (a program and a turretd plugin), run the program, check its output
 #   4. remove <tmp> (always, unless TURRET_PACKAGE_TEST_KEEP=1)
 foreach(v TURRET_BUILD_DIR CONSUMER_SOURCE_DIR GENERATOR CXX_COMPILER)
   if(NOT DEFINED ${v} OR "${${v}}" STREQUAL "")
@@ -88,6 +88,10 @@ endif()
 
 # ccache: make the temp paths relative so that a rerun hits the cache.
 step(build ${CMAKE_COMMAND} -E env "CCACHE_BASEDIR=${work}" ${CMAKE_COMMAND} --build "${build}")
+
+if(NOT EXISTS "${build}/libconsumer_plugin.so")
+  finish(FALSE "package test: the plugin built against turret::plugin is missing (${build}/libconsumer_plugin.so)")
+endif()
 
 step(run "${build}/consumer")
 message(STATUS "consumer output:\n${step_output}")

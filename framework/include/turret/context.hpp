@@ -96,17 +96,9 @@ struct request_context {
     cancel_.slot().clear();
   }
 
-  static std::string generate_request_id() {
-    static std::atomic<std::uint64_t> counter{0};
-    static const std::uint64_t epoch = static_cast<std::uint64_t>(clock::now().time_since_epoch().count());
-    const std::uint64_t n = counter.fetch_add(1, std::memory_order_relaxed);
-    char buf[33];
-    static constexpr char hex[] = "0123456789abcdef";
-    std::uint64_t a = epoch, b = n;
-    for (int i = 15; i >= 0; --i, a >>= 4) buf[i] = hex[a & 15];
-    for (int i = 31; i >= 16; --i, b >>= 4) buf[i] = hex[b & 15];
-    return std::string(buf, 32);
-  }
+  /// A process-unique id: the process's start time and a counter, 32 hex digits. Out of line on purpose: its
+  /// counter is a process-wide singleton, and a function-local static in a header would be one per plugin.
+  static std::string generate_request_id();
 
   /// splitmix64's finaliser: a bijection of 64-bit values whose outputs look independent for nearby inputs.
   static constexpr std::uint64_t mix64(std::uint64_t z) noexcept {
