@@ -684,7 +684,7 @@ constexpr char document[] =
             }
           },
           "400": {
-            "description": "Bad JSON, an unknown field, an empty key or non-canonical base64",
+            "description": "Bad JSON, an unknown field, no key, an empty key or non-canonical base64",
             "content": {
               "application/json": {
                 "schema": {
@@ -760,7 +760,7 @@ constexpr char document[] =
             "description": "Stored"
           },
           "400": {
-            "description": "Bad JSON, an unknown field, an empty key or non-canonical base64",
+            "description": "Bad JSON, an unknown field, no key, an empty key or non-canonical base64",
             "content": {
               "application/json": {
                 "schema": {
@@ -842,8 +842,8 @@ constexpr char document[] =
         },
         "parameters": [
           {
-            "$ref": "#/components/parameters/)openapi_json"
-    R"openapi_json(RequestId"
+            "$ref": "#/compon)openapi_json"
+    R"openapi_json(ents/parameters/RequestId"
           }
         ]
       }
@@ -1137,9 +1137,9 @@ constexpr char document[] =
           },
           "500": {
             "description": "Internal error",
-            "content": {
-          )openapi_json"
-    R"openapi_json(    "application/json": {
+            "conten)openapi_json"
+    R"openapi_json(t": {
+              "application/json": {
                 "schema": {
                   "$ref": "#/components/schemas/Error"
                 }
@@ -1428,8 +1428,8 @@ constexpr char document[] =
             "content": {
               "application/json": {
                 "schema": {
-                  "$ref":)openapi_json"
-    R"openapi_json( "#/components/schemas/Error"
+         )openapi_json"
+    R"openapi_json(         "$ref": "#/components/schemas/Error"
                 }
               }
             }
@@ -1468,10 +1468,11 @@ constexpr char document[] =
       },
       "delete": {
         "summary": "Remove the time to live (PERSIST)",
+        "description": "PERSIST, then EXISTS when it removed no TTL: a key without a TTL is a 204 as well (the same operation as gRPC's Persist).",
         "operationId": "persist",
         "responses": {
           "204": {
-            "description": "Persistent"
+            "description": "Persistent (it had a TTL, or none)"
           },
           "404": {
             "description": "No such key",
@@ -1716,7 +1717,8 @@ constexpr char document[] =
             "description": "The pipeline's timeout elapsed",
             "content": {
               "application/json": {
-                "schema": {
+     )openapi_json"
+    R"openapi_json(           "schema": {
                   "$ref": "#/components/schemas/Error"
                 }
               }
@@ -1725,8 +1727,7 @@ constexpr char document[] =
         },
         "parameters": [
           {
-   )openapi_json"
-    R"openapi_json(         "$ref": "#/components/parameters/RequestId"
+            "$ref": "#/components/parameters/RequestId"
           }
         ]
       }
