@@ -124,17 +124,18 @@ for which, v in per_call.items():
 b, t = per_call["bare"], per_call["turretd"]
 print(f"bare/turretd: instructions {b[0] / t[0]:.3f}, est {est(b) / est(t):.3f} (an estimate of the throughput ratio)")
 
-# The Get handler: serve_unary (kv_service_impl::unary in builds from before grpc_listener.cpp was split), which
-# decodes its request with parse_request.
-parts = re.compile(r"(?:serve_unary|kv_service_impl::unary)<.*get_op>|bare_kv::Get\(|kv_service::execute\(|"
+# The Get handler: serve_unary (kv_service_impl::unary in builds from before grpc_listener.cpp was split; its
+# argument named get_op before the operations moved to services/ops/), which decodes its request with parse_request,
+# then runs the get operation (ops::run_now; exec_now resolves the command once and dispatches it).
+parts = re.compile(r"(?:serve_unary|kv_service_impl::unary)<.*get_(?:op|rpc)>|bare_kv::Get\(|kv_service::execute\(|"
                    r"finish_inline\(|parse_request\(|record_call\(|init_call\(|process_command\(|cmd_get\(|"
-                   r"keyspace::find\(|command_table::find\(")
+                   r"keyspace::find\(|command_table::find\(|exec_now\(|kv::resolve\(")
 print("\nGet handler, inclusive, per call (both runs' handlers run CALLS times; start-up has none):")
 for which in ("bare", "turretd"):
     for v, name in annotate(f"{work}/{which}.{calls}.out", inclusive=True):
         if parts.search(name):
             short = re.sub(r"\s*\[/.*", "", name)
-            short = re.sub(r"turret::grpc_frontend::|turret::kv::|\(anonymous namespace\)::", "", short)
+            short = re.sub(r"turret::grpc_frontend::|turret::kv::|turret::ops::|\(anonymous namespace\)::", "", short)
             short = re.sub(r"^\?\?\?:", "", short)
             short = re.sub(r"\(.*", "", short.replace("grpc::ServerUnaryReactor* ", ""))
             print(f"  {which:8} {v[0] / calls:7.0f} Ir {(v[1]) / calls:6.1f} I1 {(v[2] + v[3]) / calls:6.1f} D1 "

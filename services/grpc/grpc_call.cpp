@@ -243,21 +243,10 @@ void call_base::cancel_in_pipeline() noexcept {
 asio::awaitable<grpc::Status> call_base::exec(std::span<const std::string_view> args,
                                               std::vector<kv::reply_value>& out) {
   kv::value_reply_builder builder(sess_.resp);
-  kv::request req{ctx_, sess_, args, builder};
-  const auto t0 = steady::now();
-  const result<kv::response> r = co_await kv::dispatch(*pipeline_, req);
-  command_meter().record(sh_->backend->commands().find(args[0]), r, t0, steady::now());
-  const error_code ec = r ? error_code() : r.error();
-  if (ec) co_return pipeline_status(*sh_, sctx_, ctx_, ec, args[0]);
+  const result<kv::response> r = co_await ops::exec(target(), args, builder);
+  if (!r) co_return pipeline_status(*sh_, sctx_, ctx_, r.error(), args[0]);
   out = builder.take();
   co_return replies_status(out);
-}
-
-asio::awaitable<grpc::Status> call_base::exec1(std::span<const std::string_view> args, kv::reply_value& out) {
-  std::vector<kv::reply_value> replies;
-  auto st = co_await exec(args, replies);
-  if (st.ok()) out = std::move(replies.front());
-  co_return st;
 }
 
 }  // namespace turret::grpc_frontend

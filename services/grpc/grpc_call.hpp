@@ -8,6 +8,7 @@
 #include <turret/kv/dispatch.hpp>
 #include <turret/kv/value_reply_builder.hpp>
 #include <turret/kv/frontend.hpp>
+#include <turret/ops/run.hpp>
 
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -15,7 +16,6 @@
 
 #include <array>
 #include <atomic>
-#include <charconv>
 #include <chrono>
 #include <cstdint>
 #include <exception>
@@ -60,18 +60,6 @@ grpc::Status parse_request(const grpc::ByteBuffer* raw, google::protobuf::Messag
 /// RESOURCE_EXHAUSTED for std::bad_alloc and std::length_error (an allocation too large), INTERNAL for anything
 /// else. Never throws: the messages fit std::string's small buffer.
 grpc::Status exception_status(std::string_view what, std::exception_ptr e) noexcept;
-
-/// Decimal of an integer into a caller-provided buffer.
-struct number {
-  char buf[24];
-  std::size_t len = 0;
-  number() = default;  // empty
-  explicit number(long long v) { len = static_cast<std::size_t>(std::to_chars(buf, buf + sizeof buf, v).ptr - buf); }
-  explicit number(unsigned long long v) {
-    len = static_cast<std::size_t>(std::to_chars(buf, buf + sizeof buf, v).ptr - buf);
-  }
-  std::string_view view() const noexcept { return {buf, len}; }
-};
 
 class call_base;
 
@@ -191,11 +179,13 @@ class call_base {
     }
   }
 
-  /// Runs one command through the pipeline. On success the command's top-level replies are in `out`.
-  /// Returns a non-OK status for pipeline errors and for a Redis error reply (the first one found).
+  /// Where the call's commands go (<turret/ops/run.hpp>): its pipeline snapshot, the backend's command table, the
+  /// front end's metrics, the call's context and session.
+  ops::target target() noexcept { return {*pipeline_, sh_->backend->commands(), &command_meter, ctx_, sess_}; }
+
+  /// Runs one command through the pipeline (resolved, counted). On success the command's top-level replies are in
+  /// `out`. Returns a non-OK status for pipeline errors and for a Redis error reply (the first one found).
   boost::asio::awaitable<grpc::Status> exec(std::span<const std::string_view> args, std::vector<kv::reply_value>& out);
-  /// As exec() for a single-reply command: the reply in `out`.
-  boost::asio::awaitable<grpc::Status> exec1(std::span<const std::string_view> args, kv::reply_value& out);
 
   /// Called from OnDone (exactly once): unlink, drop grpc's reference.
   void done() noexcept {

@@ -4,6 +4,7 @@
 #include <services/grpc/grpc_status.hpp>
 #include <turret/kv/local.hpp>
 #include <turret/middleware/timeout.hpp>
+#include <turret/ops/command_probe.hpp>
 
 #include <turret/kv/v1/kv.grpc.pb.h>
 
@@ -313,6 +314,75 @@ TEST_F(grpc_declining_test, a_call_continued_on_the_runtime_echoes_its_request_i
   ASSERT_NE(it, md.end());
   EXPECT_EQ(std::string(it->second.data(), it->second.size()), "req-42");
 }
+
+/// A command_probe in front of the backend: immediate (calls run inline on grpc's thread) or declining the fast path
+/// (calls continue on the runtime with ready() + call()).
+class grpc_probed_test : public grpc_frontend_test, public ::testing::WithParamInterface<bool> {
+ protected:
+  kv::pipeline_service make_pipeline() override {
+    return kv::pipeline_service(ops::testing::command_probe{backend_->service(), log_, GetParam()});
+  }
+  std::shared_ptr<ops::testing::command_log> log_ = std::make_shared<ops::testing::command_log>();
+};
+
+TEST_P(grpc_probed_test, every_command_carries_its_resolved_metadata_to_the_layers) {
+  {
+    grpc::ClientContext c;
+    pb::SetRequest rq;
+    rq.set_key("k");
+    rq.set_value("v");
+    pb::SetResponse rs;
+    ASSERT_TRUE(stub_->Set(&c, rq, &rs).ok());
+  }
+  {
+    grpc::ClientContext c;
+    pb::GetRequest rq;
+    rq.set_key("k");
+    pb::GetResponse rs;
+    ASSERT_TRUE(stub_->Get(&c, rq, &rs).ok());
+  }
+  {
+    grpc::ClientContext c;
+    pb::PersistRequest rq;
+    rq.set_key("k");
+    pb::PersistResponse rs;
+    ASSERT_TRUE(stub_->Persist(&c, rq, &rs).ok());
+    EXPECT_FALSE(rs.removed());
+  }
+  {
+    grpc::ClientContext c;
+    pb::MGetRequest rq;
+    rq.add_keys("k");
+    rq.add_keys("j");
+    pb::MGetResponse rs;
+    ASSERT_TRUE(stub_->MGet(&c, rq, &rs).ok());
+  }
+  {
+    grpc::ClientContext c;
+    pb::ScanRequest rq;
+    rq.set_prefix("k");
+    auto reader = stub_->Scan(&c, rq);
+    pb::ScanResponse rs;
+    while (reader->Read(&rs)) {
+    }
+    ASSERT_TRUE(reader->Finish().ok());
+  }
+  const ops::testing::expected_command want[] = {
+      {"set", {"k"}, true, traffic_class::write},  // SET k v (no GET, no NX): a repeat is the same
+      {"get", {"k"}, true, traffic_class::read},
+      {"persist", {"k"}, false, traffic_class::write},  // its count differs on a repeat
+      {"exists", {"k"}, true, traffic_class::read},     // PERSIST removed nothing: the key exists?
+      {"mget", {"k", "j"}, true, traffic_class::read},
+      {"scan", {}, true, traffic_class::read},  // a stream: on the runtime, the fast path first
+  };
+  const auto seen = log_->take();
+  ASSERT_EQ(seen.size(), std::size(want));
+  for (std::size_t i = 0; i < seen.size(); ++i)
+    EXPECT_EQ(ops::testing::differences(seen[i], want[i], GetParam()), "") << want[i].name;
+}
+
+INSTANTIATE_TEST_SUITE_P(paths, grpc_probed_test, ::testing::Bool(),
+                         [](const auto& info) { return info.param ? "inline" : "on_the_runtime"; });
 
 /// Finding 5 of issue 8: a Scan cut short by `limit` returned cursor 0, or a cursor past the keys it cut, and paging
 /// lost keys. Every combination below must page through all 50 keys, each call within its limit (or, when the first

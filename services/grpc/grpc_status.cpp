@@ -39,6 +39,19 @@ bool contains(std::string_view s, std::string_view p) noexcept { return s.find(p
   return StatusCode::INTERNAL;
 }
 
+::grpc::Status to_status(const ops::status& st) {
+  using ::grpc::StatusCode;
+  switch (st.code) {
+    case ops::outcome::ok: return ::grpc::Status();
+    case ops::outcome::not_found: return {StatusCode::NOT_FOUND, st.message};
+    case ops::outcome::precondition_failed: return {StatusCode::FAILED_PRECONDITION, st.message};
+    case ops::outcome::invalid_argument: return {StatusCode::INVALID_ARGUMENT, st.message};
+    case ops::outcome::redis_error: return {reply_error_code(st.message), st.message};
+    case ops::outcome::unexpected: break;
+  }
+  return {StatusCode::INTERNAL, st.message};
+}
+
 std::string_view status_code_name(::grpc::StatusCode code) noexcept {
   static constexpr std::string_view names[] = {
       "OK",        "CANCELLED",          "UNKNOWN",           "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND",

@@ -1,5 +1,6 @@
 // The streaming calls of the gRPC front end: Scan (SCAN batches on the runtime, one write in flight) and Subscribe
 // (an attached session whose host queues messages for the writer).
+#include <services/grpc/grpc_status.hpp>
 #include <services/grpc/grpc_streams.hpp>
 
 #include <turret/kv/v1/kv.grpc.pb.h>
@@ -17,17 +18,6 @@ namespace asio = boost::asio;
 namespace pb = ::turret::kv::v1;
 
 namespace {
-
-/// Escapes Redis glob metacharacters so that `prefix` matches literally.
-std::string glob_escape(std::string_view s) {
-  std::string out;
-  out.reserve(s.size() + 4);
-  for (char c : s) {
-    if (c == '*' || c == '?' || c == '[' || c == ']' || c == '\\') out.push_back('\\');
-    out.push_back(c);
-  }
-  return out;
-}
 
 grpc::Status shutting_down() { return {grpc::StatusCode::UNAVAILABLE, "server is shutting down"}; }
 
@@ -53,12 +43,7 @@ class scan_call final : public call_base, public grpc::ServerWriteReactor<pb::Sc
   scan_call(std::shared_ptr<listener_shared> sh, grpc::CallbackServerContext* sctx, request_type&& rq)
       : call_base(std::move(sh), sctx, id), rq_(std::move(rq)) {
     cursor_ = rq_.cursor();
-    if (!rq_.match().empty()) {
-      pattern_ = rq_.match();
-      filter_prefix_ = !rq_.prefix().empty();
-    } else if (!rq_.prefix().empty()) {
-      pattern_ = glob_escape(rq_.prefix()) + "*";
-    }
+    filter_ = ops::make_scan_filter(sv(rq_.prefix()), sv(rq_.match()));
     batch_ = rq_.batch_size() ? rq_.batch_size() : shared().opts.scan_batch;
   }
 
@@ -88,30 +73,17 @@ class scan_call final : public call_base, public grpc::ServerWriteReactor<pb::Sc
     return sent_ >= rq_.limit() ? 0 : rq_.limit() - sent_;
   }
 
-  /// One SCAN from `from` with COUNT `count`: the keys it returned (after the prefix filter) into `keys`, the cursor
-  /// after it into `next`.
+  /// One SCAN step (the scan operation, <turret/ops/operations.hpp>) from `from` with COUNT `count`: the keys it
+  /// returned (after the prefix filter) into `keys`, the cursor after it into `next`.
   asio::awaitable<grpc::Status> scan_once(std::uint64_t from, std::uint64_t count, std::vector<std::string>& keys,
                                           std::uint64_t& next) {
-    keys.clear();
-    number cur(static_cast<unsigned long long>(from));
-    number cnt(static_cast<unsigned long long>(count));
-    std::string_view args[6] = {"SCAN", cur.view(), "COUNT", cnt.view()};
-    std::size_t n = 4;
-    if (!pattern_.empty()) {
-      args[n++] = "MATCH";
-      args[n++] = pattern_;
-    }
-    kv::reply_value v;
-    auto st = co_await exec1(std::span(args, n), v);
-    if (!st.ok()) co_return st;
-    if (v.elements.size() != 2) co_return grpc::Status(grpc::StatusCode::INTERNAL, "unexpected SCAN reply");
-    const auto& cs = v.elements[0].str;
-    next = 0;
-    std::from_chars(cs.data(), cs.data() + cs.size(), next);
-    for (auto& k : v.elements[1].elements) {
-      if (filter_prefix_ && std::string_view(k.str).substr(0, rq_.prefix().size()) != rq_.prefix()) continue;
-      keys.push_back(std::move(k.str));
-    }
+    const ops::scan_op::input in{from, count, filter_.pattern, filter_.prefix};
+    ops::scan_op::output out;
+    const result<ops::status> r = co_await ops::run<ops::scan_op>(target(), in, out);
+    if (!r) co_return pipeline_status(shared(), sctx_, ctx_, r.error(), "SCAN");
+    if (!r->ok()) co_return to_status(*r);
+    keys = std::move(out.keys);
+    next = out.next;
     co_return grpc::Status();
   }
 
@@ -172,8 +144,7 @@ class scan_call final : public call_base, public grpc::ServerWriteReactor<pb::Sc
 
   request_type rq_;
   pb::ScanResponse out_;
-  std::string pattern_;
-  bool filter_prefix_ = false;
+  ops::scan_filter filter_;  // views into rq_
   std::uint64_t cursor_ = 0;
   std::uint64_t batch_ = 100;
   std::uint64_t sent_ = 0;  // keys written so far (the limit counts them)

@@ -1,253 +1,179 @@
 #pragma once
-// The unary RPCs of turret.kv.v1.KV as data for the drivers of grpc_unary.cpp. Each operation is a struct with the
-// message types and two pure, synchronous functions:
-//   static grpc::Status command(const Request&, int step, cmd_args&)
-//       builds the command of step `step` (0, 1, ...); a non-OK status ends the call at once (invalid argument);
-//   static std::optional<grpc::Status> reply(const Request&, int step, kv::reply_value&, Response&)
-//       interprets that command's (non-error) reply: the call's final status, or nullopt = run step + 1.
-//       It writes the response only together with a final status.
-// Both drivers use them: the inline one (grpc's thread, the pipeline's try_call_now) and the asynchronous one
-// (unary_call, on the runtime, readiness + call), which can take over at any step because try_call_now has no side
-// effect when it declines.
+// The unary RPCs of turret.kv.v1.KV over the operations of <turret/ops/operations.hpp> (the table the REST front end
+// shares: the same input rules, commands and interpretation of replies). Each RPC is a struct naming its operation
+// and message types, with two translations and nothing else:
+//   static grpc::Status decode(const request&, op::input&)
+//       the message as the operation's input (views into the message); a non-OK status (an enum value the proto
+//       does not define) ends the call at once. The operation validates the input itself.
+//   static void encode(op::output&, response&)
+//       the operation's output (after an ok outcome) as the response message.
+// The outcomes other than ok map to a status in one place, to_status() (grpc_status.hpp). Both drivers of
+// grpc_unary.cpp use them: the inline one (grpc's thread, ops::run_now) and the asynchronous one (unary_call, on
+// the runtime, ops::run), which can take over at any step.
 #include <services/grpc/grpc_call.hpp>
+#include <turret/ops/operations.hpp>
 
 #include <turret/kv/v1/kv.grpc.pb.h>
-
-#include <boost/container/small_vector.hpp>
-
-#include <optional>
 
 namespace turret::grpc_frontend::unary_ops {
 
 namespace pb = ::turret::kv::v1;
 
-/// The arguments of one command: string views into the request message, the literals, and `num` (decimal).
-struct cmd_args {
-  boost::container::small_vector<std::string_view, 8> v;
-  number num;
-  void push(std::string_view s) { v.push_back(s); }
-  std::span<const std::string_view> view() const noexcept { return {v.data(), v.size()}; }
-};
-
-inline grpc::Status not_found() { return {grpc::StatusCode::NOT_FOUND, "key not found"}; }
-inline grpc::Status unexpected(const kv::reply_value&) { return {grpc::StatusCode::INTERNAL, "unexpected reply"}; }
-using final_status = std::optional<grpc::Status>;
-
-struct get_op {
+struct get_rpc {
+  using op = ops::get_op;
   using request = pb::GetRequest;
   using response = pb::GetResponse;
   static constexpr rpc id = rpc::get;
-  static grpc::Status command(const request& rq, int, cmd_args& a) {
-    a.push("GET");
-    a.push(sv(rq.key()));
+  static grpc::Status decode(const request& rq, op::input& in) {
+    in.key = sv(rq.key());
     return grpc::Status();
   }
-  static final_status reply(const request&, int, kv::reply_value& v, response& rs) {
-    if (v.is_null()) return not_found();
-    if (v.type != kv::reply_value::kind::bulk) return unexpected(v);
-    rs.set_value(std::move(v.str));
-    return grpc::Status();
-  }
+  static void encode(op::output& o, response& rs) { rs.set_value(std::move(o.value)); }
 };
 
-struct set_op {
+struct set_rpc {
+  using op = ops::set_op;
   using request = pb::SetRequest;
   using response = pb::SetResponse;
   static constexpr rpc id = rpc::set;
-  static grpc::Status command(const request& rq, int, cmd_args& a) {
-    if (rq.ttl_ms() < 0) return invalid("ttl_ms must not be negative");
-    if (rq.keep_ttl() && rq.ttl_ms() != 0) return invalid("keep_ttl and ttl_ms are mutually exclusive");
-    a.push("SET");
-    a.push(sv(rq.key()));
-    a.push(sv(rq.value()));
-    if (rq.ttl_ms() > 0) {
-      a.num = number(static_cast<long long>(rq.ttl_ms()));
-      a.push("PX");
-      a.push(a.num.view());
-    }
-    if (rq.keep_ttl()) a.push("KEEPTTL");
+  static grpc::Status decode(const request& rq, op::input& in) {
+    in.key = sv(rq.key());
+    in.value = sv(rq.value());
+    if (rq.ttl_ms() != 0) in.ttl_ms = static_cast<long long>(rq.ttl_ms());  // 0: none (a negative TTL is refused)
+    in.keep_ttl = rq.keep_ttl();
+    in.return_previous = rq.return_previous();
     switch (rq.condition()) {
-      case pb::CONDITION_IF_NOT_EXISTS: a.push("NX"); break;
-      case pb::CONDITION_IF_EXISTS: a.push("XX"); break;
-      case pb::CONDITION_UNSPECIFIED: break;
+      case pb::CONDITION_UNSPECIFIED: in.cond = ops::condition::none; break;
+      case pb::CONDITION_IF_NOT_EXISTS: in.cond = ops::condition::if_not_exists; break;
+      case pb::CONDITION_IF_EXISTS: in.cond = ops::condition::if_exists; break;
       default: return invalid("unknown condition");
     }
-    if (rq.return_previous()) a.push("GET");
     return grpc::Status();
   }
-  static final_status reply(const request& rq, int, kv::reply_value& v, response& rs) {
-    if (!rq.return_previous()) {
-      if (v.is_null()) return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, "condition not met");
-      return grpc::Status();
-    }
-    // SET ... GET: the reply is the old value either way; the condition failed when NX found a value or XX none.
-    const bool had = !v.is_null();
-    if ((rq.condition() == pb::CONDITION_IF_NOT_EXISTS && had) || (rq.condition() == pb::CONDITION_IF_EXISTS && !had))
-      return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, "condition not met");
-    rs.set_had_previous(had);
-    if (had) *rs.mutable_previous() = std::move(v.str);
-    return grpc::Status();
+  static void encode(op::output& o, response& rs) {
+    rs.set_had_previous(o.had_previous);
+    if (o.had_previous) *rs.mutable_previous() = std::move(o.previous);
   }
 };
 
-struct delete_op {
+struct delete_rpc {
+  using op = ops::delete_op;
   using request = pb::DeleteRequest;
   using response = pb::DeleteResponse;
   static constexpr rpc id = rpc::del;
-  static grpc::Status command(const request& rq, int, cmd_args& a) {
-    if (rq.keys_size() == 0) return invalid("keys must not be empty");
-    a.v.reserve(static_cast<std::size_t>(rq.keys_size()) + 1);
-    a.push("DEL");
-    for (const auto& k : rq.keys()) a.push(sv(k));
+  static grpc::Status decode(const request& rq, op::input& in) {
+    in.keys.reserve(static_cast<std::size_t>(rq.keys_size()));
+    for (const auto& k : rq.keys()) in.keys.push_back(sv(k));
     return grpc::Status();
   }
-  static final_status reply(const request&, int, kv::reply_value& v, response& rs) {
-    rs.set_deleted(v.integer);
-    return grpc::Status();
-  }
+  static void encode(op::output& o, response& rs) { rs.set_deleted(o.deleted); }
 };
 
-struct mget_op {
+struct mget_rpc {
+  using op = ops::mget_op;
   using request = pb::MGetRequest;
   using response = pb::MGetResponse;
   static constexpr rpc id = rpc::mget;
-  static grpc::Status command(const request& rq, int, cmd_args& a) {
-    if (rq.keys_size() == 0) return invalid("keys must not be empty");
-    a.v.reserve(static_cast<std::size_t>(rq.keys_size()) + 1);
-    a.push("MGET");
-    for (const auto& k : rq.keys()) a.push(sv(k));
+  static grpc::Status decode(const request& rq, op::input& in) {
+    in.keys.reserve(static_cast<std::size_t>(rq.keys_size()));
+    for (const auto& k : rq.keys()) in.keys.push_back(sv(k));
     return grpc::Status();
   }
-  static final_status reply(const request&, int, kv::reply_value& v, response& rs) {
-    rs.mutable_values()->Reserve(static_cast<int>(v.elements.size()));
-    for (auto& e : v.elements) {
-      auto* o = rs.add_values();
-      if (e.type == kv::reply_value::kind::bulk) {
-        o->set_found(true);
-        *o->mutable_value() = std::move(e.str);
+  static void encode(op::output& o, response& rs) {
+    rs.mutable_values()->Reserve(static_cast<int>(o.values.size()));
+    for (auto& v : o.values) {
+      auto* e = rs.add_values();
+      if (v) {
+        e->set_found(true);
+        *e->mutable_value() = std::move(*v);
       }
     }
-    return grpc::Status();
   }
 };
 
-struct mset_op {
+struct mset_rpc {
+  using op = ops::mset_op;
   using request = pb::MSetRequest;
   using response = pb::MSetResponse;
   static constexpr rpc id = rpc::mset;
-  static grpc::Status command(const request& rq, int, cmd_args& a) {
-    if (rq.entries_size() == 0) return invalid("entries must not be empty");
-    a.v.reserve(static_cast<std::size_t>(rq.entries_size()) * 2 + 1);
-    a.push(rq.if_none_exist() ? "MSETNX" : "MSET");
-    for (const auto& e : rq.entries()) {
-      a.push(sv(e.key()));
-      a.push(sv(e.value()));
-    }
+  static grpc::Status decode(const request& rq, op::input& in) {
+    in.entries.reserve(static_cast<std::size_t>(rq.entries_size()));
+    for (const auto& e : rq.entries()) in.entries.emplace_back(sv(e.key()), sv(e.value()));
+    in.if_none_exist = rq.if_none_exist();
     return grpc::Status();
   }
-  static final_status reply(const request& rq, int, kv::reply_value& v, response&) {
-    if (rq.if_none_exist() && v.integer == 0)
-      return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, "a key already exists");
-    return grpc::Status();
-  }
+  static void encode(op::output&, response&) {}
 };
 
-struct incr_op {
+struct incr_rpc {
+  using op = ops::incr_op;
   using request = pb::IncrRequest;
   using response = pb::IncrResponse;
   static constexpr rpc id = rpc::incr;
-  static grpc::Status command(const request& rq, int, cmd_args& a) {
-    a.num = number(static_cast<long long>(rq.delta()));
-    a.push("INCRBY");
-    a.push(sv(rq.key()));
-    a.push(a.num.view());
+  static grpc::Status decode(const request& rq, op::input& in) {
+    in.key = sv(rq.key());
+    in.delta = static_cast<long long>(rq.delta());
     return grpc::Status();
   }
-  static final_status reply(const request&, int, kv::reply_value& v, response& rs) {
-    rs.set_value(v.integer);
-    return grpc::Status();
-  }
+  static void encode(op::output& o, response& rs) { rs.set_value(o.value); }
 };
 
-struct expire_op {
+struct expire_rpc {
+  using op = ops::expire_op;
   using request = pb::ExpireRequest;
   using response = pb::ExpireResponse;
   static constexpr rpc id = rpc::expire;
-  static grpc::Status command(const request& rq, int, cmd_args& a) {
-    a.num = number(static_cast<long long>(rq.ttl_ms()));
-    a.push("PEXPIRE");
-    a.push(sv(rq.key()));
-    a.push(a.num.view());
+  static grpc::Status decode(const request& rq, op::input& in) {
+    in.key = sv(rq.key());
+    in.ttl_ms = static_cast<long long>(rq.ttl_ms());
     switch (rq.condition()) {
-      case pb::EXPIRE_CONDITION_UNSPECIFIED: break;
-      case pb::EXPIRE_CONDITION_IF_NO_TTL: a.push("NX"); break;
-      case pb::EXPIRE_CONDITION_IF_HAS_TTL: a.push("XX"); break;
-      case pb::EXPIRE_CONDITION_IF_GREATER: a.push("GT"); break;
-      case pb::EXPIRE_CONDITION_IF_LESS: a.push("LT"); break;
+      case pb::EXPIRE_CONDITION_UNSPECIFIED: in.cond = ops::expire_condition::none; break;
+      case pb::EXPIRE_CONDITION_IF_NO_TTL: in.cond = ops::expire_condition::if_no_ttl; break;
+      case pb::EXPIRE_CONDITION_IF_HAS_TTL: in.cond = ops::expire_condition::if_has_ttl; break;
+      case pb::EXPIRE_CONDITION_IF_GREATER: in.cond = ops::expire_condition::if_greater; break;
+      case pb::EXPIRE_CONDITION_IF_LESS: in.cond = ops::expire_condition::if_less; break;
       default: return invalid("unknown condition");
     }
     return grpc::Status();
   }
-  static final_status reply(const request& rq, int, kv::reply_value& v, response& rs) {
-    if (v.integer == 0 && rq.condition() == pb::EXPIRE_CONDITION_UNSPECIFIED) return not_found();
-    rs.set_applied(v.integer != 0);
-    return grpc::Status();
-  }
+  static void encode(op::output& o, response& rs) { rs.set_applied(o.applied); }
 };
 
-struct ttl_op {
+struct ttl_rpc {
+  using op = ops::ttl_op;
   using request = pb::TtlRequest;
   using response = pb::TtlResponse;
   static constexpr rpc id = rpc::ttl;
-  static grpc::Status command(const request& rq, int, cmd_args& a) {
-    a.push("PTTL");
-    a.push(sv(rq.key()));
+  static grpc::Status decode(const request& rq, op::input& in) {
+    in.key = sv(rq.key());
     return grpc::Status();
   }
-  static final_status reply(const request&, int, kv::reply_value& v, response& rs) {
-    if (v.integer == -2) return not_found();
-    rs.set_ttl_ms(v.integer);
-    return grpc::Status();
-  }
+  static void encode(op::output& o, response& rs) { rs.set_ttl_ms(o.ttl_ms.value_or(-1)); }  // -1: no TTL
 };
 
-/// PERSIST, then (when it removed nothing) PTTL to tell "missing" (-2) from "no TTL".
-struct persist_op {
+struct persist_rpc {
+  using op = ops::persist_op;
   using request = pb::PersistRequest;
   using response = pb::PersistResponse;
   static constexpr rpc id = rpc::persist;
-  static grpc::Status command(const request& rq, int step, cmd_args& a) {
-    a.push(step == 0 ? "PERSIST" : "PTTL");
-    a.push(sv(rq.key()));
+  static grpc::Status decode(const request& rq, op::input& in) {
+    in.key = sv(rq.key());
     return grpc::Status();
   }
-  static final_status reply(const request&, int step, kv::reply_value& v, response& rs) {
-    if (step == 0) {
-      if (v.integer == 0) return std::nullopt;  // no TTL removed: missing or persistent?
-      rs.set_removed(true);
-      return grpc::Status();
-    }
-    if (v.integer == -2) return not_found();
-    rs.set_removed(false);
-    return grpc::Status();
-  }
+  static void encode(op::output& o, response& rs) { rs.set_removed(o.removed); }
 };
 
-struct publish_op {
+struct publish_rpc {
+  using op = ops::publish_op;
   using request = pb::PublishRequest;
   using response = pb::PublishResponse;
   static constexpr rpc id = rpc::publish;
-  static grpc::Status command(const request& rq, int, cmd_args& a) {
-    a.push("PUBLISH");
-    a.push(sv(rq.channel()));
-    a.push(sv(rq.message()));
+  static grpc::Status decode(const request& rq, op::input& in) {
+    in.channel = sv(rq.channel());
+    in.message = sv(rq.message());
     return grpc::Status();
   }
-  static final_status reply(const request&, int, kv::reply_value& v, response& rs) {
-    rs.set_receivers(v.integer);
-    return grpc::Status();
-  }
+  static void encode(op::output& o, response& rs) { rs.set_receivers(o.receivers); }
 };
-
 
 }  // namespace turret::grpc_frontend::unary_ops

@@ -2,6 +2,7 @@
 // as clients.
 #include <services/http/http_listener.hpp>
 #include <turret/kv/local.hpp>
+#include <turret/ops/command_probe.hpp>
 
 #include <boost/asio/connect.hpp>
 #include <boost/asio/post.hpp>
@@ -271,6 +272,40 @@ TEST_P(HttpServerThrowing, AnExceptionBecomesAnErrorResponseAndTheConnectionGoes
 }
 
 INSTANTIATE_TEST_SUITE_P(Paths, HttpServerThrowing, ::testing::Values(true, false),
+                         [](const ::testing::TestParamInfo<bool>& i) { return i.param ? "Immediate" : "Suspended"; });
+
+/// A command_probe in front of the backend: immediate (the fast path) or declining it (ready() + call()).
+class HttpServerProbed : public HttpServer, public ::testing::WithParamInterface<bool> {
+ protected:
+  kv::pipeline_service pipeline() override {
+    return kv::pipeline_service{ops::testing::command_probe{backend_->service(), log_, GetParam()}};
+  }
+  std::shared_ptr<ops::testing::command_log> log_ = std::make_shared<ops::testing::command_log>();
+};
+
+TEST_P(HttpServerProbed, EveryCommandCarriesItsResolvedMetadataToTheLayers) {
+  const std::string out = exchange(
+      "PUT /v1/kv/k HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\nv"
+      "GET /v1/kv/k HTTP/1.1\r\nHost: x\r\n\r\n"
+      "DELETE /v1/kv/k/ttl HTTP/1.1\r\nHost: x\r\n\r\n"
+      "POST /v1/kv:mget HTTP/1.1\r\nHost: x\r\nContent-Length: 18\r\n\r\n{\"keys\":[\"k\",\"j\"]}"
+      "GET /v1/kv?prefix=k HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+  EXPECT_EQ(responses(out), 5u) << out;
+  const ops::testing::expected_command want[] = {
+      {"set", {"k"}, false, traffic_class::write},  // SET k v GET: the previous value makes a repeat differ
+      {"get", {"k"}, true, traffic_class::read},    // the inline GET
+      {"persist", {"k"}, false, traffic_class::write},  // its count differs on a repeat
+      {"exists", {"k"}, true, traffic_class::read},  // PERSIST removed nothing: the key exists?
+      {"mget", {"k", "j"}, true, traffic_class::read},
+      {"scan", {}, true, traffic_class::read},
+  };
+  const auto seen = log_->take();
+  ASSERT_EQ(seen.size(), std::size(want));
+  for (std::size_t i = 0; i < seen.size(); ++i)
+    EXPECT_EQ(ops::testing::differences(seen[i], want[i], GetParam()), "") << want[i].name;
+}
+
+INSTANTIATE_TEST_SUITE_P(Paths, HttpServerProbed, ::testing::Values(true, false),
                          [](const ::testing::TestParamInfo<bool>& i) { return i.param ? "Immediate" : "Suspended"; });
 
 }  // namespace

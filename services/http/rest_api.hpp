@@ -3,33 +3,36 @@
 //
 // The connection (http_connection.cpp, the only Beast translation unit) parses a request, hands method, target,
 // body and a few headers to rest_api::handle, and serialises the rest_response it gets back. handle() routes the
-// request (router.hpp), turns it into one or more kv commands, sends each through the listener's pipeline (the same
-// layers and core as every other front end; kv::request carries the connection's session and the request's
-// context) and maps the reply_value tree to a status and a body.
+// request (router.hpp); a key-value route becomes an operation of <turret/ops/operations.hpp>, the table the gRPC
+// front end shares (the same input rules, commands and interpretation of replies): rest_ops.cpp decodes the request
+// into the operation's input, the drivers of <turret/ops/run.hpp> send its commands through the listener's pipeline
+// (the same layers and core as every other front end; each kv::request carries the connection's session, the
+// request's context and its resolved command), and rest_codec.cpp maps the outcome to a status and a body.
 //
-// Mapping (REST -> kv command -> status):
-//   GET/HEAD /v1/kv/{key}        GET key                      200 value | 404
-//   PUT      /v1/kv/{key}        SET key body [PX ms] [NX|XX] GET
+// Mapping (REST -> operation -> kv command -> status):
+//   GET/HEAD /v1/kv/{key}        get: GET key                 200 value | 404
+//   PUT      /v1/kv/{key}        set with return_previous: SET key body [PX ms] [NX|XX] GET
 //                                                             201 created | 200 replaced | 412 NX/XX failed
-//   DELETE   /v1/kv/{key}        DEL key                      204 | 404
-//   POST     /v1/kv/{key}/incr   INCRBY key by                200 JSON number
-//   GET      /v1/kv/{key}/ttl    PTTL key                     200 {"ttl_ms": n|null} | 404
-//   PUT      /v1/kv/{key}/ttl    PEXPIRE key ms               204 | 404
-//   DELETE   /v1/kv/{key}/ttl    PERSIST key (+EXISTS)        204 | 404
-//   POST     /v1/kv:mget         MGET k...                    200 {"values": [...], "encoding": ...}
-//   POST     /v1/kv:mset         MSET / MSETNX k v ...        204 | 412 (nx and a key existed)
-//   GET      /v1/kv              SCAN cursor MATCH prefix* COUNT limit   200 {"keys": [...], "next_cursor": ...}
-//   POST     /v1/publish/{ch}    PUBLISH ch body              200 {"receivers": n}
+//   DELETE   /v1/kv/{key}        delete (not_found_when_none): DEL key   204 | 404
+//   POST     /v1/kv/{key}/incr   incr: INCRBY key by          200 JSON number
+//   GET      /v1/kv/{key}/ttl    ttl: PTTL key                200 {"ttl_ms": n|null} | 404
+//   PUT      /v1/kv/{key}/ttl    expire: PEXPIRE key ms       204 | 404
+//   DELETE   /v1/kv/{key}/ttl    persist: PERSIST key (+EXISTS)          204 | 404
+//   POST     /v1/kv:mget         mget: MGET k...              200 {"values": [...], "encoding": ...}
+//   POST     /v1/kv:mset         mset: MSET / MSETNX k v ...  204 | 412 (nx and a key existed)
+//   GET      /v1/kv              scan steps: SCAN cursor MATCH prefix* COUNT limit   200 {"keys": [...], "next_cursor": ...}
+//   POST     /v1/publish/{ch}    publish: PUBLISH ch body     200 {"receivers": n}
 //   GET      /v1/subscribe/{ch}  SUBSCRIBE ch | PSUBSCRIBE ch (?pattern=true)   text/event-stream
 // Errors: JSON {"error":{"code":"...","message":"..."}}. Pipeline errors: a timeout layer's `elapsed` -> 504,
-// limits / overload -> 429, cancelled (draining) -> 503, anything else -> 500. Redis error replies: WRONGTYPE and
-// non-integer values -> 409, NOAUTH -> 401, OOM -> 503, other -> 400. An exception escaping a request's handling:
+// limits / overload -> 429, cancelled (draining) -> 503, anything else -> 500. Operation outcomes and Redis error
+// replies: see rest_codec.hpp (not_found 404, precondition_failed 412, invalid_argument 400; WRONGTYPE and
+// non-integer values 409, NOAUTH 401, OOM 503, other 400). An exception escaping a request's handling:
 // std::bad_alloc -> 503, anything else -> 500 (set_exception_error).
 //
-// Input rules, the same on every route: a TTL (ttl / ttl_ms) is a positive number of milliseconds; a key is a
-// non-empty byte string (key_error, router.hpp) whether it comes from the path or a JSON body; a JSON body is an
-// object with the route's fields only (an unknown field is a 400 naming it); base64 is RFC 4648's standard alphabet,
-// padded and canonical.
+// Input rules, the same on every route and over gRPC (<turret/ops/rules.hpp>): a TTL (ttl / ttl_ms) is a positive
+// number of milliseconds. REST's own: a key is a non-empty byte string (key_error, router.hpp) whether it comes from
+// the path or a JSON body; a JSON body is an object with the route's fields only (an unknown field is a 400 naming
+// it); base64 is RFC 4648's standard alphabet, padded and canonical.
 #include <services/http/http_options.hpp>
 #include <services/http/router.hpp>
 #include <turret/kv/backend.hpp>
@@ -44,6 +47,11 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <vector>
+
+namespace turret::ops {
+struct target;
+}  // namespace turret::ops
 
 namespace turret::http_frontend {
 
@@ -114,9 +122,9 @@ class rest_api {
   /// request was handled into `out`; false = nothing happened, use handle().
   bool try_handle_now(const rest_request& req, request_context& ctx, kv::session& sess, rest_response& out);
 
-  /// Runs one command through the pipeline; the first top-level reply, or the pipeline's error.
-  awaitable<result<kv::reply_value>> exec(request_context& ctx, kv::session& sess,
-                                          std::span<const std::string_view> args);
+  /// Runs one command through the pipeline (resolved, counted); its top-level replies, or the pipeline's error.
+  awaitable<result<std::vector<kv::reply_value>>> exec(request_context& ctx, kv::session& sess,
+                                                       std::span<const std::string_view> args);
 
   /// Readiness as /readyz reports it.
   bool ready() const noexcept;
@@ -126,6 +134,18 @@ class rest_api {
   static kv::command_meter& command_meter();
 
  private:
+  /// Where the commands of a request go (<turret/ops/run.hpp>): `pipeline` (a pinned snapshot), the backend's
+  /// table, this front end's metrics.
+  ops::target target(kv::pipeline_service& pipeline, request_context& ctx, kv::session& sess);
+  /// The key-value routes (rest_ops.cpp): the request as an operation's input, run, its outcome as the response.
+  awaitable<void> handle_kv(const rest_request& req, const match_result& m, const query& q, request_context& ctx,
+                            kv::session& sess, rest_response& out);
+  /// Runs `Op` on a pinned snapshot of the pipeline; true when it succeeded (`o` holds its output), else `out` holds
+  /// the error response.
+  template <class Op>
+  awaitable<bool> run(request_context& ctx, kv::session& sess, const typename Op::input& in,
+                      typename Op::output& o, rest_response& out);
+
   env env_;
 };
 

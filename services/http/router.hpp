@@ -68,7 +68,7 @@ match_result match(method m, std::string_view path);
 
 /// The key rule of every route, whether the key comes from the path or from a JSON body: a key is a non-empty byte
 /// string (binary safe; its size is bounded by max_uri_bytes or max_body_bytes). Returns why `key` is refused, or an
-/// empty view when it is acceptable.
+/// empty view when it is acceptable. (REST's own: the operations, and gRPC, accept an empty key as Redis does.)
 std::string_view key_error(std::string_view key) noexcept;
 
 /// Decodes %XX escapes (and '+' as a space when `plus_is_space`, for query strings). nullopt on a malformed escape.

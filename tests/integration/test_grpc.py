@@ -144,6 +144,11 @@ class GrpcTest(unittest.TestCase):
         self.assertTrue(50000 < ttl <= 60000, ttl)
         self.assertTrue(self.kv.Persist(m.PersistRequest(key=b"e"), timeout=5).removed)
         self.assertEqual(self.kv.Ttl(m.TtlRequest(key=b"e"), timeout=5).ttl_ms, -1)
+        # a TTL must be positive (as over REST): nothing changes
+        for ttl in (0, -1):
+            self.assertEqual(code_of(self.kv.Expire, m.ExpireRequest(key=b"e", ttl_ms=ttl), timeout=5),
+                             grpc.StatusCode.INVALID_ARGUMENT)
+        self.assertEqual(self.kv.Ttl(m.TtlRequest(key=b"e"), timeout=5).ttl_ms, -1)
         self.kv.Expire(m.ExpireRequest(key=b"e", ttl_ms=30), timeout=5)
         time.sleep(0.1)
         self.assertEqual(code_of(self.kv.Get, m.GetRequest(key=b"e"), timeout=5), grpc.StatusCode.NOT_FOUND)
@@ -397,6 +402,14 @@ class GrpcTest(unittest.TestCase):
         self.assertEqual(p.stdout, b"41\n", p.stderr)
         p = run("ttl", "nokey")
         self.assertEqual(p.stdout, b"-2\n", p.stderr)
+        # EXPIRE with a TTL that is not positive deletes the key, as Redis (the API refuses such a TTL: the CLI
+        # deletes instead)
+        p = run("expire", "clik", "0")
+        self.assertEqual((p.returncode, p.stdout), (0, b"1\n"), p.stderr)
+        p = run("get", "clik")
+        self.assertEqual(p.stdout, b"\n", p.stderr)
+        p = run("pexpire", "clik", "-5")
+        self.assertEqual((p.returncode, p.stdout), (0, b"0\n"), p.stderr)
 
 
 @unittest.skipUnless(HAVE_GRPC, "python3-grpcio not installed")

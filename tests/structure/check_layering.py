@@ -7,9 +7,12 @@
                           spelling anywhere is <turret/middleware/NAME.hpp> (the bare <timeout/timeout.hpp>,
                           <builtin.hpp>, <testing/...> of the old layout are errors)
     services/kv/include/  (the key-value contracts) the framework and <turret/kv/...>
-    services/{resp,http,grpc}/  (front ends) the contracts, the framework, middleware headers, their own folder;
-                          never the in-process core (services/kv/...), another front end, or turretd
-    services/kv/          (the in-process core) the contracts and itself; never a front end or turretd
+    services/ops/         (the operations of REST and gRPC, <turret/ops/...>) the contracts, the framework and
+                          itself; never middleware, the core, a front end or turretd
+    services/{resp,http,grpc}/  (front ends) the contracts, the operations, the framework, middleware headers, their
+                          own folder; never the in-process core (services/kv/...), another front end, or turretd
+    services/kv/          (the in-process core) the contracts and itself; never the operations, a front end or
+                          turretd
     examples/, tests/package/  (what a third party writes: programs and plugins) public headers only: never services/
 
 Exits 1 and lists every violation (file:line: include).
@@ -33,10 +36,12 @@ def allowed(rel: str, inc: str) -> bool:
     if rel.startswith("framework/"):
         if inc.startswith("turret/kv/v1/"):  # the generated protocol (protos/), not the key-value contracts
             return True
-        return not inc.startswith(("services/", "turret/kv/", "turret/middleware/"))
+        return not inc.startswith(("services/", "turret/kv/", "turret/ops/", "turret/middleware/"))
     if rel.startswith("middleware/"):
-        return not inc.startswith(("services/", "turret/kv/"))
+        return not inc.startswith(("services/", "turret/kv/", "turret/ops/"))
     if rel.startswith("services/kv/include/"):
+        return not inc.startswith(("services/", "turret/ops/", "turret/middleware/"))
+    if rel.startswith("services/ops/"):
         return not inc.startswith(("services/", "turret/middleware/"))
     for fe in FRONT_ENDS:
         if rel.startswith(f"services/{fe}/"):
@@ -44,7 +49,7 @@ def allowed(rel: str, inc: str) -> bool:
                 return inc.startswith(f"services/{fe}/")
             return True
     if rel.startswith("services/kv/"):
-        return not inc.startswith(tuple(f"services/{x}/" for x in FRONT_ENDS + ("turretd",)))
+        return not inc.startswith(tuple(f"services/{x}/" for x in FRONT_ENDS + ("turretd", "ops")) + ("turret/ops/",))
     if rel.startswith(("examples/", "tests/package/")):
         return not inc.startswith("services/")
     return True

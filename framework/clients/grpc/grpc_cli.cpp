@@ -146,6 +146,14 @@ awaitable<int> run(grpc_kv_client& kv, std::vector<std::string> a, printer& p) {
       else if (o == "LT") c = expire_condition::if_less;
       else co_return usage();
     }
+    if (n <= 0 && c == expire_condition::always) {
+      // Redis deletes the key at once; the API's TTL must be positive, so this is a Delete.
+      const std::string_view key[] = {a[1]};
+      auto d = co_await kv.del(key);
+      if (!d) co_return p.error(d.error());
+      p.integer(*d);
+      co_return 0;
+    }
     auto r = co_await kv.expire(a[1], std::chrono::milliseconds(cmd[0] == 'E' ? n * 1000 : n), c);
     if (!r && r.error() != grpc_errc::not_found) co_return p.error(r.error());
     p.integer(r && *r ? 1 : 0);
