@@ -71,8 +71,9 @@ using kv_layer = any_layer<kv::request, kv::response>;
 /// `threads: 0`: one worker per core the process may run on (its CPU affinity, as a container's cpuset limits it),
 /// less one, at least one: 1 on 2 cores, 3 on 4, 15 on 16. The core left over is for the kernel's network processing
 /// (softirqs; on this project's 2-core reference machine about two thirds of a request's CPU is in the kernel) and for
-/// co-located processes. Measured on 2 cores (bench/bench_resp.sh --threads 1 vs --threads 2, with redis-benchmark
-/// on the same machine): one worker beats two on throughput and on CPU per request at -P 1 and -P 16.
+/// co-located processes. Measured on 2 cores (bench/bench_resp.sh against bench/bench_resp.sh --threads 2, figures in
+/// docs/architecture.md): one worker costs less CPU per request at -P 1 and -P 16; two give ~5% more throughput at
+/// -P 16.
 std::size_t auto_worker_threads() noexcept;
 
 struct server_section {
