@@ -228,14 +228,9 @@ call_base::call_base(std::shared_ptr<listener_shared> sh, grpc::CallbackServerCo
 call_base::~call_base() { sh_->remove(this); }
 
 void call_base::cancel_in_pipeline() noexcept {
-  add_ref();
   try {
-    asio::post(ex_, [this] {
-      ctx_.cancel();
-      release();
-    });
+    asio::post(ex_, [this, r = ref(this)] { ctx_.cancel(); });
   } catch (...) {  // the call still ends, at its deadline or when its pipeline answers
-    release();
     spdlog::warn("grpc: could not cancel a {} call in the pipeline (out of memory)", name());
   }
 }

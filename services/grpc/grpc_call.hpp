@@ -24,6 +24,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 namespace google::protobuf {
@@ -139,6 +140,25 @@ class call_base {
     if (refs_.fetch_sub(1, std::memory_order_acq_rel) == 1) delete this;
   }
 
+  /// One counted reference, released when the holder is destroyed. Coroutine completion handlers and posted handlers
+  /// hold one: a handler the runtime destroys without running it (a runtime stopped with work queued: shutdown, a
+  /// test's teardown) still releases its reference, so the call is not leaked.
+  class ref {
+   public:
+    explicit ref(call_base* c) noexcept : c_(c) { c_->add_ref(); }
+    ref(ref&& o) noexcept : c_(std::exchange(o.c_, nullptr)) {}
+    ref(const ref&) = delete;
+    ref& operator=(const ref&) = delete;
+    ref& operator=(ref&&) = delete;
+    ~ref() {
+      if (c_) c_->release();
+    }
+    call_base* get() const noexcept { return c_; }
+
+   private:
+    call_base* c_;
+  };
+
   /// True once, for the one party allowed to finish the reactor (the call's coroutine, or a forced close), which
   /// must then Finish with `s`: the call's request metrics are recorded with that status here.
   bool claim_finish(const grpc::Status& s) noexcept {
@@ -167,15 +187,13 @@ class call_base {
   /// handed to grpc: a Finish before that waits in the reactor's backlog until grpc binds it.
   template <class Body>
   void spawn(Body body) noexcept {
-    add_ref();
+    ref held(this);  // moved into the completion handler; released here if starting fails before that
     try {
-      boost::asio::co_spawn(ex_, body(), [this](std::exception_ptr e) noexcept {
-        if (e) force_finish(exception_status(name(), e));
-        release();
+      boost::asio::co_spawn(ex_, body(), [r = std::move(held)](std::exception_ptr e) noexcept {
+        if (e) r.get()->force_finish(exception_status(r.get()->name(), e));
       });
     } catch (...) {
       force_finish(exception_status(name(), std::current_exception()));
-      release();
     }
   }
 

@@ -298,22 +298,19 @@ class subscribe_call final : public call_base,
   }
 
   void post_pump() noexcept {
-    add_ref();
     try {
-      asio::post(ex_, [this] {
+      asio::post(ex_, [this, r = ref(this)] {
         {
           std::lock_guard lk(mutex_);
           pump_posted_ = false;
         }
         pump();
-        release();
       });
     } catch (...) {  // out of memory: the next write's completion, a cancel or the shutdown pumps instead
       {
         std::lock_guard lk(mutex_);
         pump_posted_ = false;
       }
-      release();
       spdlog::error("grpc: Subscribe could not schedule its writer (out of memory)");
     }
   }
