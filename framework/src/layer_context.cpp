@@ -9,6 +9,19 @@ metrics::registry& layer_context::metrics() const noexcept {
   return metric_registry ? *metric_registry : metrics::default_registry();
 }
 
+std::string layer_context::state_key(const config_node& entry) const {
+  YAML::Emitter out;
+  out.SetMapFormat(YAML::Flow);
+  out.SetSeqFormat(YAML::Flow);
+  out << entry.yaml();
+  std::string key = pipeline_name;
+  key += '\n';
+  key += entry.path();
+  key += '\n';
+  key += out.c_str();
+  return key;
+}
+
 spdlog::logger& layer_context::log() const noexcept { return logger ? *logger : *spdlog::default_logger_raw(); }
 
 }  // namespace turret

@@ -22,6 +22,8 @@
 // command table are shared_ptrs for that reason; the runtime and the registry outlive every pipeline built with
 // them. The objects it refers to are thread-safe (clock, registry, logger) or immutable (command table).
 #include <turret/clock.hpp>
+#include <turret/config.hpp>
+#include <turret/layer_state.hpp>
 
 #include <memory>
 #include <string>
@@ -57,6 +59,21 @@ struct layer_context {
   /// Name of the pipeline being built: "default" for turretd's top-level `pipeline:`, else its key in `pipelines:`.
   /// Layers label their metrics with it ({pipeline="..."}).
   std::string pipeline_name = "default";
+
+  /// Where stateful layers keep their state across configuration reloads (see layer_state.hpp); null = no
+  /// carry-over (tests, --check-config): shared_state() then makes fresh state each time.
+  std::shared_ptr<layer_state_store> states;
+
+  /// The state of type T of the layer built from `entry`: carried over from the configuration served before when
+  /// the entry is unchanged (same pipeline, same key path, same canonical YAML), else `make()` (a callable returning
+  /// std::shared_ptr<T>). A stateful layer takes all its shared state from here, once, in its factory.
+  template <class T, class Make>
+  std::shared_ptr<T> shared_state(const config_node& entry, Make&& make) const {
+    if (!states) return std::forward<Make>(make)();
+    return states->get_or_create<T>(state_key(entry), std::forward<Make>(make));
+  }
+  /// The key shared_state() files `entry` under: pipeline name, key path and canonical YAML of the entry.
+  std::string state_key(const config_node& entry) const;
 
   /// The registry to declare metrics in (never null).
   metrics::registry& metrics() const noexcept;
