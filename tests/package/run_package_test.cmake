@@ -96,7 +96,8 @@ endif()
 step(run "${build}/consumer")
 message(STATUS "consumer output:\n${step_output}")
 foreach(line "static: HELLO!" "static timeout: error: request timed out" "config: WORLD?"
-             "config timeout: error: request timed out" "consumer: ok")
+             "config timeout: error: request timed out" "served: OVER TCP?"
+             "served: -ERR request timed out" "served: AGAIN?" "consumer: ok")
   string(FIND "${step_output}" "${line}\n" pos)
   if(pos EQUAL -1)
     finish(FALSE "package test: consumer output lacks '${line}'")

@@ -11,9 +11,14 @@
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/bind_cancellation_slot.hpp>
 #include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/read_until.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <boost/asio/streambuf.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
 
 #ifdef CONSUMER_HAVE_HTTP_CLIENT
 #include <turret/clients/http_client.hpp>
@@ -85,6 +90,56 @@ turret::awaitable<void> check(const char* label, S& svc, std::string text, bool 
   std::cout << label << ": " << got << (ok ? "" : "  <-- expected: " + expected) << "\n";
 }
 
+// Serving the pipeline over TCP: one line in, one line out ("slow " prefix: a request that waits 10 s, which the
+// pipeline's timeout layer answers). One coroutine per connection, requests answered in order.
+using pipeline = turret::any_service<request, std::string>;
+
+turret::awaitable<void> session(asio::ip::tcp::socket sock, pipeline& svc) {
+  asio::streambuf in;
+  for (;;) {
+    auto [ec, n] = co_await asio::async_read_until(sock, in, '\n', asio::as_tuple(asio::use_awaitable));
+    if (ec) co_return;
+    std::string line(asio::buffers_begin(in.data()), asio::buffers_begin(in.data()) + static_cast<std::ptrdiff_t>(n) - 1);
+    in.consume(n);
+    request req;
+    req.slow = line.rfind("slow ", 0) == 0;
+    req.text = req.slow ? line.substr(5) : line;
+    auto r = co_await turret::ready_and_call(svc, req);
+    std::string reply = (r ? *r : "-ERR " + r.error().message()) + "\n";
+    auto [wec, w] = co_await asio::async_write(sock, asio::buffer(reply), asio::as_tuple(asio::use_awaitable));
+    if (wec) co_return;
+  }
+}
+
+turret::awaitable<void> serve_and_query(pipeline& svc) {
+  auto ex = co_await asio::this_coro::executor;
+  asio::ip::tcp::acceptor acceptor(ex, {asio::ip::make_address("127.0.0.1"), 0});
+  const auto ep = acceptor.local_endpoint();
+  asio::co_spawn(
+      ex,
+      [&]() -> turret::awaitable<void> {
+        auto [ec, sock] = co_await acceptor.async_accept(asio::as_tuple(asio::use_awaitable));
+        if (!ec) co_await session(std::move(sock), svc);
+      },
+      asio::detached);
+  asio::ip::tcp::socket client(ex);
+  co_await client.async_connect(ep, asio::use_awaitable);
+  std::cout << "serving on 127.0.0.1:" << ep.port() << "\n";
+  asio::streambuf in;
+  for (auto [send, expected] : {std::pair<std::string, std::string>{"over tcp", "OVER TCP?"},
+                                {"slow late", "-ERR request timed out"},
+                                {"again", "AGAIN?"}}) {
+    co_await asio::async_write(client, asio::buffer(send + "\n"), asio::use_awaitable);
+    const std::size_t n = co_await asio::async_read_until(client, in, '\n', asio::use_awaitable);
+    std::string got(asio::buffers_begin(in.data()), asio::buffers_begin(in.data()) + static_cast<std::ptrdiff_t>(n) - 1);
+    in.consume(n);
+    const bool ok = got == expected;
+    if (!ok) ++failures;
+    std::cout << "served: " << got << (ok ? "" : "  <-- expected: " + expected) << "\n";
+  }
+  client.close();
+}
+
 turret::awaitable<void> run() {
   auto stat = turret::service_builder{}
                   .layer(turret::timeout_layer(50ms))
@@ -107,6 +162,8 @@ turret::awaitable<void> run() {
   auto dyn = reg.build(cfg.child("pipeline"), turret::any_service<request, std::string>(upper_service{}));
   co_await check("config", dyn, "world", false, "WORLD?");
   co_await check("config timeout", dyn, "world", true, "error: request timed out");
+
+  co_await serve_and_query(dyn);
 
 #ifdef CONSUMER_HAVE_HTTP_CLIENT
   const std::string enc = turret::percent_encode("a b/c");
