@@ -3,6 +3,7 @@
 //   turretd                       run on the embedded default config (RESP on 127.0.0.1:6379)
 //   turretd --config FILE         run on FILE
 //   turretd --check-config FILE   validate FILE: exit 0 and "configuration OK", or exit 1 and "file:line:col: key: msg"
+//   turretd --print-default-config  print the embedded default configuration (a starting point for a file)
 //   turretd --version
 #include <services/turretd/config.hpp>
 #include <services/turretd/server.hpp>
@@ -26,6 +27,7 @@ void usage(std::FILE* out) {
   std::fputs(
       "usage: turretd [--config FILE]\n"
       "       turretd --check-config FILE\n"
+      "       turretd --print-default-config\n"
       "       turretd --version\n"
       "Without --config, turretd runs its embedded default configuration (RESP on 127.0.0.1:6379).\n",
       out);
@@ -48,6 +50,10 @@ int main(int argc, char** argv) {
     };
     if (a == "--version" || a == "-v") {
       std::printf("turretd %s\n", TURRET_VERSION);
+      return 0;
+    } else if (a == "--print-default-config") {
+      const std::string_view text = turret::turretd::default_config_yaml();
+      std::fwrite(text.data(), 1, text.size(), stdout);
       return 0;
     } else if (a == "--help" || a == "-h") {
       usage(stdout);
