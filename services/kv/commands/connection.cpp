@@ -7,6 +7,7 @@
 
 #include <charconv>
 #include <climits>
+#include <utility>
 #include <string>
 #include <vector>
 
@@ -137,7 +138,8 @@ void hello_cmd(command_ctx& c) {
       return;
     }
   }
-  if (user && pass && !authenticate(c, *user, *pass)) {
+  const bool checked = std::exchange(c.sess.auth_checked_by_layer, false);
+  if (user && pass && !checked && !authenticate(c, *user, *pass)) {
     reply_error(c.st, c.out, "WRONGPASS invalid username-password pair or user is disabled.");
     return;
   }
