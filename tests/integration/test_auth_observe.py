@@ -146,7 +146,7 @@ pipelines:
             reply = c.call("HELLO", "3", "AUTH", "ops", "ops-pw", "SETNAME", "obs")
             self.assertTrue(reply.startswith(b"%7\r\n"), reply)  # the store's HELLO reply, in RESP3
             self.assertIn(b"proto\r\n:3\r\n", reply)
-            self.assertEqual(c.call("CONFIG", "GET", "maxmemory")[:1], b"*")  # ops has admin
+            self.assertEqual(c.call("CONFIG", "GET", "maxmemory")[:1], b"%")  # ops has admin (a RESP3 map)
             self.assertEqual(c.call("CLIENT", "GETNAME"), b"$3\r\nobs\r\n")
 
     @unittest.skipIf(redis is None, "python3-redis not installed")
@@ -166,8 +166,10 @@ pipelines:
         wrong = redis.Redis(host="127.0.0.1", port=self.ports["resp"], username="alice", password="no",
                             socket_timeout=harness.IO_TIMEOUT)
         self.addCleanup(wrong.close)
-        with self.assertRaises(redis.exceptions.AuthenticationError):
+        # redis-py 4.3 raises the WRONGPASS of its connect-time AUTH as a plain ResponseError, as with redis-server
+        with self.assertRaises((redis.exceptions.AuthenticationError, redis.exceptions.ResponseError)) as cm:
             wrong.get("py:k")
+        self.assertEqual(str(cm.exception), "WRONGPASS invalid username-password pair or user is disabled.")
 
     def test_redis_cli(self):
         cli = harness.REDIS_CLI
@@ -197,7 +199,7 @@ pipelines:
         self.assertEqual(status, 401)
         # alice writes (Basic), svc-a reads (Bearer) but may not write
         status, _, body = self.http("PUT", "/v1/kv/h:k", b"v1", {"Authorization": basic("alice", "alice-pw")})
-        self.assertIn(status, (200, 204), body)
+        self.assertIn(status, (200, 201, 204), body)
         status, _, body = self.http("GET", "/v1/kv/h:k", headers={"Authorization": "Bearer tok-a"})
         self.assertEqual(status, 200, body)
         self.assertIn(b"v1", body)
