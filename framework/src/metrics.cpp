@@ -236,6 +236,17 @@ family<metrics::histogram>& registry::histogram(std::string_view name, std::stri
   return *find_or_add(name, metric_type::histogram, help, labels, &bounds).h;
 }
 
+const family<metrics::counter>* registry::find_counter(std::string_view name) const {
+  std::lock_guard lock(mu_);
+  auto it = families_.find(name);
+  return it == families_.end() ? nullptr : it->second.c.get();
+}
+const family<metrics::histogram>* registry::find_histogram(std::string_view name) const {
+  std::lock_guard lock(mu_);
+  auto it = families_.find(name);
+  return it == families_.end() ? nullptr : it->second.h.get();
+}
+
 void registry::gauge_callback(std::string_view name, std::string_view help, std::function<double()> fn) {
   if (!valid_name(name)) throw std::invalid_argument("invalid metric name '" + std::string(name) + "'");
   std::lock_guard lock(mu_);

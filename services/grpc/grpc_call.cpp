@@ -160,6 +160,9 @@ void init_call(grpc::CallbackServerContext* sctx, request_context& ctx, kv::sess
     ctx.set_request_id(std::string(id));
     if (echo) sctx->AddInitialMetadata("x-request-id", ctx.request_id());
   }
+  // The call's credentials for an auth layer ("Bearer <token>" / "Basic <base64>"): a view into grpc's metadata
+  // array, valid for the call.
+  ctx.credentials = find_client_metadata(*sctx, "authorization");
   // No deadline is gpr_inf_future (tv_sec INT64_MAX): checked on the raw value, deadline() converts it first.
   if (sctx->raw_deadline().tv_sec != std::numeric_limits<std::int64_t>::max()) {
     const auto left = sctx->deadline() - std::chrono::system_clock::now();

@@ -98,7 +98,8 @@ struct listener_shared {
   void for_each_open(F f);
 };
 
-/// Fills a call's context (protocol "grpc", peer (lazily), request id from `x-request-id` metadata, echoed; the
+/// Fills a call's context (protocol "grpc", peer (lazily), credentials from `authorization` metadata, request id
+/// from `x-request-id` metadata, echoed; the
 /// client's deadline) and session from grpc's server context. Used by both unary drivers and the streaming calls.
 /// The session stays unauthenticated (gRPC has no AUTH): with a requirepass set, commands fail with NOAUTH, i.e.
 /// UNAUTHENTICATED; the core checks the password under the store lock (reading it here would race CONFIG SET).

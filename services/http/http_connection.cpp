@@ -338,6 +338,10 @@ void connection::append_response(const rest_response& r, bool head, bool keep_al
     out_ += "\r\nRetry-After: ";
     out_ += std::to_string(r.retry_after);
   }
+  if (!r.www_authenticate.empty()) {
+    out_ += "\r\nWWW-Authenticate: ";
+    out_ += r.www_authenticate;
+  }
   out_ += "\r\nx-request-id: ";
   out_ += ctx_.request_id();
   if (!keep_alive) out_ += "\r\nConnection: close";
@@ -445,6 +449,10 @@ asio::awaitable<void> connection::serve() {
       co_return co_await codec_error(505, "http_version_not_supported", "HTTP/1.0 or HTTP/1.1 only");
     if (auto id = msg["x-request-id"]; valid_request_id(std::string_view(id.data(), id.size())))
       ctx_.set_request_id(std::string(id.data(), id.size()));
+    // Each request authenticates with its own credentials (the auth layer): nothing carries over from the previous one.
+    ctx_.identity.clear();
+    if (auto auth = msg[bhttp::field::authorization]; !auth.empty())
+      ctx_.credentials = std::string_view(auth.data(), auth.size());
     // The body's length, decided before any of it is read. A refusal closes the connection: whatever follows the
     // header in the same bytes (a smuggled request) is never run.
     if (const framing_verdict fv = request_framing(parser); !fv.ok())

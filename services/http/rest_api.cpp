@@ -59,6 +59,7 @@ void set_pipeline_error(rest_response& out, const error_code& ec, bool deadline_
   const http_error e = to_http_error(ec, deadline_passed);
   set_error(out, e.status, e.code, e.message);
   out.retry_after = e.retry_after;
+  if (e.status == 401) out.www_authenticate = R"(Bearer realm="turret", Basic realm="turret")";
 }
 
 std::string describe_exception(const std::exception_ptr& e) {

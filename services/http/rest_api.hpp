@@ -70,6 +70,7 @@ struct rest_response {
   std::string body;
   std::string_view allow;         ///< Allow header (405)
   int retry_after = 0;            ///< Retry-After header in seconds (429, 503 from a layer); 0 = none
+  std::string_view www_authenticate;  ///< WWW-Authenticate header (401 from a layer: the schemes the auth layer takes)
   bool close = false;             ///< close the connection after this response
   bool start_sse = false;         ///< subscribe: write event-stream headers, `body` is the first event, then stream
 };
@@ -79,7 +80,8 @@ std::string_view reason_phrase(int status) noexcept;
 /// Sets `out` to a JSON error response.
 void set_error(rest_response& out, int status, std::string_view code, std::string_view message);
 /// Maps a pipeline error (not a Redis error reply) to its response: <turret/error_mapping.hpp>, the table every
-/// front end uses. `deadline_passed`: a cancellation after the request's deadline is a timeout.
+/// front end uses; a 401 (errc::unauthenticated) carries `WWW-Authenticate: Bearer realm="turret", Basic
+/// realm="turret"` (the credentials the auth layer accepts, RFC 9110 11.6.1). `deadline_passed`: a cancellation after the request's deadline is a timeout.
 void set_pipeline_error(rest_response& out, const error_code& ec, bool deadline_passed = false);
 /// Replaces `out` with the response to an exception that escaped a request's handling: std::bad_alloc -> 503
 /// "unavailable", message "out of memory" (memory is short now and a retry may succeed: the status Redis's -OOM gets

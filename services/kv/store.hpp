@@ -192,6 +192,17 @@ class store {
   std::function<void(const shutdown_request&)> on_shutdown;
   bool request_shutdown(const shutdown_request& r);
 
+  /// INFO sections that only the process knows, beyond Redis's (turretd: "Pipelines", the metrics layers' counters).
+  /// Shown by `INFO <name>` (any case) and `INFO everything`, never by `INFO`/`INFO default`/`INFO all`, so INFO
+  /// stays section for section what redis-server answers. `fields` returns the section's lines ("field:value\r\n"
+  /// each); it runs with the store lock held: it must not call back into the store. Set before serving.
+  struct info_section {
+    std::string name;   ///< lower case, as INFO selects it: "pipelines"
+    std::string title;  ///< the "# Title" header: "Pipelines"
+    std::function<std::string()> fields;
+  };
+  std::vector<info_section> extra_info_sections;
+
   /// INFO server fields that only the process knows (set by turretd at start-up).
   struct process_info {
     std::string executable, config_file, run_id;

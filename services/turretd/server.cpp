@@ -1,6 +1,7 @@
 #include <services/kv/store.hpp>
 #include <services/turretd/server.hpp>
 #include <turret/kv/local.hpp>
+#include <turret/middleware/metrics.hpp>
 
 #include <boost/asio/post.hpp>
 #include <spdlog/spdlog.h>
@@ -68,6 +69,10 @@ void server::start() {
     // Called under the store lock from a worker: only post the stop.
     asio::post(rt_->context(0), [this] { request_shutdown(); });
   };
+
+  // INFO pipelines: the metrics layers' counters (the registry outlives the store: a process-wide one).
+  store_->extra_info_sections.push_back(
+      {"pipelines", "Pipelines", [reg = &layer_ctx_.metrics()] { return pipelines_info(*reg); }});
 
   // Every pipeline ends in the same core (copies of an any_service share it).
   layer_ctx_.rt = rt_.get();

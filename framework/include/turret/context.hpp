@@ -30,6 +30,12 @@ struct request_context {
 
   std::string_view protocol;                 ///< "resp", "http" or "grpc" (static storage)
   std::string identity;                      ///< authenticated principal; empty = anonymous
+  /// The credentials the request carries in its protocol's envelope, verbatim: HTTP's `Authorization` header value,
+  /// gRPC's `authorization` metadata ("Bearer <token>", "Basic <base64 of user:password>"); empty when none (RESP
+  /// authenticates with a command, AUTH / HELLO AUTH, not per request). Set by the front end for each request and
+  /// valid while the request runs (it views the front end's message); cleared by reset_for_next_request(). The auth
+  /// layer reads it (middleware/auth): a request with credentials is authenticated from them alone.
+  std::string_view credentials;
   clock::time_point deadline = clock::time_point::max();
 
   /// Remote address of the client (unspecified when not TCP). A front end either sets it (set_peer: a connection's
@@ -87,9 +93,11 @@ struct request_context {
   }
   bool cancelled() const noexcept { return cancelled_; }
 
-  /// Reset for reuse by the next request of the same connection (keeps protocol, peer, identity).
+  /// Reset for reuse by the next request of the same connection (keeps protocol, peer, identity: a RESP connection
+  /// authenticates once; front ends whose requests carry their own credentials clear identity themselves).
   void reset_for_next_request() {
     deadline = clock::time_point::max();
+    credentials = {};
     request_id_.clear();
     has_sample_ = false;
     cancelled_ = false;

@@ -142,6 +142,11 @@ class registry {
   family<metrics::histogram>& histogram(std::string_view name, std::string_view help, std::vector<std::string> labels = {},
                                std::vector<double> bounds = default_latency_buckets());
 
+  /// The family called `name` when it exists and has that type, else null (for readers that must not create one:
+  /// INFO's per-pipeline section). Valid for the registry's lifetime.
+  const family<metrics::counter>* find_counter(std::string_view name) const;
+  const family<metrics::histogram>* find_histogram(std::string_view name) const;
+
   /// A gauge computed at exposition time; `fn` runs on the scraping thread (keep it cheap and thread-safe).
   /// Registering the same name again replaces the callback (a restarted component re-registers).
   void gauge_callback(std::string_view name, std::string_view help, std::function<double()> fn);

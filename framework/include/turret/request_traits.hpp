@@ -8,7 +8,15 @@
 //   std::optional<std::string_view> routing_key(const Request&);  // the key to hash for sharding / affinity
 //   turret::retry_safety            retry_class(const Request&);  // may a failed attempt be sent again?
 //   turret::traffic_class           rate_class(const Request&);   // which budget the request draws from
+//   std::string_view                request_name(const Request&); // what the request is, for logs ("get")
 // ```
+// and, for the auth layer (middleware/auth), a request type whose protocol authenticates with a command of its own
+// (RESP's AUTH and HELLO ... AUTH) supplies
+// ```
+//   std::optional<turret::auth_credentials> auth_command(const Request&);
+//   std::optional<Response> auth_reply(Request&, turret::auth_verdict, std::string_view identity);
+// ```
+// (see auth_verdict below).
 // Layers never call them directly: they call turret::request_routing_key / request_retry_class /
 // request_rate_class below, which fall back to the conservative default when a request type supplies none (no
 // routing key, non_idempotent, write). The functions are cheap, noexcept and callable from any thread while the
@@ -19,6 +27,7 @@
 #include <cstdint>
 #include <optional>
 #include <string_view>
+#include <utility>
 
 namespace turret {
 
@@ -33,11 +42,32 @@ enum class retry_safety : std::uint8_t {
 /// The kind of traffic a request is, for rate limits and budgets.
 enum class traffic_class : std::uint8_t { read, write, admin, pubsub, connection };
 
+/// The credentials of an authentication command (RESP `AUTH [user] password`, `HELLO ... AUTH user password`).
+/// Views into the request's arguments.
+struct auth_credentials {
+  std::string_view user;  ///< empty when the command names no user (`AUTH password`: Redis's "default" user)
+  std::string_view password;
+  /// false: an accepted command is answered by auth_reply() (AUTH: +OK); true: it continues inward to the service,
+  /// whose reply is the command's (HELLO ... AUTH: the request then no longer authenticates, see auth_reply()).
+  bool continues = false;
+};
+
+/// What the auth layer decided about a request, for auth_reply():
+enum class auth_verdict : std::uint8_t {
+  accepted,         ///< auth_command()'s credentials are valid; `identity` is now the connection's identity
+  wrong_password,   ///< auth_command()'s credentials are not valid
+  unauthenticated,  ///< a request other than an authentication command, from a client not authenticated
+  forbidden,        ///< the authenticated identity may not send requests of this traffic class
+};
+
 namespace request_traits_detail {
 // Poison pills: unqualified calls below find only the request type's own functions (by ADL).
 void routing_key() = delete;
 void retry_class() = delete;
 void rate_class() = delete;
+void request_name() = delete;
+void auth_command() = delete;
+void auth_reply() = delete;
 
 template <class R>
 concept has_routing_key = requires(const R& r) {
@@ -51,6 +81,35 @@ template <class R>
 concept has_rate_class = requires(const R& r) {
   { rate_class(r) } -> std::same_as<traffic_class>;
 };
+
+template <class R>
+concept has_request_name = requires(const R& r) {
+  { request_name(r) } -> std::convertible_to<std::string_view>;
+};
+template <class R>
+concept has_auth_command = requires(const R& r) {
+  { auth_command(r) } -> std::same_as<std::optional<auth_credentials>>;
+};
+template <class R, class Response>
+concept has_auth_reply = requires(R& r, auth_verdict v, std::string_view id) {
+  { auth_reply(r, v, id) } -> std::convertible_to<std::optional<Response>>;
+};
+
+template <class R>
+std::string_view request_name_of(const R& r) noexcept {
+  if constexpr (has_request_name<R>) return request_name(r);
+  else return {};
+}
+template <class R>
+std::optional<auth_credentials> auth_command_of(const R& r) noexcept {
+  if constexpr (has_auth_command<R>) return auth_command(r);
+  else return std::nullopt;
+}
+template <class Response, class R>
+std::optional<Response> auth_reply_of(R& r, auth_verdict v, std::string_view identity) {
+  if constexpr (has_auth_reply<R, Response>) return auth_reply(r, v, identity);
+  else return std::nullopt;
+}
 
 template <class R>
 std::optional<std::string_view> routing_key_of(const R& r) noexcept {
@@ -84,6 +143,31 @@ retry_safety request_retry_class(const R& r) noexcept {
 template <class R>
 traffic_class request_rate_class(const R& r) noexcept {
   return request_traits_detail::rate_class_of(r);
+}
+
+/// What the request is, for logs and metrics (the key-value request: its command's name, "get", "client|list"; the
+/// first argument as sent for an unknown command: may be binary). Empty when its type supplies no request_name().
+template <class R>
+std::string_view request_name_of(const R& r) noexcept {
+  return request_traits_detail::request_name_of(r);
+}
+
+/// The credentials when the request is an authentication command of its protocol (RESP AUTH, HELLO ... AUTH); nullopt
+/// for any other request, and always when its type supplies no auth_command(). The auth layer answers such a
+/// request itself (it never reaches the service behind it unless auth_reply() lets it through).
+template <class R>
+std::optional<auth_credentials> request_auth_command(const R& r) noexcept {
+  return request_traits_detail::auth_command_of(r);
+}
+
+/// The auth layer's decision, answered in the request's protocol: an engaged optional is the request's response (its
+/// reply written into the request's reply sink: RESP's +OK, -WRONGPASS, -NOAUTH, -NOPERM texts); nullopt lets the
+/// layer go on: an accepted request continues inward (HELLO ... AUTH, whose reply is the service's), a rejected one
+/// fails with the layer's error (errc::unauthenticated or errc::permission_denied: 401/403 on HTTP, UNAUTHENTICATED /
+/// PERMISSION_DENIED on gRPC). Without auth_reply() every decision takes the second way.
+template <class Response, class R>
+std::optional<Response> request_auth_reply(R& r, auth_verdict v, std::string_view identity) {
+  return request_traits_detail::auth_reply_of<Response>(r, v, identity);
 }
 
 }  // namespace turret

@@ -7,6 +7,7 @@
 
 #include <charconv>
 #include <climits>
+#include <utility>
 #include <string>
 #include <vector>
 
@@ -112,6 +113,8 @@ bool set_name_or_reply(command_ctx& c, std::string_view name) {
 }
 
 void hello_cmd(command_ctx& c) {
+  // An auth layer in front accepted this HELLO's AUTH option (kv::auth_reply): consumed whatever HELLO answers.
+  const bool checked = std::exchange(c.sess.auth_checked_by_layer, false);
   long long ver = 0;
   std::size_t next = 1;
   if (c.args.size() >= 2) {
@@ -137,7 +140,7 @@ void hello_cmd(command_ctx& c) {
       return;
     }
   }
-  if (user && pass && !authenticate(c, *user, *pass)) {
+  if (user && pass && !checked && !authenticate(c, *user, *pass)) {
     reply_error(c.st, c.out, "WRONGPASS invalid username-password pair or user is disabled.");
     return;
   }

@@ -92,7 +92,6 @@ void info_cmd(command_ctx& c) {
       }
     }
   }
-  (void)everything;
   auto has = [&](std::string_view s) {
     for (auto& w : want)
       if (w == s) return true;
@@ -271,6 +270,11 @@ void info_cmd(command_ctx& c) {
       w.field("db" + std::to_string(i), "keys=" + std::to_string(db.size()) +
                                             ",expires=" + std::to_string(db.expires_size()) + ",avg_ttl=0");
     }
+  }
+  for (const auto& extra : st.extra_info_sections) {
+    if (!everything && !has(extra.name)) continue;
+    w.section(extra.title);
+    if (extra.fields) w.out += extra.fields();
   }
   c.out.verbatim(w.out, "txt");
 }

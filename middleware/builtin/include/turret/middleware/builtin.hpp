@@ -1,7 +1,10 @@
 #pragma once
 // Registration of turret's built-in layers under their config names.
+#include <turret/middleware/access_log.hpp>
+#include <turret/middleware/auth.hpp>
 #include <turret/middleware/concurrency_limit.hpp>
 #include <turret/middleware/fault.hpp>
+#include <turret/middleware/metrics.hpp>
 #include <turret/middleware/timeout.hpp>
 #include <turret/layer_context.hpp>
 #include <turret/registry.hpp>
@@ -20,6 +23,15 @@ void register_builtin_layers(layer_registry<Req, Resp>& reg) {
   });
   reg.add("fault", [](const config_node& entry, const layer_context& ctx) -> any_layer<Req, Resp> {
     return fault_layer(parse_fault_config(entry), ctx);
+  });
+  reg.add("metrics", [](const config_node& entry, const layer_context& ctx) -> any_layer<Req, Resp> {
+    return metrics_layer(parse_metrics_config(entry), ctx);
+  });
+  reg.add("access_log", [](const config_node& entry, const layer_context& ctx) -> any_layer<Req, Resp> {
+    return access_log_layer(parse_access_log_config(entry), ctx);
+  });
+  reg.add("auth", [](const config_node& entry, const layer_context& ctx) -> any_layer<Req, Resp> {
+    return auth_layer(parse_auth_config(entry), ctx);
   });
 }
 

@@ -42,6 +42,12 @@ inline traffic_class rate_class(const request& r) noexcept {
   return r.cmd ? rate_class(*r.cmd) : traffic_class::write;
 }
 
+/// The command's table name ("get", "client|list"); args[0] as sent when the command is unknown (may be binary).
+inline std::string_view request_name(const request& r) noexcept {
+  if (r.cmd && r.cmd->info) return r.cmd->info->name;
+  return r.args.empty() ? std::string_view() : r.args[0];
+}
+
 /// What the backend answered, as a value a layer can classify: the reply itself is in request.out (written there
 /// without a copy); the response says whether it is an error reply and which one, by its Redis code ("ERR",
 /// "WRONGTYPE", "MOVED", "TRYAGAIN", "LOADING", "BUSY", "OOM", ...). A Redis error reply is a successful call of the
@@ -69,5 +75,16 @@ class response {
   char code_[15] = {};
   unsigned char code_len_ = 0;
 };
+
+// The auth layer's binding (see <turret/request_traits.hpp> and middleware/auth):
+/// AUTH (`AUTH password`, `AUTH user password`: answered by the layer) and HELLO with its AUTH option (continues to
+/// the backend, which then skips the AUTH option's check: session::auth_checked_by_layer). Any other request, or
+/// AUTH with another number of arguments (the backend answers its syntax error): nullopt.
+std::optional<auth_credentials> auth_command(const request& r) noexcept;
+/// Redis's replies on RESP: accepted AUTH +OK; WRONGPASS, NOAUTH and NOPERM with redis-server 7.0's texts (NOPERM
+/// names the command as ACL does: "config|get"). An accepted AUTH or HELLO also marks the session authenticated
+/// (the layer is then the authority: the store's requirepass is not asked). On HTTP and gRPC rejections are left to
+/// the layer's error (401/403, UNAUTHENTICATED/PERMISSION_DENIED): nullopt.
+std::optional<response> auth_reply(request& r, auth_verdict v, std::string_view identity);
 
 }  // namespace turret::kv

@@ -49,6 +49,9 @@ struct session {
   int db = 0;
   int resp = 2;                         ///< protocol version (HELLO)
   bool authenticated = false;
+  /// Set by an auth layer that accepted a HELLO's AUTH option (kv::auth_reply): HELLO then skips its own check of
+  /// those credentials, once. Written and read by the connection's own request only.
+  bool auth_checked_by_layer = false;
   reply_mode replies = reply_mode::on;
   /// QUIT, or killed: the front end closes once the reply is flushed. Atomic: CLIENT KILL sets it from the killer's
   /// thread (under the backend's lock) while the victim's connection reads it on its own thread.

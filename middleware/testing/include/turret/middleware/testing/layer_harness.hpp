@@ -11,6 +11,9 @@
 //     EXPECT_TRUE(completes_after(out, 1s));  // pending at 1s - 1ms, done at 1s
 //   }
 #include <turret/middleware/testing/mock_service.hpp>
+#include <turret/layer_context.hpp>
+#include <turret/metrics.hpp>
+#include <turret/registry.hpp>
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -20,6 +23,7 @@
 #include <chrono>
 #include <memory>
 #include <optional>
+#include <string>
 
 namespace turret::testing {
 
@@ -51,5 +55,32 @@ struct layer_harness {
     return out.has_value();
   }
 };
+
+/// layer_harness plus a metrics registry of the test's own (counts start at 0) and the layer_context a factory or a
+/// layer constructor receives: the harness's clock, that registry, pipeline "p1".
+struct metered_harness : layer_harness {
+  metrics::registry reg;
+  layer_context lctx = [this] {
+    layer_context c;
+    c.clk = clk;
+    c.metric_registry = &reg;
+    c.pipeline_name = "p1";
+    return c;
+  }();
+};
+
+/// The config_error's what() of building the pipeline `pipeline:` of `yaml` (file name "turret.yaml") around
+/// `inner`; "no error" when it builds.
+template <class Req, class Resp>
+std::string build_error(const layer_registry<Req, Resp>& registry, const std::string& yaml,
+                        any_service<Req, Resp> inner, const layer_context& ctx) {
+  auto cfg = load_config_string(yaml, "turret.yaml");
+  try {
+    registry.build(cfg.child("pipeline"), std::move(inner), ctx);
+  } catch (const config_error& e) {
+    return e.what();
+  }
+  return "no error";
+}
 
 }  // namespace turret::testing
