@@ -12,6 +12,7 @@
 #include <gtest/gtest.h>
 
 #include <map>
+#include <thread>
 #include <string>
 #include <vector>
 
@@ -475,6 +476,45 @@ TEST_F(LoadBalanceTest, PermitsNeverLeak) {
   advance(1s);
   ASSERT_TRUE(out2 && *out2);
   for (auto& s : states) EXPECT_EQ(s->live_permits, 0);
+}
+
+TEST_F(LoadBalanceTest, ConcurrentFastPathsKeepCountsExact) {
+  // Four threads through one balancer: every request answered and counted once, the turns shared out evenly, no
+  // pending count left behind.
+  auto eps = endpoints(3);
+  for (auto& s : states) s->immediate = true;
+  auto svc = load_balance_layer(with_outlier(config(lb_config::policy::round_robin), 5, 300s, 300s), lctx)
+                 .balance(std::move(eps));
+  constexpr int per_thread = 20000;
+  std::atomic<int> answered{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&] {
+      mock_request req;
+      for (int k = 0; k < per_thread; ++k) {
+        if (svc.try_call_now(req)) answered.fetch_add(1);
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(answered, 4 * per_thread);
+  EXPECT_EQ(picks("e0") + picks("e1") + picks("e2"), 4u * per_thread);
+  for (auto& st : states) {
+    EXPECT_GT(st->calls, 4 * per_thread / 4);  // a third each, give or take the turns two threads took at once
+    EXPECT_LT(st->calls, 4 * per_thread / 2);
+  }
+  expect_no_leaks(svc.balancer());
+
+  // Failures of one endpoint reported from four threads at once: it is ejected exactly once.
+  threads.clear();
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&] {
+      for (int k = 0; k < 1000; ++k) svc.balancer().record(2, make_error_code(lb_errc::no_endpoint), std::nullopt);
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(ejections(), 1u);
+  EXPECT_EQ(svc.balancer().in_service(), 2u);
 }
 
 // --- from config -----------------------------------------------------------------------------------------------

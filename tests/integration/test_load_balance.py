@@ -9,6 +9,7 @@ balancer), so that each test sees its balancer fresh:
   HTTP and gRPC;
 - /metrics: turret_lb_ejections_total{pipeline} = 1, turret_lb_endpoints_healthy{pipeline} = 1,
   turret_lb_picks_total{pipeline,endpoint} = 3 for the bad endpoint;
+- active health checks on the server's runtime take the bad endpoint out before any request reaches it;
 - --check-config through the real binary: an unknown policy and a duplicate endpoint name name file, line and key.
 """
 from __future__ import annotations
@@ -19,6 +20,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import time
 import unittest
 from pathlib import Path
 
@@ -141,6 +143,39 @@ class EjectsTheFailingEndpoint(unittest.TestCase):
                 self.assertEqual(e.code(), grpc.StatusCode.UNAVAILABLE)
                 outcomes.append(False)
         self.check_outcomes(outcomes, "lb_grpc")
+
+
+class HealthChecksTakeOutTheFailingEndpoint(unittest.TestCase):
+    """Active health checks on the server's runtime: the bad endpoint's readiness probe fails (its fault aborts in
+    ready()), so within a few intervals it is out of service, before any request; then every request succeeds."""
+
+    @classmethod
+    def setUpClass(cls):
+        harness.require_turretd(cls)
+        text = config([("plain", "resp", None), ("resp", "resp", "checked"), ("http", "http", None)], """
+pipelines:
+  checked:
+    - layer: load_balance
+      policy: round_robin
+      endpoints:
+        - {name: good}
+        - {name: bad, pipeline: [{layer: fault, abort: {percent: 100, error: unavailable}}]}
+      health_check: {interval: 50ms, timeout: 1s, unhealthy: 2, healthy: 1}
+""")
+        cls.srv = harness.start_target(cls, text)
+        cls.ports = listener_ports(cls.srv, ["plain", "resp", "http"])
+
+    def test_out_before_any_request(self):
+        series = 'turret_lb_endpoints_healthy{pipeline="checked"}'
+        deadline = time.monotonic() + 5 * harness.TIMEOUT_SCALE
+        while metric(self.ports["http"], series) != 1:
+            self.assertLess(time.monotonic(), deadline, "the bad endpoint was not taken out of service")
+            time.sleep(0.05)
+        with harness.RespConn(self.ports["resp"]) as c:
+            for i in range(20):
+                self.assertEqual(c.call("SET", f"hc{i}", "v"), b"+OK\r\n")
+        self.assertEqual(metric(self.ports["http"], 'turret_lb_picks_total{pipeline="checked",endpoint="bad"}'), 0)
+        self.assertEqual(metric(self.ports["http"], 'turret_lb_picks_total{pipeline="checked",endpoint="good"}'), 20)
 
 
 class CheckConfig(unittest.TestCase):
