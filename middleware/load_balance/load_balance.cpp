@@ -84,14 +84,16 @@ lb_config parse_load_balance_config(const config_node& entry) {
   if (cfg.pol == lb_config::policy::round_robin && entry.has("p2c"))
     entry.child("p2c").fail("p2c options with policy round_robin (they apply to p2c, ring_hash and maglev)");
 
-  const config_node ring = options_block(entry, "ring_hash", "{vnodes: 160}", {"vnodes", "failover"});
+  const config_node ring = options_block(entry, "ring_hash", "{vnodes: 160}", {"vnodes", "failover", "hash_tag"});
   if (!ring.is_null()) {
     if (cfg.pol != lb_config::policy::ring_hash)
       ring.fail("ring_hash options with policy " + std::string(to_string(cfg.pol)));
     cfg.ring_hash.vnodes = static_cast<std::size_t>(ring.get_int("vnodes", 160, 1, 100000));
     cfg.ring_hash.failover = ring.get_bool("failover", true);
+    cfg.ring_hash.hash_tag = ring.get_bool("hash_tag", false);
   }
-  const config_node mag = options_block(entry, "maglev", "{table_size: 65537}", {"table_size", "failover"});
+  const config_node mag =
+      options_block(entry, "maglev", "{table_size: 65537}", {"table_size", "failover", "hash_tag"});
   if (!mag.is_null()) {
     if (cfg.pol != lb_config::policy::maglev) mag.fail("maglev options with policy " + std::string(to_string(cfg.pol)));
     if (mag.has("table_size")) {
@@ -100,6 +102,7 @@ lb_config parse_load_balance_config(const config_node& entry) {
       if (!is_prime(cfg.maglev.table_size)) t.fail("table_size must be a prime (e.g. 65537, 655373)");
     }
     cfg.maglev.failover = mag.get_bool("failover", true);
+    cfg.maglev.hash_tag = mag.get_bool("hash_tag", false);
   }
 
   const config_node out = options_block(

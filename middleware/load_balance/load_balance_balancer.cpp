@@ -190,7 +190,7 @@ std::size_t lb_balancer::pick_p2c(lazy_now& now) {
 }
 
 std::size_t lb_balancer::pick_keyed(std::string_view key, lazy_now& now) {
-  const std::uint64_t h = routing_hash(key);
+  const std::uint64_t h = routing_hash(key, ring_ ? cfg_->ring_hash.hash_tag : cfg_->maglev.hash_tag);
   const bool failover = ring_ ? cfg_->ring_hash.failover : cfg_->maglev.failover;
   const std::size_t owner = ring_ ? ring_->owner(h) : maglev_->owner(h);
   if (owner == no_endpoint_index) return owner;

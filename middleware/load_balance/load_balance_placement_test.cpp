@@ -30,6 +30,20 @@ TEST(LoadBalancePlacement, Xxhash64ReferenceValues) {
   EXPECT_NE(xxhash64("abc", 1), xxhash64("abc", 0));
 }
 
+TEST(LoadBalancePlacement, HashTagsFollowRedisClusterRule) {
+  EXPECT_EQ(hash_tag_of("{user1}:a"), "user1");
+  EXPECT_EQ(hash_tag_of("x{user1}:b"), "user1");
+  EXPECT_EQ(hash_tag_of("foo{bar}{zap}"), "bar");
+  EXPECT_EQ(hash_tag_of("foo{}{bar}"), "foo{}{bar}");  // an empty first tag: the whole key
+  EXPECT_EQ(hash_tag_of("{}"), "{}");
+  EXPECT_EQ(hash_tag_of("foo{{bar}}"), "{bar");
+  EXPECT_EQ(hash_tag_of("foo{bar"), "foo{bar");
+  EXPECT_EQ(hash_tag_of("plain"), "plain");
+  EXPECT_EQ(routing_hash("{user1}:a", true), routing_hash("{user1}:b", true));
+  EXPECT_EQ(routing_hash("{user1}:a", true), xxhash64("user1", 0));
+  EXPECT_EQ(routing_hash("{user1}:a", false), xxhash64("{user1}:a", 0));  // off by default
+}
+
 TEST(LoadBalancePlacement, IsPrime) {
   EXPECT_TRUE(is_prime(65537));
   EXPECT_TRUE(is_prime(2));

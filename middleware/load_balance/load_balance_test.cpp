@@ -12,6 +12,7 @@
 #include <gtest/gtest.h>
 
 #include <map>
+#include <set>
 #include <thread>
 #include <string>
 #include <vector>
@@ -236,6 +237,27 @@ TEST_F(LoadBalanceTest, KeyedPoliciesSendAKeyToOneEndpoint) {
       EXPECT_EQ(after[owner], before[owner] + 1) << to_string(pol) << " " << *req.key;  // the documented owner
     }
     expect_no_leaks(svc.balancer());
+  }
+}
+
+TEST_F(LoadBalanceTest, HashTagsKeepTaggedKeysTogether) {
+  lb_config c = config(lb_config::policy::ring_hash);
+  c.ring_hash.hash_tag = true;
+  auto svc = load_balance_layer(c, lctx).balance(endpoints(4));
+  for (auto& s : states) s->immediate = true;
+  for (int t = 0; t < 8; ++t) {
+    std::set<std::size_t> owners;
+    for (const char* suffix : {":a", ":b", ":c", ":d"}) {
+      keyed_request req;
+      req.key = "{tag" + std::to_string(t) + "}" + suffix;
+      const auto before = calls();
+      ASSERT_TRUE(svc.try_call_now(req));
+      const auto after = calls();
+      for (std::size_t i = 0; i < after.size(); ++i) {
+        if (after[i] != before[i]) owners.insert(i);
+      }
+    }
+    EXPECT_EQ(owners.size(), 1u) << t;
   }
 }
 

@@ -6,8 +6,8 @@
 // - layer: load_balance
 //   policy: p2c                 # p2c | round_robin | ring_hash | maglev
 //   p2c: {load: peak_ewma, decay: 10s, default_rtt: 1ms}   # load: peak_ewma | pending
-//   ring_hash: {vnodes: 160, failover: true}               # only with policy ring_hash
-//   maglev: {table_size: 65537, failover: true}            # only with policy maglev
+//   ring_hash: {vnodes: 160, failover: true, hash_tag: false}     # only with policy ring_hash
+//   maglev: {table_size: 65537, failover: true, hash_tag: false}  # only with policy maglev
 //   outlier: {consecutive_failures: 5, base_ejection: 30s, max_ejection: 300s, max_ejected_percent: 50}
 //   health_check: {interval: 5s, timeout: 1s, unhealthy: 3, healthy: 2}
 //   endpoints:                  # what to balance over (see "Endpoints")

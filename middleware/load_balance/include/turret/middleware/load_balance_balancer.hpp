@@ -40,10 +40,12 @@ struct lb_config {
   struct ring_hash_options {
     std::size_t vnodes = 160;  ///< points per endpoint
     bool failover = true;      ///< an unavailable owner's keys go to the next endpoint (else they fail)
+    bool hash_tag = false;     ///< hash only a key's {tag} (load_balance_placement.hpp)
   };
   struct maglev_options {
     std::size_t table_size = 65537;  ///< a prime > the number of endpoints
     bool failover = true;
+    bool hash_tag = false;
   };
   /// Passive health (Envoy's consecutive_5xx outlier detection).
   struct outlier_options {

@@ -8,6 +8,11 @@
 // seed 0 unless stated. A request's routing key (turret::request_routing_key: for a key-value command its first key,
 // taken as is: no `{hash tag}` extraction) is hashed to `h = XXH64(key, 0)`.
 //
+// # Hash tags (`hash_tag: true`, off by default)
+// Redis Cluster's rule: when the key has a `{` followed later by a `}` with at least one byte between them, only the
+// bytes between the first `{` and the first `}` after it are hashed ("{user1}:a" and "{user1}:b" hash as "user1";
+// "foo{}{bar}" and "{}" are hashed whole; "foo{{bar}}" hashes "{bar"). Keys that share a tag share an endpoint.
+//
 // # Endpoints are identified by name
 // Placement depends only on the set of endpoint NAMES and the policy's parameters: never on the order in which the
 // endpoints are listed, nor on anything else about them. Endpoints of an upstream store are named "host:port" as
@@ -44,8 +49,19 @@ namespace turret {
 /// XXH64 of `data` with `seed` (the reference algorithm; e.g. xxhash64("", 0) == 0xEF46DB3751D8E999).
 std::uint64_t xxhash64(std::string_view data, std::uint64_t seed = 0) noexcept;
 
-/// The hash of a routing key as placed by ring_hash and maglev: xxhash64(key, 0).
-inline std::uint64_t routing_hash(std::string_view key) noexcept { return xxhash64(key, 0); }
+/// The part of `key` that is hashed when hash tags are on (Redis Cluster's rule, above); the whole key otherwise.
+constexpr std::string_view hash_tag_of(std::string_view key) noexcept {
+  const auto open = key.find('{');
+  if (open == std::string_view::npos) return key;
+  const auto close = key.find('}', open + 1);
+  if (close == std::string_view::npos || close == open + 1) return key;
+  return key.substr(open + 1, close - open - 1);
+}
+
+/// The hash of a routing key as placed by ring_hash and maglev: xxhash64(key, 0), of its tag with `hash_tag`.
+inline std::uint64_t routing_hash(std::string_view key, bool hash_tag = false) noexcept {
+  return xxhash64(hash_tag ? hash_tag_of(key) : key, 0);
+}
 
 inline constexpr std::size_t no_endpoint_index = std::numeric_limits<std::size_t>::max();
 
