@@ -70,6 +70,16 @@ def metric(http_port: int, series: str) -> float:
     raise AssertionError(f"no series {series} in /metrics:\n{text}")
 
 
+def have_grpc() -> bool:
+    """Whether the gRPC client side is usable here (python3-grpcio and the generated modules)."""
+    try:
+        import grpc_support
+        grpc_support.stubs()
+        return True
+    except unittest.SkipTest:
+        return False
+
+
 def kv_stub(test: unittest.TestCase, port: int):
     """(the generated modules, a KV stub) on a channel to 127.0.0.1:port, closed at the test's cleanup."""
     import grpc
@@ -232,14 +242,9 @@ class TimeoutOverFaultDelay(unittest.TestCase):
     def setUpClass(cls):
         harness.require_turretd(cls)
         listeners = [("resp", "resp", "slow"), ("http", "http", "slow"), ("plain", "resp", None)]
-        cls.grpc = False
-        try:
-            import grpc_support
-            grpc_support.stubs()
+        cls.grpc = have_grpc()
+        if cls.grpc:
             listeners.append(("grpc", "grpc", "slow"))
-            cls.grpc = True
-        except unittest.SkipTest:
-            pass
         cls.srv = harness.start_target(cls, config(listeners, SLOW))
         cls.ports = listener_ports(cls.srv, [n for n, _, _ in listeners])
 
@@ -319,13 +324,7 @@ class OneReplyWhenTheLayerFails(unittest.TestCase):
     def setUpClass(cls):
         harness.require_turretd(cls)
         listeners = [("plain", "resp", None)]
-        cls.grpc = False
-        try:
-            import grpc_support
-            grpc_support.stubs()
-            cls.grpc = True
-        except unittest.SkipTest:
-            pass
+        cls.grpc = have_grpc()
         for p in ("abort", "partial"):
             listeners += [(f"resp_{p}", "resp", p), (f"http_{p}", "http", p)]
             if cls.grpc:

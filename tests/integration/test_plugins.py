@@ -353,7 +353,7 @@ class PluginErrors(unittest.TestCase):
         p = check_config(path)
         self.assertEqual(p.returncode, 1)
         self.assertIn("pipelines.greeted[1].layer: unknown layer 'hello' (registered: concurrency_limit, fault, "
-                      "timeout)", p.stderr)
+                      "load_balance, timeout)", p.stderr)
 
     def test_missing_file(self):
         missing = os.path.join(self.dir, "no", "libmissing.so")

@@ -29,6 +29,7 @@
 #include <string>
 #include <typeinfo>
 #include <utility>
+#include <vector>
 
 namespace spdlog {
 class logger;
@@ -95,6 +96,30 @@ struct layer_context {
   }
   bool has_commands() const noexcept { return commands_ != nullptr; }
 
+  /// Objects a host hands to the factories of the pipeline it builds, by type: what a configuration entry cannot
+  /// name by itself. layer_registry::make() puts the registry building the entry here (a layer that builds
+  /// sub-pipelines from its entry, as load_balance's endpoints, takes it with extension<layer_registry<Req, Resp>>());
+  /// a host adds its own (an upstream backend: the endpoint set load_balance balances, see load_balance.hpp).
+  /// Null when no T was given. The pointee must outlive the factory call only (a layer copies what it keeps).
+  template <class T>
+  std::shared_ptr<const T> extension() const noexcept {
+    for (const auto& [type, object] : extensions_) {
+      if (*type == typeid(T)) return std::static_pointer_cast<const T>(object);
+    }
+    return nullptr;
+  }
+  /// Sets (or replaces) the extension of type T.
+  template <class T>
+  void set_extension(std::shared_ptr<const T> object) {
+    for (auto& [type, held] : extensions_) {
+      if (*type == typeid(T)) {
+        held = std::move(object);
+        return;
+      }
+    }
+    extensions_.emplace_back(&typeid(T), std::move(object));
+  }
+
   /// A copy for the pipeline called `name`.
   layer_context for_pipeline(std::string name) const {
     layer_context c = *this;
@@ -105,6 +130,7 @@ struct layer_context {
  private:
   std::shared_ptr<const void> commands_;
   const std::type_info* commands_type_ = &typeid(void);
+  std::vector<std::pair<const std::type_info*, std::shared_ptr<const void>>> extensions_;
 };
 
 }  // namespace turret

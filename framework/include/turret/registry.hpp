@@ -71,7 +71,11 @@ class layer_registry {
       for (const auto& [n, f] : factories_) known += (known.empty() ? "" : ", ") + n;
       name_node.fail("unknown layer '" + name + "' (registered: " + (known.empty() ? "none" : known) + ")");
     }
-    return it->second(entry, ctx);
+    // The factory sees this registry as an extension of its context (layers that build sub-pipelines use it). Not
+    // owned: the registry outlives every factory call it makes.
+    layer_context with_registry = ctx;
+    with_registry.set_extension<layer_registry>(std::shared_ptr<const layer_registry>(std::shared_ptr<const void>(), this));
+    return it->second(entry, with_registry);
   }
 
   /// Parses every entry of `pipeline_list` (a YAML list; null = empty) into layers, validating all of them.

@@ -131,5 +131,29 @@ TEST(RegistryTest, EveryFactoryReceivesThePipelinesContext) {
             (std::vector<std::string>{"other 7 no-rt manual", "other 7 no-rt manual", "default none no-rt steady"}));
 }
 
+TEST(RegistryTest, FactoriesSeeTheirRegistryAndTheHostsExtensions) {
+  registry reg;
+  struct endpoints {
+    int n = 3;
+  };
+  std::vector<std::string> seen;
+  reg.add("probe", [&](const config_node&, const layer_context& ctx) -> any_layer<test::request, int> {
+    const auto self = ctx.extension<registry>();  // the registry building the entry (sub-pipelines)
+    const auto host = ctx.extension<endpoints>();
+    seen.push_back(std::string(self.get() == &reg ? "self" : "other") + " " +
+                   (host ? std::to_string(host->n) : "none"));
+    EXPECT_EQ(ctx.extension<int>(), nullptr);
+    return {};
+  });
+  auto cfg = load_config_string("pipeline: [{layer: probe}]\n");
+  layer_context ctx;
+  reg.make(cfg.child("pipeline").at(0), ctx);
+  ctx.set_extension(std::make_shared<const endpoints>());
+  ctx.set_extension(std::make_shared<const endpoints>(endpoints{4}));  // replaces
+  reg.make(cfg.child("pipeline").at(0), ctx);
+  EXPECT_EQ(seen, (std::vector<std::string>{"self none", "self 4"}));
+  EXPECT_EQ(ctx.extension<registry>(), nullptr);  // only the factory's copy of the context holds the registry
+}
+
 }  // namespace
 }  // namespace turret

@@ -4,6 +4,7 @@
 #include <turret/middleware/auth.hpp>
 #include <turret/middleware/concurrency_limit.hpp>
 #include <turret/middleware/fault.hpp>
+#include <turret/middleware/load_balance.hpp>
 #include <turret/middleware/metrics.hpp>
 #include <turret/middleware/timeout.hpp>
 #include <turret/layer_context.hpp>
@@ -11,7 +12,7 @@
 
 namespace turret {
 
-/// Registers "timeout", "concurrency_limit" and "fault" (later: more). Time-based layers take their clock from the
+/// Registers "timeout", "concurrency_limit", "fault" and "load_balance" (later: more). Time-based layers take their clock from the
 /// factory's layer_context (tests pass a manual_clock there); the fault layer its metrics registry and pipeline name.
 template <class Req, class Resp>
 void register_builtin_layers(layer_registry<Req, Resp>& reg) {
@@ -32,6 +33,10 @@ void register_builtin_layers(layer_registry<Req, Resp>& reg) {
   });
   reg.add("auth", [](const config_node& entry, const layer_context& ctx) -> any_layer<Req, Resp> {
     return auth_layer(parse_auth_config(entry), ctx);
+  });
+  // load_balance: endpoint sub-pipelines are built with the registry building the entry (a context extension).
+  reg.add("load_balance", [](const config_node& entry, const layer_context& ctx) -> any_layer<Req, Resp> {
+    return make_load_balance_layer<Req, Resp>(entry, ctx);
   });
 }
 
