@@ -107,6 +107,7 @@ TEST(ReloadDiff, ServerWideSettingsAreReportedNotApplied) {
   next += "store: {databases: 4, hz: 20}\n";
   next = replace(next, "  - {name: a, protocol: resp, address: '127.0.0.1:0'}",
                  "  - {name: a, protocol: resp, address: '127.0.0.1:0', resp: {maxclients: 10}}");
+  next = replace(next, "pipeline: edge}", "pipeline: edge, resp: {maxclients: 10}}");  // the same on every listener
   const auto d = diff_configs(*parse(base), *parse(next));
   EXPECT_TRUE(d.log_level_changed);  // applied live: not in not_applied
   ASSERT_EQ(d.not_applied.size(), 5u);
@@ -115,7 +116,7 @@ TEST(ReloadDiff, ServerWideSettingsAreReportedNotApplied) {
   EXPECT_EQ(d.not_applied[2], "store.databases: changed in the file; needs a restart (the running value stays)");
   EXPECT_EQ(d.not_applied[3], "store.hz: changed in the file; not applied by a reload (CONFIG SET it, or restart)");
   EXPECT_EQ(d.not_applied[4].substr(0, 36), "listeners[].resp (maxclients, timeou");
-  EXPECT_EQ(d.listeners_restarted, (names{"a"}));  // and the listener itself restarts with its new options
+  EXPECT_EQ(d.listeners_restarted, (names{"a", "b"}));  // and the listeners restart with their new options
 }
 
 TEST(ReloadDiff, SummaryJson) {
@@ -167,7 +168,7 @@ TEST_F(ServerReload, InvalidFileChangesNothing) {
   const auto states = srv_->layer_states();
   const auto r = reload();
   EXPECT_EQ(r.st, reload_result::status::invalid);
-  EXPECT_EQ(r.error, file_ + ":11:27: pipelines.edge[0].colour: unknown key 'colour' (allowed: layer, max)");
+  EXPECT_EQ(r.error, file_ + ":11:42: pipelines.edge[0].colour: unknown key 'colour' (allowed: layer, max)");
   EXPECT_EQ(srv_->pipeline("edge")->generation(), 1u);
   EXPECT_EQ(srv_->layer_states(), states);
   EXPECT_EQ(srv_->endpoints().size(), 2u);

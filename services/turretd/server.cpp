@@ -187,6 +187,8 @@ std::unique_ptr<listener> server::start_listener(const listener_config& lc, cons
     l->start();
   } catch (const std::system_error& e) {
     throw std::system_error(e.code(), "listener " + lc.name + " (" + lc.protocol + " " + lc.address + ")");
+  } catch (const boost::system::system_error& e) {  // what Asio's acceptor throws
+    throw std::system_error(std::error_code(e.code()), "listener " + lc.name + " (" + lc.protocol + " " + lc.address + ")");
   }
   const auto ep = l->local_endpoint();
   if (store_->process().tcp_port == 0 && lc.protocol == "resp") store_->process().tcp_port = ep.port();

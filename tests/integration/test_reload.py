@@ -107,6 +107,11 @@ class ReloadPipelines(ReloadBase):
             r.get("k")
         self.assertRegex(str(e.exception), r"^(ERR )?(unavailable: )?injected fault$")
         self.assertEqual(r.connection_pool._created_connections, 1)  # the same connection
+        # POST /admin/reload goes through the listener's pipeline like any request: this one fails every request.
+        status, body = post_reload(self.http)
+        self.assertEqual(status, 503, body)
+        self.assertEqual(body["error"]["code"], "unavailable")
+        self.assertEqual(self.reloads("success"), 1)
 
         self.sighup_and_wait(config())
         self.assertEqual(r.get("k"), b"v")
