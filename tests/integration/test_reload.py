@@ -197,6 +197,29 @@ class ReloadListeners(ReloadBase):
         self.assertEqual(c.getresponse().status, 200)
 
 
+HELLO_PLUGIN = os.environ.get("TURRET_HELLO_PLUGIN")
+
+
+class ReloadPlugins(ReloadBase):
+    def test_a_plugin_added_by_a_reload_is_loaded_and_stays(self):
+        if not HELLO_PLUGIN:
+            raise unittest.SkipTest("$TURRET_HELLO_PLUGIN not set (run through ctest)")
+        with_plugin = config("  - layer: hello\n", extra=f"plugins:\n  - {HELLO_PLUGIN}\n")
+        self.write(with_plugin)
+        status, body = post_reload(self.http)
+        self.assertEqual(status, 200, body)
+        self.assertEqual(body["plugins_loaded"], [HELLO_PLUGIN])
+        with harness.RespConn(self.resp) as c:
+            self.assertEqual(c.call("PING"), b"+PONG\r\n")
+        self.assertEqual(metric(self.http, 'turret_hello_requests_total{pipeline="default"}'), 1)
+
+        # No longer listed: it stays loaded (code is never unloaded), the reload says so.
+        self.write(config())
+        status, body = post_reload(self.http)
+        self.assertEqual(status, 200, body)
+        self.assertIn(f"reload: plugin {HELLO_PLUGIN} is no longer listed; it stays loaded".encode(), self.log())
+
+
 def parse_wrk(out: str) -> tuple[int, list[str]]:
     m = re.search(r"(\d+) requests in", out)
     problems = [l.strip() for l in out.splitlines() if "Socket errors" in l or "Non-2xx" in l]
