@@ -318,6 +318,51 @@ config_node load_config_file(const std::string& file_name) {
   return load_impl(in, file_name);
 }
 
+namespace {
+void append_canonical(std::string& out, const YAML::Node& n) {
+  if (!n.IsDefined() || n.IsNull()) {
+    out += '~';
+  } else if (n.IsScalar()) {
+    out += '"';
+    for (const char c : n.Scalar()) {
+      if (c == '"' || c == '\\') out += '\\';
+      if (c == '\n') {
+        out += "\\n";
+        continue;
+      }
+      out += c;
+    }
+    out += '"';
+  } else if (n.IsSequence()) {
+    out += '[';
+    bool first = true;
+    for (const auto& e : n) {
+      if (!first) out += ", ";
+      first = false;
+      append_canonical(out, e);
+    }
+    out += ']';
+  } else {
+    out += '{';
+    bool first = true;
+    for (auto it = n.begin(); it != n.end(); ++it) {
+      if (!first) out += ", ";
+      first = false;
+      append_canonical(out, it->first);
+      out += ": ";
+      append_canonical(out, it->second);
+    }
+    out += '}';
+  }
+}
+}  // namespace
+
+std::string canonical_text(const YAML::Node& node) {
+  std::string out;
+  append_canonical(out, node);
+  return out;
+}
+
 config_node load_config_string(std::string_view text, std::string name) {
   std::istringstream in{std::string(text)};
   return load_impl(in, std::move(name));

@@ -10,15 +10,11 @@ metrics::registry& layer_context::metrics() const noexcept {
 }
 
 std::string layer_context::state_key(const config_node& entry) const {
-  YAML::Emitter out;
-  out.SetMapFormat(YAML::Flow);
-  out.SetSeqFormat(YAML::Flow);
-  out << entry.yaml();
   std::string key = pipeline_name;
   key += '\n';
   key += entry.path();
   key += '\n';
-  key += out.c_str();
+  key += canonical_text(entry.yaml());  // the same for the same entry however it is written
   return key;
 }
 

@@ -314,5 +314,55 @@ TEST_F(ConcurrencyLimitTest, FactoryFromYaml) {
                "turret.yaml:4:5: pipeline[0].burst: unknown key 'burst' (allowed: layer, max)");
 }
 
+// Hot reload: a pipeline rebuilt from the same entry in a new state generation shares the limiter, so a slot held
+// by a request still running on the old pipeline counts against the new one; a changed entry gets a fresh limiter.
+TEST_F(ConcurrencyLimitTest, ReloadCarriesTheLimiterOverForAnUnchangedEntry) {
+  layer_registry<mock_request, int> reg;
+  register_builtin_layers(reg);
+  st->call_delay = 1s;
+  auto build = [&](const char* yaml, std::shared_ptr<layer_state_store> states) {
+    layer_context lctx;
+    lctx.clk = clk;
+    lctx.states = std::move(states);
+    auto cfg = load_config_string(yaml, "turret.yaml");
+    return reg.build(cfg.child("pipeline"), any_service<mock_request, int>(mock_service{st}), lctx);
+  };
+  const char* limit1 = "pipeline:\n  - layer: concurrency_limit\n    max: 1\n";
+  auto gen1 = std::make_shared<layer_state_store>();
+  auto old_pipeline = build(limit1, gen1);
+  mock_request held;
+  std::optional<result<int>> held_out;
+  start(old_pipeline, held, held_out);  // holds the only slot for 1s
+  ASSERT_EQ(st->calls, 1);
+
+  auto gen2 = std::make_shared<layer_state_store>(gen1);
+  auto new_pipeline = build(limit1, gen2);
+  gen2->drop_previous();
+  gen1.reset();
+  EXPECT_EQ(gen2->size(), 1u);
+  mock_request second;
+  std::optional<result<int>> second_out;
+  start(new_pipeline, second, second_out);
+  EXPECT_EQ(st->calls, 1) << "the slot held on the old pipeline must still count";
+  EXPECT_FALSE(second_out);
+  advance(1s);  // the held request ends on the old pipeline: its slot goes to the waiter on the new one
+  EXPECT_TRUE(held_out && *held_out);
+  EXPECT_EQ(st->calls, 2);
+  advance(1s);
+  EXPECT_TRUE(second_out && *second_out);
+
+  // A changed entry (max: 2) starts with a fresh limiter: both requests run at once.
+  auto gen3 = std::make_shared<layer_state_store>(gen2);
+  auto changed = build("pipeline:\n  - layer: concurrency_limit\n    max: 2\n", gen3);
+  mock_request c1, c2;
+  std::optional<result<int>> o1, o2;
+  start(new_pipeline, c1, o1);  // holds gen2's only slot
+  start(changed, c2, o2);
+  EXPECT_EQ(st->calls, 4);
+  advance(1s);
+  EXPECT_TRUE(o1 && *o1);
+  EXPECT_TRUE(o2 && *o2);
+}
+
 }  // namespace
 }  // namespace turret

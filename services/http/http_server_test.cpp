@@ -1,6 +1,7 @@
 // In-process tests of the HTTP listener: the in-process backend, its service as the pipeline, a runtime, raw sockets
 // as clients.
 #include <services/http/http_listener.hpp>
+#include <turret/kv/admin.hpp>
 #include <turret/kv/local.hpp>
 #include <turret/ops/command_probe.hpp>
 
@@ -10,6 +11,7 @@
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
+
 #include <gtest/gtest.h>
 
 #include <poll.h>
@@ -307,6 +309,60 @@ TEST_P(HttpServerProbed, EveryCommandCarriesItsResolvedMetadataToTheLayers) {
 
 INSTANTIATE_TEST_SUITE_P(Paths, HttpServerProbed, ::testing::Values(true, false),
                          [](const ::testing::TestParamInfo<bool>& i) { return i.param ? "Immediate" : "Suspended"; });
+
+// POST /admin/reload is a request through the listener's pipeline, of traffic class admin: every layer sees it (an
+// auth layer decides who may send it). Here nothing answers it at the end (the core alone): not available.
+TEST_P(HttpServerProbed, AdminReloadTravelsThePipelineAsAnAdminRequest) {
+  const std::string out =
+      exchange("POST /admin/reload HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+  EXPECT_NE(out.find("HTTP/1.1 404 Not Found"), std::string::npos) << out;
+  EXPECT_NE(out.find(R"("code":"not_available")"), std::string::npos) << out;
+  const ops::testing::expected_command want{"turret|reload", {}, false, traffic_class::admin};
+  const auto seen = log_->take();
+  ASSERT_EQ(seen.size(), 1u);
+  EXPECT_EQ(ops::testing::differences(seen[0], want, GetParam()), "");
+}
+
+/// A kv::admin_service at the end of the pipeline answering the reload with `reply_` (a JSON body, or an error).
+class HttpServerAdmin : public HttpServer {
+ protected:
+  kv::pipeline_service pipeline() override {
+    auto handler = std::make_shared<const kv::admin_handler>([this](kv::request& req) -> awaitable<result<kv::response>> {
+      kv::response resp;
+      if (reply_.starts_with("{")) {
+        req.out.bulk(reply_);
+      } else {
+        req.out.error(reply_);
+        resp.set_error(reply_);
+      }
+      co_return resp;
+    });
+    return kv::pipeline_service{kv::admin_service(backend_->service(), std::move(handler))};
+  }
+  std::string status_line(std::string_view reply) {
+    reply_ = reply;
+    out_ = exchange("POST /admin/reload HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+    return out_.substr(0, out_.find("\r\n"));
+  }
+  std::string reply_;
+  std::string out_;
+};
+
+TEST_F(HttpServerAdmin, ReloadOutcomesAsResponses) {
+  EXPECT_EQ(status_line(R"({"reloaded": true})"), "HTTP/1.1 200 OK");
+  EXPECT_TRUE(out_.ends_with("\r\n\r\n{\"reloaded\": true}")) << out_;
+  EXPECT_EQ(status_line("INVALIDCONFIG t.yaml:3:5: server.colour: unknown key 'colour'"), "HTTP/1.1 400 Bad Request");
+  EXPECT_NE(out_.find(R"({"error":{"code":"invalid_config","message":"t.yaml:3:5: server.colour: unknown key 'colour'"}})"),
+            std::string::npos)
+      << out_;
+  EXPECT_EQ(status_line("RELOADFAILED listener c (resp 127.0.0.1:1): in use"), "HTTP/1.1 500 Internal Server Error");
+  EXPECT_NE(out_.find(R"("code":"reload_failed","message":"listener c (resp 127.0.0.1:1): in use")"),
+            std::string::npos)
+      << out_;
+  // Other requests still reach the core.
+  const std::string put = exchange("PUT /v1/kv/k HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nConnection: close\r\n\r\nv");
+  EXPECT_NE(put.find("HTTP/1.1 201 Created"), std::string::npos) << put;
+}
 
 }  // namespace
 }  // namespace turret::http_frontend

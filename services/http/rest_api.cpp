@@ -4,6 +4,7 @@
 #include <services/http/rest_api.hpp>
 #include <services/http/rest_codec.hpp>
 #include <turret/error_mapping.hpp>
+#include <turret/kv/admin.hpp>
 #include <turret/kv/value_reply_builder.hpp>
 #include <turret/metrics.hpp>
 #include <turret/ops/run.hpp>
@@ -127,6 +128,33 @@ awaitable<result<std::vector<kv::reply_value>>> rest_api::exec(request_context& 
   co_return b.take();
 }
 
+awaitable<void> rest_api::handle_admin_reload(request_context& ctx, kv::session& sess, rest_response& out) {
+  const std::string_view args[] = {kv::reload_command_name};
+  const kv::resolved_command cmd = kv::resolve_admin(kv::reload_command(), args);
+  kv::value_reply_builder b(sess.resp);
+  const kv::pipeline_handle_type::snapshot pin = env_.pipeline.load();  // finishes on this pipeline
+  kv::request req{ctx, sess, args, b, &cmd};
+  const result<kv::response> r = co_await kv::dispatch(*pin, req);
+  if (!r) co_return set_pipeline_error(out, r.error());
+  const std::vector<kv::reply_value> replies = b.take();
+  if (replies.empty()) co_return set_error(out, 500, "internal", "no reply to the reload request");
+  const kv::reply_value& v = replies.front();
+  if (!v.is_error()) {
+    out.status = 200;
+    out.content_type = "application/json";
+    out.body = v.str;
+    co_return;
+  }
+  const std::string_view text = v.str;
+  const std::string_view code = text.substr(0, text.find(' '));
+  const std::string_view message = code.size() < text.size() ? text.substr(code.size() + 1) : std::string_view{};
+  if (code == kv::invalid_config_code) co_return set_error(out, 400, "invalid_config", message);
+  if (code == kv::reload_failed_code) co_return set_error(out, 500, "reload_failed", message);
+  if (text.starts_with("ERR unknown command"))
+    co_return set_error(out, 404, "not_available", "configuration reload is not available on this listener");
+  set_status_error(out, ops::status::redis_error(text));  // an error reply of a layer on the way (NOAUTH: 401)
+}
+
 bool rest_api::try_handle_now(const rest_request& req, request_context& ctx, kv::session& sess, rest_response& out) {
   if (req.m != method::get && req.m != method::head) return false;
   const auto [path, qs] = split_target(req.target);
@@ -196,6 +224,7 @@ awaitable<void> rest_api::handle(const rest_request& req, request_context& ctx, 
     co_return;
   }
 
+  if (m.r == route::admin_reload) co_return co_await handle_admin_reload(ctx, sess, out);
   if (m.r != route::subscribe) co_return co_await handle_kv(req, m, q, ctx, sess, out);
 
   // GET /v1/subscribe/{channel}: the connection holds the subscribed session (http_connection.cpp).

@@ -23,6 +23,9 @@
 //   GET      /v1/kv              scan steps: SCAN cursor MATCH prefix* COUNT limit   200 {"keys": [...], "next_cursor": ...}
 //   POST     /v1/publish/{ch}    publish: PUBLISH ch body     200 {"receivers": n}
 //   GET      /v1/subscribe/{ch}  SUBSCRIBE ch | PSUBSCRIBE ch (?pattern=true)   text/event-stream
+//   POST     /admin/reload       TURRET.RELOAD (<turret/kv/admin.hpp>), through the pipeline as an @admin request:
+//                                200 JSON summary | 400 invalid_config | 500 reload_failed | 404 not_available (the
+//                                pipeline does not end in an admin endpoint) | the pipeline's errors (an auth layer)
 // Errors: JSON {"error":{"code":"...","message":"..."}}. Pipeline errors: a timeout layer's `elapsed` -> 504,
 // limits / overload -> 429, cancelled (draining) -> 503, anything else -> 500. Operation outcomes and Redis error
 // replies: see rest_codec.hpp (not_found 404, precondition_failed 412, invalid_argument 400; WRONGTYPE and
@@ -142,6 +145,8 @@ class rest_api {
   /// The key-value routes (rest_ops.cpp): the request as an operation's input, run, its outcome as the response.
   awaitable<void> handle_kv(const rest_request& req, const match_result& m, const query& q, request_context& ctx,
                             kv::session& sess, rest_response& out);
+  /// POST /admin/reload: the reload request through the pipeline, its reply as the response.
+  awaitable<void> handle_admin_reload(request_context& ctx, kv::session& sess, rest_response& out);
   /// Runs `Op` on a pinned snapshot of the pipeline; true when it succeeded (`o` holds its output), else `out` holds
   /// the error response.
   template <class Op>

@@ -44,6 +44,7 @@ std::string_view route_name(route r) noexcept {
     case route::kv_incr: return "kv.incr";
     case route::publish: return "publish";
     case route::subscribe: return "subscribe";
+    case route::admin_reload: return "admin.reload";
     case route::not_found: return "not_found";
     case route::method_not_allowed: return "method_not_allowed";
     case route::bad_request: return "bad_request";
@@ -109,6 +110,11 @@ match_result match(method m, std::string_view path) {
   if (path == "/healthz") return get_only(m, route::healthz);
   if (path == "/readyz") return get_only(m, route::readyz);
   if (path == "/metrics") return get_only(m, route::metrics);
+  if (path == "/admin/reload") {
+    if (m != method::post) return not_allowed("POST");
+    out.r = route::admin_reload;
+    return out;
+  }
   if (path.substr(0, 4) != "/v1/") return out;
   std::string_view rest = path.substr(4);
 
@@ -275,7 +281,7 @@ const std::vector<route_doc>& route_table() {
       {"/v1/kv/{key}", "get"},       {"/v1/kv/{key}", "head"},      {"/v1/kv/{key}", "put"},
       {"/v1/kv/{key}", "delete"},    {"/v1/kv/{key}/ttl", "get"},   {"/v1/kv/{key}/ttl", "head"},
       {"/v1/kv/{key}/ttl", "put"},   {"/v1/kv/{key}/ttl", "delete"}, {"/v1/kv/{key}/incr", "post"},
-      {"/v1/publish/{channel}", "post"}, {"/v1/subscribe/{channel}", "get"},
+      {"/v1/publish/{channel}", "post"}, {"/v1/subscribe/{channel}", "get"}, {"/admin/reload", "post"},
   };
   return t;
 }

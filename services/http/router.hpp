@@ -11,6 +11,7 @@
 //   POST     /v1/kv/{key}/incr
 //   POST     /v1/publish/{channel}
 //   GET      /v1/subscribe/{channel}   (Server-Sent Events)
+//   POST     /admin/reload             (reload the server's configuration file: rest_api.hpp)
 //
 // `{key}` and `{channel}` are ONE path segment, percent-decoded, binary safe (a key containing '/' is sent as %2F).
 // Only the target's path is routed; the query string is parsed separately (parse_query).
@@ -46,6 +47,7 @@ enum class route : std::uint8_t {
   kv_incr,
   publish,
   subscribe,
+  admin_reload,        // POST /admin/reload
   not_found,           // no such path
   method_not_allowed,  // path exists, method does not (see match_result::allow)
   bad_request,         // malformed percent-encoding, empty key

@@ -95,6 +95,16 @@ TEST(HttpRouter, Routes) {
   EXPECT_EQ(key_error(std::string_view("\0", 1)), "");
 }
 
+TEST(HttpRouter, AdminReloadIsPostOnly) {
+  EXPECT_EQ(match(method::post, "/admin/reload").r, route::admin_reload);
+  EXPECT_EQ(route_name(route::admin_reload), "admin.reload");
+  const match_result get = match(method::get, "/admin/reload");
+  EXPECT_EQ(get.r, route::method_not_allowed);
+  EXPECT_EQ(get.allow, "POST");
+  EXPECT_EQ(match(method::post, "/admin/reload/x").r, route::not_found);
+  EXPECT_EQ(match(method::post, "/admin").r, route::not_found);
+}
+
 TEST(HttpRouter, RouteTableMatchesRouter) {
   for (const auto& d : route_table()) {
     std::string path(d.path);

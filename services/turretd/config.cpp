@@ -284,6 +284,7 @@ std::shared_ptr<const config> parse_config(const config_node& root, const regist
       }
     }
     l.options = fe->parse(e);
+    l.canonical = canonical_text(e.yaml());
     if (l.protocol == "resp") {
       const auto* o = std::any_cast<resp_frontend::resp_options>(&l.options);
       if (o) {
@@ -305,6 +306,8 @@ std::shared_ptr<const config> parse_config(const config_node& root, const regist
 
   return cfg;
 }
+
+std::string pipeline_config::canonical() const { return canonical_text(entries.yaml()); }
 
 const pipeline_config& config::pipeline(std::string_view name) const {
   auto it = pipelines.find(name);

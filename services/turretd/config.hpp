@@ -88,6 +88,8 @@ struct listener_config {
   boost::asio::ip::tcp::endpoint endpoint; ///< resolved (port 0 = any free port)
   std::any options;                        ///< what the protocol's frontend::parse returned
   std::string pipeline = "default";        ///< name of the pipeline its requests go through (defined: checked)
+  /// The entry's canonical_text() (<turret/config.hpp>): a reload restarts the listener when it differs.
+  std::string canonical;
 };
 
 /// The name of the top-level `pipeline:`.
@@ -98,6 +100,8 @@ struct pipeline_config {
   std::string name;
   config_node entries;                     ///< the YAML list, first entry outermost (null: no layers)
   std::size_t size() const noexcept { return entries.is_null() ? 0 : entries.size(); }
+  /// The entries' canonical_text() (what a reload compares to tell a changed pipeline from an unchanged one).
+  std::string canonical() const;
 };
 
 struct store_section {

@@ -1,14 +1,19 @@
 #include <services/kv/store.hpp>
 #include <services/turretd/server.hpp>
 #include <turret/kv/local.hpp>
+#include <turret/metrics.hpp>
 #include <turret/middleware/metrics.hpp>
 
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/use_awaitable.hpp>
 #include <spdlog/spdlog.h>
 
 #include <unistd.h>
 
 #include <climits>
+#include <csignal>
 #include <random>
 
 namespace turret::turretd {
@@ -39,7 +44,7 @@ std::string executable_path() {
 
 }  // namespace
 
-server::server(std::shared_ptr<const config> cfg, std::shared_ptr<const registries> regs, std::string config_file)
+server::server(std::shared_ptr<const config> cfg, std::shared_ptr<registries> regs, std::string config_file)
     : cfg_(std::move(cfg)),
       regs_(std::move(regs)),
       config_file_(std::move(config_file)),
@@ -50,7 +55,10 @@ kv::store& server::store() noexcept { return *store_; }
 server::~server() {
   if (rt_) rt_->stop();
   expiry_timer_.reset();
+  drain_timer_.reset();
+  reload_signal_.reset();
   listeners_.clear();
+  draining_.clear();
   rt_.reset();
 }
 
@@ -74,33 +82,23 @@ void server::start() {
   store_->extra_info_sections.push_back(
       {"pipelines", "Pipelines", [reg = &layer_ctx_.metrics()] { return pipelines_info(*reg); }});
 
-  // Every pipeline ends in the same core (copies of an any_service share it).
+  // Every pipeline ends in the same core (copies of an any_service share it), behind the admin endpoint.
   layer_ctx_.rt = rt_.get();
   layer_ctx_.set_commands<kv::command_table>(
       std::shared_ptr<const kv::command_table>(backend_, &backend_->commands()));  // keeps the backend alive
-  core_ = backend_->service();
+  layer_ctx_.states = std::make_shared<layer_state_store>();  // the first generation: reloads carry it over
+  admin_ = std::make_shared<const kv::admin_handler>([this](kv::request& req) { return admin_request(req); });
+  core_ = kv_pipeline(kv::admin_service(backend_->service(), admin_));
   for (const auto& [name, pc] : cfg_->pipelines) {
     auto layers = build_layers(pc, *regs_, layer_ctx_);
     pipelines_.emplace(name, kv_pipeline_handle(kv_layer_registry::wrap_all(layers, core_)));
   }
 
-  for (const auto& lc : cfg_->listeners) {
-    const frontend* fe = regs_->frontends.find(lc.protocol);
-    listener_env env{lc.name, lc.endpoint, lc.options, *rt_, shutdown_, backend_, pipelines_.at(lc.pipeline), &state_};
-    auto l = fe->create(std::move(env));
-    try {
-      l->start();
-    } catch (const std::system_error& e) {
-      throw std::system_error(e.code(), "listener " + lc.name + " (" + lc.protocol + " " + lc.address + ")");
-    }
-    const auto ep = l->local_endpoint();
-    if (store_->process().tcp_port == 0 && lc.protocol == "resp") store_->process().tcp_port = ep.port();
-    spdlog::info("listening {} {} name={} pipeline={}", lc.protocol, endpoint_string(ep), lc.name, lc.pipeline);
-    listeners_.push_back(std::move(l));
-  }
+  for (const auto& lc : cfg_->listeners) listeners_.push_back(start_listener(lc, pipelines_.at(lc.pipeline)));
 
   shutdown_.on_stop_accepting([this] {
     state_.store(server_state::draining, std::memory_order_release);
+    if (reload_signal_) reload_signal_->cancel();
     for (auto& l : listeners_) l->stop_accepting();
   });
   shutdown_.on_force_close([this] {
@@ -109,8 +107,23 @@ void server::start() {
         spdlog::warn("shutdown grace elapsed: closing {} remaining connection(s) of {}", l->connections(), l->name());
       l->force_close();
     }
+    for (auto& d : draining_) d.l->force_close();
   });
   rt_->handle_signals([this](int) { request_shutdown(); });
+
+  auto& reloads = metrics::default_registry().counter(
+      "turret_config_reloads_total", "Configuration reloads (SIGHUP, POST /admin/reload) by outcome", {"result"});
+  reloads_ok_ = &reloads.with({"success"});
+  reloads_failed_ = &reloads.with({"failure"});
+  last_reload_success_ = &metrics::default_registry()
+                              .gauge("turret_config_last_reload_success_timestamp_seconds",
+                                     "When the configuration was last loaded successfully (start-up or reload), "
+                                     "in seconds since the epoch")
+                              .with({});
+  last_reload_success_->set(unix_time_now());
+  drain_timer_ = std::make_unique<asio::steady_timer>(rt_->context(0));
+  reload_signal_ = std::make_unique<asio::signal_set>(rt_->context(0), SIGHUP);
+  arm_reload_signal();
 
   expiry_timer_ = std::make_unique<asio::steady_timer>(rt_->context(0));
   arm_expiry_timer();
@@ -158,9 +171,34 @@ kv_pipeline_handle* server::pipeline(std::string_view name) noexcept {
 }
 
 std::vector<asio::ip::tcp::endpoint> server::endpoints() const {
+  std::lock_guard lk(listeners_mu_);
   std::vector<asio::ip::tcp::endpoint> out;
   for (const auto& l : listeners_) out.push_back(l->local_endpoint());
   return out;
+}
+
+std::optional<asio::ip::tcp::endpoint> server::endpoint(std::string_view name) const {
+  std::lock_guard lk(listeners_mu_);
+  for (const auto& l : listeners_)
+    if (l->name() == name) return l->local_endpoint();
+  return std::nullopt;
+}
+
+std::unique_ptr<listener> server::start_listener(const listener_config& lc, const kv_pipeline_handle& pipeline) {
+  const frontend* fe = regs_->frontends.find(lc.protocol);
+  listener_env env{lc.name, lc.endpoint, lc.options, *rt_, shutdown_, backend_, pipeline, &state_};
+  auto l = fe->create(std::move(env));
+  try {
+    l->start();
+  } catch (const std::system_error& e) {
+    throw std::system_error(e.code(), "listener " + lc.name + " (" + lc.protocol + " " + lc.address + ")");
+  } catch (const boost::system::system_error& e) {  // what Asio's acceptor throws
+    throw std::system_error(std::error_code(e.code()), "listener " + lc.name + " (" + lc.protocol + " " + lc.address + ")");
+  }
+  const auto ep = l->local_endpoint();
+  if (store_->process().tcp_port == 0 && lc.protocol == "resp") store_->process().tcp_port = ep.port();
+  spdlog::info("listening {} {} name={} pipeline={}", lc.protocol, endpoint_string(ep), lc.name, lc.pipeline);
+  return l;
 }
 
 }  // namespace turret::turretd

@@ -142,6 +142,11 @@ class config_node {
   YAML::Mark fallback_mark_ = YAML::Mark();
 };
 
+/// A node's content as one line of text, the same for the same content however it is written (block or flow style,
+/// quoting, comments, spacing): scalars double-quoted with escapes, maps `{k: v, ...}` in written order, lists
+/// `[a, ...]`, null `~`. For comparing configuration (hot reload: an unchanged entry keeps its state).
+std::string canonical_text(const YAML::Node& node);
+
 /// Loads a YAML file (syntax errors -> config_error with position). The root is returned with an empty path.
 config_node load_config_file(const std::string& file_name);
 /// Parses YAML text; `name` is what errors call the source ("<embedded>" for a built-in default).

@@ -19,8 +19,10 @@ void register_builtin_layers(layer_registry<Req, Resp>& reg) {
   reg.add("timeout", [](const config_node& entry, const layer_context& ctx) -> any_layer<Req, Resp> {
     return timeout_layer(parse_timeout_config(entry), ctx.clk);
   });
-  reg.add("concurrency_limit", [](const config_node& entry, const layer_context&) -> any_layer<Req, Resp> {
-    return concurrency_limit_layer(parse_concurrency_limit_config(entry));
+  reg.add("concurrency_limit", [](const config_node& entry, const layer_context& ctx) -> any_layer<Req, Resp> {
+    const concurrency_limit_config cfg = parse_concurrency_limit_config(entry);
+    auto sem = ctx.shared_state<async_semaphore>(entry, [&] { return std::make_shared<async_semaphore>(cfg.max); });
+    return concurrency_limit_layer(cfg, std::move(sem));
   });
   reg.add("fault", [](const config_node& entry, const layer_context& ctx) -> any_layer<Req, Resp> {
     return fault_layer(parse_fault_config(entry), ctx);

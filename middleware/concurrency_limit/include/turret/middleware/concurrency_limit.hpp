@@ -10,6 +10,9 @@
 // - The permit is RAII: the slot is released when the call completes, or when the permit is dropped unspent.
 // - One limiter per wrap(): copies of the service share it (a pointer), so a copied service never doubles the limit.
 //   A service must outlive its in-flight requests (permits point at its limiter).
+// - From config, the limiter is the entry's shared state (layer_context::shared_state): a reload that leaves the
+//   entry unchanged gives the new pipeline the same limiter, so slots held by requests still running on the old
+//   pipeline keep counting against `max`.
 #include <turret/service.hpp>
 
 #include <boost/asio/any_completion_handler.hpp>
@@ -184,17 +187,23 @@ class concurrency_limit_layer {
  public:
   explicit concurrency_limit_layer(concurrency_limit_config cfg) : cfg_(cfg) {}
   explicit concurrency_limit_layer(std::size_t max) : cfg_{max} {}
+  /// Every wrap shares `shared` (cfg.max slots): the factory takes it from layer_context::shared_state, so that a
+  /// configuration reload that leaves the entry unchanged keeps the slots held by requests in flight counted.
+  concurrency_limit_layer(concurrency_limit_config cfg, std::shared_ptr<async_semaphore> shared)
+      : cfg_(cfg), shared_(std::move(shared)) {}
 
-  /// Each wrap creates one independent limiter.
+  /// Each wrap creates one independent limiter, unless the layer was given a shared one.
   template <class S>
   concurrency_limit_service<S> wrap(S inner) const {
-    return concurrency_limit_service<S>(std::move(inner), std::make_shared<async_semaphore>(cfg_.max));
+    return concurrency_limit_service<S>(std::move(inner),
+                                        shared_ ? shared_ : std::make_shared<async_semaphore>(cfg_.max));
   }
 
   const concurrency_limit_config& config() const noexcept { return cfg_; }
 
  private:
   concurrency_limit_config cfg_;
+  std::shared_ptr<async_semaphore> shared_;
 };
 
 }  // namespace turret
