@@ -2,24 +2,38 @@
 // Registration of turret's built-in layers under their config names.
 #include <turret/middleware/concurrency_limit.hpp>
 #include <turret/middleware/fault.hpp>
+#include <turret/middleware/load_shed.hpp>
+#include <turret/middleware/rate_limit.hpp>
 #include <turret/middleware/timeout.hpp>
 #include <turret/layer_context.hpp>
 #include <turret/registry.hpp>
 
 namespace turret {
 
-/// Registers "timeout", "concurrency_limit" and "fault" (later: more). Time-based layers take their clock from the
-/// factory's layer_context (tests pass a manual_clock there); the fault layer its metrics registry and pipeline name.
+/// Registers "timeout", "concurrency_limit", "fault", "rate_limit" and "load_shed" (later: more). Time-based layers
+/// take their clock from the factory's layer_context (tests pass a manual_clock there); the fault, rate_limit and
+/// load_shed layers their metrics registry and pipeline name; stateful layers (concurrency_limit, rate_limit) their
+/// state from ctx.shared_state, so a reload keeps it for an unchanged entry.
 template <class Req, class Resp>
 void register_builtin_layers(layer_registry<Req, Resp>& reg) {
   reg.add("timeout", [](const config_node& entry, const layer_context& ctx) -> any_layer<Req, Resp> {
     return timeout_layer(parse_timeout_config(entry), ctx.clk);
   });
-  reg.add("concurrency_limit", [](const config_node& entry, const layer_context&) -> any_layer<Req, Resp> {
-    return concurrency_limit_layer(parse_concurrency_limit_config(entry));
+  reg.add("concurrency_limit", [](const config_node& entry, const layer_context& ctx) -> any_layer<Req, Resp> {
+    const concurrency_limit_config cfg = parse_concurrency_limit_config(entry);
+    return concurrency_limit_layer(
+        cfg, ctx.shared_state<concurrency_limit_state>(entry, [&] { return concurrency_limit_state::make(cfg); }));
   });
   reg.add("fault", [](const config_node& entry, const layer_context& ctx) -> any_layer<Req, Resp> {
     return fault_layer(parse_fault_config(entry), ctx);
+  });
+  reg.add("rate_limit", [](const config_node& entry, const layer_context& ctx) -> any_layer<Req, Resp> {
+    const rate_limit_config cfg = parse_rate_limit_config(entry);
+    return rate_limit_layer(cfg, ctx,
+                            ctx.shared_state<rate_limit_state>(entry, [&] { return std::make_shared<rate_limit_state>(cfg); }));
+  });
+  reg.add("load_shed", [](const config_node& entry, const layer_context& ctx) -> any_layer<Req, Resp> {
+    return load_shed_layer(parse_load_shed_config(entry), ctx);
   });
 }
 

@@ -10,6 +10,9 @@
 //     start(svc, req, out);                   // ready_and_call, run until it suspends
 //     EXPECT_TRUE(completes_after(out, 1s));  // pending at 1s - 1ms, done at 1s
 //   }
+#include <turret/config.hpp>
+#include <turret/layer_context.hpp>
+#include <turret/metrics.hpp>
 #include <turret/middleware/testing/mock_service.hpp>
 
 #include <boost/asio/co_spawn.hpp>
@@ -20,6 +23,8 @@
 #include <chrono>
 #include <memory>
 #include <optional>
+#include <string>
+#include <string_view>
 
 namespace turret::testing {
 
@@ -51,5 +56,33 @@ struct layer_harness {
     return out.has_value();
   }
 };
+
+/// The harness plus a layer_context for layer factories and constructors: the harness's clock, a metrics registry of
+/// the test's own (counts start at 0) and the pipeline name "p1".
+struct context_harness : layer_harness {
+  metrics::registry reg;
+  layer_context lctx = [this] {
+    layer_context c;
+    c.clk = clk;
+    c.metric_registry = &reg;
+    c.pipeline_name = "p1";
+    return c;
+  }();
+
+  /// The value of counter `name`{pipeline="p1"}.
+  std::uint64_t count(std::string_view name) { return reg.counter(name, "", {"pipeline"}).with({"p1"}).value(); }
+};
+
+/// The text of the config_error that building the `pipeline` list of `yaml` (named "turret.yaml") around `inner`
+/// raises, or "no error".
+template <class Registry, class Inner>
+std::string build_error(const Registry& registry, std::string_view yaml, Inner inner, const layer_context& ctx = {}) {
+  try {
+    registry.build(load_config_string(yaml, "turret.yaml").child("pipeline"), std::move(inner), ctx);
+  } catch (const config_error& e) {
+    return e.what();
+  }
+  return "no error";
+}
 
 }  // namespace turret::testing
