@@ -71,7 +71,7 @@ struct coded_service {
   }
 };
 
-struct AccessLogTest : ::testing::Test, testing::metered_harness {
+struct AccessLogTest : ::testing::Test, testing::context_harness {
   std::shared_ptr<memory_sink> sink = std::make_shared<memory_sink>();
   // 2026-12-07T05:21:13.123Z
   std::function<std::chrono::system_clock::time_point()> wall = [] {

@@ -76,7 +76,7 @@ struct cmd_service {
   }
 };
 
-struct AuthTest : ::testing::Test, testing::metered_harness {
+struct AuthTest : ::testing::Test, testing::context_harness {
   int calls = 0;
 
   auth_config make_config(std::uint32_t anonymous = 0) {

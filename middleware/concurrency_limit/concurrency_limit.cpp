@@ -5,6 +5,8 @@
 #include <boost/asio/associated_executor.hpp>
 #include <boost/asio/post.hpp>
 
+#include <string>
+
 namespace turret {
 
 struct async_semaphore::waiter {
@@ -148,10 +150,95 @@ void async_semaphore::cancel(waiter* w) noexcept {
   complete(w, boost::asio::error::operation_aborted);
 }
 
+struct connection_semaphores::entry {
+  explicit entry(std::size_t max) : sem(max) {}
+  async_semaphore sem;
+  std::uint64_t id = 0;
+  std::size_t users = 0;
+};
+
+async_semaphore& connection_semaphores::ref::semaphore() const noexcept { return e_->sem; }
+
+connection_semaphores::~connection_semaphores() {
+  // Refs point at their entries: the state outlives every permit (services hold it by shared_ptr).
+  for (auto& sh : shards_) {
+    for (auto& [id, e] : sh.live) delete e;
+    for (entry* e : sh.spare) delete e;
+  }
+}
+
+connection_semaphores::ref connection_semaphores::acquire(std::uint64_t id) {
+  shard& sh = shard_of(id);
+  std::lock_guard lock(sh.mu);
+  auto [it, inserted] = sh.live.try_emplace(id, nullptr);
+  if (inserted) {
+    if (!sh.spare.empty()) {
+      it->second = sh.spare.back();  // full and without waiters: an idle entry is as good as a new one
+      sh.spare.pop_back();
+    } else {
+      try {
+        it->second = new entry(max_);
+      } catch (...) {
+        sh.live.erase(it);
+        throw;
+      }
+    }
+    it->second->id = id;
+  }
+  ++it->second->users;
+  return ref(this, it->second);
+}
+
+void connection_semaphores::unref(entry* e) noexcept {
+  shard& sh = shard_of(e->id);
+  std::lock_guard lock(sh.mu);
+  if (--e->users != 0) return;
+  // No permit, waiter or fast-path call of this connection is left: the semaphore is full and nobody waits.
+  sh.live.erase(e->id);
+  if (sh.spare.size() < spare_per_shard) {
+    try {
+      sh.spare.push_back(e);
+      return;
+    } catch (...) {
+    }
+  }
+  delete e;
+}
+
+std::size_t connection_semaphores::size() const {
+  std::size_t n = 0;
+  for (const auto& sh : shards_) {
+    std::lock_guard lock(sh.mu);
+    n += sh.live.size();
+  }
+  return n;
+}
+
+std::shared_ptr<concurrency_limit_state> concurrency_limit_state::make(const concurrency_limit_config& cfg) {
+  auto st = std::make_shared<concurrency_limit_state>();
+  if (cfg.scope == concurrency_limit_config::scope_kind::per_connection) {
+    st->per_connection = std::make_shared<connection_semaphores>(cfg.max);
+  } else {
+    st->global = std::make_shared<async_semaphore>(cfg.max);
+  }
+  return st;
+}
+
 concurrency_limit_config parse_concurrency_limit_config(const config_node& entry) {
-  entry.reject_unknown_keys({"layer", "max"});
+  entry.reject_unknown_keys({"layer", "max", "scope"});
   concurrency_limit_config cfg;
   cfg.max = static_cast<std::size_t>(entry.get_int("max", 1, std::int64_t{1} << 31));
+  if (entry.has("scope")) {
+    const config_node sc = entry.child("scope");
+    const std::string name = sc.as_string();
+    if (name == "global") {
+      cfg.scope = concurrency_limit_config::scope_kind::global;
+    } else if (name == "per_connection") {
+      cfg.scope = concurrency_limit_config::scope_kind::per_connection;
+    } else {
+      sc.fail("unknown scope '" + name + "' (expected global or per_connection)");
+    }
+  }
   return cfg;
 }
 

@@ -311,7 +311,9 @@ TEST_F(ConcurrencyLimitTest, FactoryFromYaml) {
   expect_error("pipeline:\n  - layer: concurrency_limit\n    max: many\n",
                "turret.yaml:3:10: pipeline[0].max: expected an integer, got 'many'");
   expect_error("pipeline:\n  - layer: concurrency_limit\n    max: 1\n    burst: 2\n",
-               "turret.yaml:4:5: pipeline[0].burst: unknown key 'burst' (allowed: layer, max)");
+               "turret.yaml:4:5: pipeline[0].burst: unknown key 'burst' (allowed: layer, max, scope)");
+  expect_error("pipeline:\n  - layer: concurrency_limit\n    max: 1\n    scope: per_client\n",
+               "turret.yaml:4:12: pipeline[0].scope: unknown scope 'per_client' (expected global or per_connection)");
 }
 
 // Hot reload: a pipeline rebuilt from the same entry in a new state generation shares the limiter, so a slot held
@@ -363,6 +365,148 @@ TEST_F(ConcurrencyLimitTest, ReloadCarriesTheLimiterOverForAnUnchangedEntry) {
   EXPECT_TRUE(o1 && *o1);
   EXPECT_TRUE(o2 && *o2);
 }
+
+/// Puts requests on connections: on_connections({&a, 1}, {&b, 2}).
+void on_connections(std::initializer_list<std::pair<mock_request*, std::uint64_t>> reqs) {
+  for (auto [r, id] : reqs) r->ctx.set_connection_id(id);
+}
+
+TEST_F(ConcurrencyLimitTest, PerConnectionLimitsEachConnectionSeparately) {
+  st->call_delay = 1s;
+  concurrency_limit_config cfg;
+  cfg.max = 1;
+  cfg.scope = concurrency_limit_config::scope_kind::per_connection;
+  auto svc = concurrency_limit_layer(cfg).wrap(mock_service{st});
+  mock_request a1, a2, b1;
+  on_connections({{&a1, 1}, {&a2, 1}, {&b1, 2}});
+  std::optional<result<int>> oa1, oa2, ob1;
+  start(svc, a1, oa1);
+  start(svc, a2, oa2);  // waits behind a1 (same connection)
+  start(svc, b1, ob1);  // another connection: its own slot
+  EXPECT_EQ(st->calls, 2);
+  EXPECT_EQ(st->peak_in_call, 2);
+  EXPECT_EQ(svc.connections().size(), 2u);
+  advance(1s);
+  EXPECT_TRUE(oa1 && *oa1);
+  EXPECT_TRUE(ob1 && *ob1);
+  EXPECT_FALSE(oa2);
+  EXPECT_EQ(svc.connections().size(), 1u);  // connection 2 is idle: its entry is gone
+  advance(1s);
+  EXPECT_TRUE(oa2 && *oa2);
+  EXPECT_EQ(svc.connections().size(), 0u);
+  EXPECT_EQ(st->live_permits, 0);
+}
+
+TEST_F(ConcurrencyLimitTest, PerConnectionFastPathCancellationAndMemory) {
+  st->immediate = true;
+  concurrency_limit_config cfg;
+  cfg.max = 2;
+  cfg.scope = concurrency_limit_config::scope_kind::per_connection;
+  auto svc = concurrency_limit_layer(cfg).wrap(mock_service{st});
+  for (std::uint64_t id = 1; id <= 1000; ++id) {
+    mock_request r;
+    r.ctx.set_connection_id(id);
+    auto out = svc.try_call_now(r);
+    ASSERT_TRUE(out && *out);
+  }
+  EXPECT_EQ(svc.connections().size(), 0u);  // nothing in flight: nothing kept
+  // A full connection: the fast path declines, a waiter can be cancelled, nothing leaks.
+  st->immediate = false;
+  st->call_delay = 1s;
+  mock_request r[3];
+  on_connections({{&r[0], 7}, {&r[1], 7}, {&r[2], 7}});
+  std::optional<result<int>> out[3];
+  for (int i = 0; i < 3; ++i) start(svc, r[i], out[i]);
+  st->immediate = true;
+  EXPECT_FALSE(svc.try_call_now(r[2]));
+  r[2].ctx.cancel();
+  io.poll();
+  ASSERT_TRUE(out[2]);
+  EXPECT_EQ(out[2]->error(), boost::asio::error::operation_aborted);
+  advance(1s);
+  EXPECT_TRUE(out[0] && *out[0] && out[1] && *out[1]);
+  EXPECT_EQ(svc.connections().size(), 0u);
+  EXPECT_EQ(st->live_permits, 0);
+}
+
+TEST(ConcurrencyLimitContext, ConnectionIds) {
+  const auto a = request_context::new_connection_id(), b = request_context::new_connection_id();
+  EXPECT_NE(a, 0u);
+  EXPECT_NE(a, b);
+  EXPECT_EQ(a >> 63, 0u);
+  request_context none;
+  EXPECT_EQ(none.connection_id(), 0u);  // no peer: unknown
+  request_context x, y, z;
+  x.set_peer({boost::asio::ip::make_address("10.1.2.3"), 5000});
+  y.set_peer({boost::asio::ip::make_address("10.1.2.3"), 5001});
+  z.set_peer({boost::asio::ip::make_address("10.1.2.3"), 5000});
+  EXPECT_EQ(x.connection_id() >> 63, 1u);  // derived from the peer (gRPC)
+  EXPECT_NE(x.connection_id(), y.connection_id());
+  EXPECT_EQ(x.connection_id(), z.connection_id());
+  x.reset_for_next_request();
+  EXPECT_EQ(x.connection_id(), z.connection_id());
+}
+
+TEST_F(ConcurrencyLimitTest, TryReady) {
+  auto svc = concurrency_limit_layer(1).wrap(mock_service{st});
+  mock_request req;
+  auto p = svc.try_ready(req.ctx);
+  ASSERT_TRUE(p && *p);
+  EXPECT_TRUE((*p)->inner);
+  EXPECT_EQ(svc.semaphore().available(), 0u);
+  EXPECT_FALSE(svc.try_ready(req.ctx));  // full: would wait
+  p.reset();
+  EXPECT_EQ(svc.semaphore().available(), 1u);
+  EXPECT_EQ(st->live_permits, 0);
+  st->ready_error = make_error_code(boost::asio::error::connection_refused);
+  auto e = svc.try_ready(req.ctx);
+  ASSERT_TRUE(e);
+  EXPECT_EQ(e->error(), boost::asio::error::connection_refused);
+  EXPECT_EQ(svc.semaphore().available(), 1u);
+  // The inner service would wait: the slot is taken, the inner ready() deferred to call().
+  st->ready_error = {};
+  st->ready_delay = 400ms;
+  auto d = svc.try_ready(req.ctx);
+  ASSERT_TRUE(d && *d);
+  EXPECT_FALSE((*d)->inner);
+  std::optional<result<int>> out;
+  boost::asio::co_spawn(
+      io, [&]() -> awaitable<void> { out.emplace(co_await svc.call(std::move(**d), req)); }, boost::asio::detached);
+  io.poll();
+  EXPECT_EQ(svc.semaphore().available(), 0u);
+  EXPECT_TRUE(completes_after(out, 400ms));
+  EXPECT_TRUE(*out);
+  EXPECT_EQ(svc.semaphore().available(), 1u);
+  EXPECT_EQ(st->live_permits, 0);
+}
+
+TEST_F(ConcurrencyLimitTest, FactoryStateCarriesOverAndScopeFromYaml) {
+  layer_registry<mock_request, int> reg;
+  register_builtin_layers(reg);
+  layer_context lctx;
+  lctx.clk = clk;
+  lctx.states = std::make_shared<layer_state_store>();
+  st->call_delay = 1s;
+  const char* yaml = "pipeline:\n  - {layer: concurrency_limit, max: 1, scope: per_connection}\n";
+  auto one = reg.build(load_config_string(yaml, "turret.yaml").child("pipeline"),
+                       any_service<mock_request, int>(mock_service{st}), lctx);
+  auto two = reg.build(load_config_string(yaml, "turret.yaml").child("pipeline"),
+                       any_service<mock_request, int>(mock_service{st}), lctx);
+  mock_request a, b, c;
+  on_connections({{&a, 3}, {&b, 3}, {&c, 4}});
+  std::optional<result<int>> oa, ob, oc;
+  start(one, a, oa);
+  start(two, b, ob);  // the rebuilt pipeline shares the limiter: connection 3 is full
+  start(two, c, oc);
+  EXPECT_EQ(st->calls, 2);
+  advance(1s);
+  EXPECT_TRUE(oa && *oa && oc && *oc);
+  EXPECT_FALSE(ob);
+  advance(1s);
+  EXPECT_TRUE(ob && *ob);
+  EXPECT_EQ(st->live_permits, 0);
+}
+
 
 }  // namespace
 }  // namespace turret

@@ -332,6 +332,27 @@ TEST_F(FaultTest, TheSeedMakesDecisionsReproducible) {
   EXPECT_GT(same_ac, 400);
 }
 
+TEST_F(FaultTest, TryReadyDecidesAsReady) {
+  mock_request req;
+  auto delayed = fault_layer(make_config({{1s, 100}}, {}), lctx).wrap(mock_service{st});
+  EXPECT_FALSE(delayed.try_ready(req.ctx));  // a delay: would wait, nothing counted
+  EXPECT_EQ(injected("delay"), 0u);
+  auto aborting = fault_layer(make_config({}, {{fault_errc::overloaded, 100}}), lctx).wrap(mock_service{st});
+  auto a = aborting.try_ready(req.ctx);
+  ASSERT_TRUE(a);
+  EXPECT_EQ(a->error(), fault_errc::overloaded);
+  EXPECT_EQ(injected("abort"), 1u);
+  auto passing = fault_layer(make_config({{1s, 0}}, {{fault_errc::internal, 0}}), lctx).wrap(mock_service{st});
+  auto p = passing.try_ready(req.ctx);
+  ASSERT_TRUE(p && *p);
+  EXPECT_EQ(st->live_permits, 1);
+  p.reset();
+  EXPECT_EQ(st->live_permits, 0);
+  any_service<mock_request, int> erased(delayed);
+  EXPECT_TRUE(erased.supports_try_ready());
+  EXPECT_FALSE(erased.try_ready(req.ctx));
+}
+
 TEST_F(FaultTest, FactoryFromYaml) {
   layer_registry<mock_request, int> registry;
   register_builtin_layers(registry);

@@ -16,7 +16,7 @@ using namespace std::chrono_literals;
 using testing::mock_request;
 using testing::mock_service;
 
-struct MetricsLayerTest : ::testing::Test, testing::metered_harness {
+struct MetricsLayerTest : ::testing::Test, testing::context_harness {
 
   std::uint64_t count(std::string_view layer, std::string_view outcome) {
     return reg.counter("turret_layer_requests_total", "", {"pipeline", "layer", "outcome"})

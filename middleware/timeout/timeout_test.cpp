@@ -194,6 +194,40 @@ TEST_F(TimeoutTest, FastPathForwards) {
   EXPECT_EQ(**r, 4);
 }
 
+TEST_F(TimeoutTest, TryReadyDeadlineBoundsTheCall) {
+  st->call_delay = 2s;
+  auto svc = timeout_layer(1s, clk).wrap(mock_service{st});
+  mock_request req;
+  auto p = svc.try_ready(req.ctx);
+  ASSERT_TRUE(p && *p);
+  EXPECT_EQ(st->live_permits, 1);
+  advance(400ms);  // the deadline started with the probe
+  std::optional<result<int>> out;
+  boost::asio::co_spawn(
+      io, [&]() -> awaitable<void> { out.emplace(co_await svc.call(std::move(**p), req)); }, boost::asio::detached);
+  io.poll();
+  EXPECT_TRUE(completes_after(out, 600ms));
+  EXPECT_EQ(out->error(), timeout_errc::elapsed);
+  EXPECT_EQ(st->live_permits, 0);
+  // The inner service would wait: so does the probe.
+  st->ready_delay = 1ms;
+  EXPECT_FALSE(svc.try_ready(req.ctx));
+  // A probed permit spent after its deadline: elapsed without calling inward.
+  st->ready_delay = {};
+  mock_request late;
+  auto q = svc.try_ready(late.ctx);
+  ASSERT_TRUE(q && *q);
+  advance(1s);
+  const int calls = st->calls;
+  out.reset();
+  boost::asio::co_spawn(
+      io, [&]() -> awaitable<void> { out.emplace(co_await svc.call(std::move(**q), late)); }, boost::asio::detached);
+  io.poll();
+  ASSERT_TRUE(out);
+  EXPECT_EQ(out->error(), timeout_errc::elapsed);
+  EXPECT_EQ(st->calls, calls);
+}
+
 TEST_F(TimeoutTest, RealClock) {
   st->clk = steady_clock();
   st->ready_delay = 10s;

@@ -138,6 +138,7 @@ connection::connection(std::shared_ptr<listener_shared> sh, tcp::socket sock)
   const auto peer = sock_.remote_endpoint(ec);
   ctx_.protocol = "http";
   if (!ec) ctx_.set_peer(peer);
+  ctx_.set_connection_id(request_context::new_connection_id());
   sess_.protocol_name = "http";
   sess_.addr = ec ? std::string("?:0") : endpoint_string(peer);
   sess_.laddr = sh_->laddr;

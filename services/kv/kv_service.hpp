@@ -24,6 +24,8 @@ class kv_service {
   kv_service(std::shared_ptr<store> st, std::shared_ptr<const command_table> table);
 
   awaitable<result<unit_permit>> ready(request_context&) { co_return unit_permit{}; }
+  /// Always ready (see turret::probing_service): load_shed right above the core never sheds.
+  std::optional<result<unit_permit>> try_ready(request_context&) { return result<unit_permit>(unit_permit{}); }
   awaitable<result<response>> call(unit_permit, request& req) { co_return execute(req); }
 
   /// Immediate fast path (see turret::immediate_service): the core never suspends, so a pipeline of layers that

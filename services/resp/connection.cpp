@@ -72,6 +72,7 @@ asio::awaitable<void> connection::run_impl() {
   sess_.host = this;
   ctx_.protocol = "resp";
   ctx_.set_peer(sock_.remote_endpoint(ec));
+  ctx_.set_connection_id(request_context::new_connection_id());
 
   // Everything below is undone by destructors, in reverse order, however this coroutine ends: returning, an
   // exception, or its frame destroyed unresumed when the runtime stops. In particular the session is detached

@@ -156,6 +156,15 @@ class any_service {
   /// True when the whole erased chain implements try_call_now (it may still return nullopt at run time).
   bool supports_immediate() const noexcept { return impl_ && impl_->immediate; }
 
+  /// Non-suspending readiness probe (see probing_service in service.hpp): nullopt = ready() would wait. Returns
+  /// nullopt at once when the erased service has no try_ready.
+  std::optional<result<any_permit>> try_ready(request_context& ctx) {
+    if (!impl_->probing) return std::nullopt;
+    return impl_->try_ready(ctx);
+  }
+  /// True when the erased service implements try_ready (it may still return nullopt at run time).
+  bool supports_try_ready() const noexcept { return impl_ && impl_->probing; }
+
   explicit operator bool() const noexcept { return impl_ != nullptr; }
 
   /// The erased service if it is an S (for tests and introspection), else nullptr.
@@ -171,7 +180,9 @@ class any_service {
     virtual awaitable<result<any_permit>> ready(request_context& ctx) = 0;
     virtual awaitable<result<Response>> call(any_permit permit, Request& req) = 0;
     virtual std::optional<result<Response>> try_call_now(Request& req) = 0;
+    virtual std::optional<result<any_permit>> try_ready(request_context& ctx) = 0;
     bool immediate = false;
+    bool probing = false;
   };
 
   template <class S>
@@ -184,6 +195,22 @@ class any_service {
         } else {
           this->immediate = true;
         }
+      }
+      if constexpr (probing_service<S>) this->probing = probe_supported(svc);
+    }
+
+    std::optional<result<any_permit>> try_ready(request_context& ctx) override {
+      if constexpr (probing_service<S>) {
+        auto p = svc.try_ready(ctx);
+        if (!p) return std::nullopt;
+        if (!*p) return result<any_permit>(p->error());
+        if constexpr (std::is_same_v<typename S::permit_type, any_permit>) {
+          return std::move(*p);
+        } else {
+          return result<any_permit>(any_permit(std::move(**p)));
+        }
+      } else {
+        return std::nullopt;
       }
     }
 

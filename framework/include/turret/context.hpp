@@ -59,6 +59,25 @@ struct request_context {
     peer_source_ = source;
   }
 
+  /// The client connection the request came in on, for per-connection limits: a process-unique id that a front
+  /// end assigns once per connection (set_connection_id(new_connection_id()): RESP and HTTP/1.1 connections). A
+  /// front end that does not see its connections (grpc++ hides the HTTP/2 connection behind its calls) leaves it
+  /// unset, and the id is then derived on first use from the peer's address and port, which name one TCP connection
+  /// while it is open (such ids have the top bit set, so they never equal an assigned one). 0 = unknown (no id and
+  /// no peer port: requests made in-process, tests): all such requests count as one connection.
+  std::uint64_t connection_id() {
+    if (connection_id_ == 0) {
+      const endpoint& ep = peer();
+      if (ep.port() != 0) connection_id_ = derived_connection_id(ep);
+    }
+    return connection_id_;
+  }
+  void set_connection_id(std::uint64_t id) noexcept { connection_id_ = id; }
+  /// A new process-unique connection id (a counter from 1; never has the top bit set).
+  static std::uint64_t new_connection_id() noexcept;
+  /// The id of the connection from `ep` (address and port mixed; top bit set).
+  static std::uint64_t derived_connection_id(const endpoint& ep) noexcept;
+
   /// Request id: the one the client sent (x-request-id, gRPC metadata) or one generated on first use.
   const std::string& request_id() {
     if (request_id_.empty()) request_id_ = generate_request_id();
@@ -120,6 +139,7 @@ struct request_context {
 
  private:
   endpoint peer_;
+  std::uint64_t connection_id_ = 0;
   peer_resolver peer_resolver_ = nullptr;
   const void* peer_source_ = nullptr;
   std::string request_id_;

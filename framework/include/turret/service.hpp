@@ -4,6 +4,7 @@
 #include <turret/result.hpp>
 
 #include <boost/asio/awaitable.hpp>
+#include <boost/asio/error.hpp>
 
 #include <concepts>
 #include <optional>
@@ -69,6 +70,16 @@ concept contextual_request = requires(Request& r) {
   { r.context() } -> std::same_as<request_context&>;
 };
 
+/// The request's context when it carries one, else `fallback` (a layer's code path for requests without one).
+template <class Request>
+request_context& context_or(Request& req, request_context& fallback) noexcept {
+  if constexpr (contextual_request<Request>) {
+    return req.context();
+  } else {
+    return fallback;
+  }
+}
+
 /// # Optional extension: immediate completion (synchronous fast path)
 /// A service MAY also provide
 /// ```
@@ -95,6 +106,62 @@ std::optional<result<typename S::response_type>> try_call_now(S& s, Request& req
   } else {
     return std::nullopt;
   }
+}
+
+/// # Optional extension: non-suspending readiness probe
+/// A service MAY also provide
+/// ```
+///   std::optional<result<permit_type>> try_ready(request_context& ctx);
+/// ```
+/// which answers what `ready(ctx)` would answer if it can do so without suspending: a permit (the same RAII
+/// reservation ready() gives, spent by call()), or an error, or `std::nullopt` WITHOUT ANY SIDE EFFECT when ready()
+/// would have to wait (for a slot, a token, a timer). load_shed is built on it: it turns "would wait" into
+/// `overloaded` instead of queueing (tower's LoadShed over poll_ready).
+///
+/// A layer answers for its own readiness and probes its inner service:
+/// - a layer that reserves nothing (timeout) forwards the inner answer; one whose readiness is a wait of its own
+///   (fault's delay) returns nullopt when that wait applies;
+/// - a layer that reserves capacity (concurrency_limit's slot, rate_limit's token) takes it without suspending, then
+///   probes its inner service. When the inner service would wait (or cannot be probed), the layer still returns a
+///   permit holding its reservation, and call() first awaits the inner ready(): its ready() holds the reservation
+///   while it awaits the inner readiness anyway, so the reservation bounds the same wait either way. Hence
+///   `load_shed` sheds on the capacity of the layer right below it (put it directly above the limit to shed on).
+/// A service without it is treated as "would suspend" by the free function `try_ready(s, ctx)`;
+/// `probe_supported(s)` tells the two apart (load_shed over a service it cannot probe awaits ready() and sheds
+/// nothing).
+template <class S>
+concept probing_service = requires(S& s, request_context& ctx) {
+  { s.try_ready(ctx) } -> std::same_as<std::optional<result<typename S::permit_type>>>;
+};
+
+/// True when `s` answers try_ready (an erased service: when its whole erased chain does).
+template <class S>
+bool probe_supported(const S& s) noexcept {
+  if constexpr (requires { s.supports_try_ready(); }) {
+    return s.supports_try_ready();
+  } else {
+    return probing_service<S>;
+  }
+}
+
+/// `s.try_ready(ctx)` when S provides it, else nullopt ("use ready()").
+template <class S>
+std::optional<result<typename S::permit_type>> try_ready(S& s, request_context& ctx) {
+  if constexpr (probing_service<S>) {
+    return s.try_ready(ctx);
+  } else {
+    return std::nullopt;
+  }
+}
+
+/// The inner readiness a layer's try_ready deferred to call() (see probing_service): `s.ready()` for the request's
+/// context (operation_aborted at once if it was cancelled meanwhile).
+template <class S, class Request>
+awaitable<result<typename S::permit_type>> deferred_ready(S& s, Request& req) {
+  request_context none;
+  request_context& ctx = context_or(req, none);
+  if (ctx.cancelled()) co_return make_error_code(boost::asio::error::operation_aborted);
+  co_return co_await s.ready(ctx);
 }
 
 /// The permit of a service that is always ready.

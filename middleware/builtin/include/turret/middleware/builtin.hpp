@@ -6,14 +6,17 @@
 #include <turret/middleware/fault.hpp>
 #include <turret/middleware/load_balance.hpp>
 #include <turret/middleware/metrics.hpp>
+#include <turret/middleware/load_shed.hpp>
+#include <turret/middleware/rate_limit.hpp>
 #include <turret/middleware/timeout.hpp>
 #include <turret/layer_context.hpp>
 #include <turret/registry.hpp>
 
 namespace turret {
 
-/// Registers "timeout", "concurrency_limit", "fault" and "load_balance" (later: more). Time-based layers take their clock from the
-/// factory's layer_context (tests pass a manual_clock there); the fault layer its metrics registry and pipeline name.
+/// Registers every built-in layer under its config name. Time-based layers take their clock from the factory's
+/// layer_context (tests pass a manual_clock there), layers that count their metrics registry and pipeline name, and
+/// stateful layers their state from ctx.shared_state, so a reload keeps it for an unchanged entry.
 template <class Req, class Resp>
 void register_builtin_layers(layer_registry<Req, Resp>& reg) {
   reg.add("timeout", [](const config_node& entry, const layer_context& ctx) -> any_layer<Req, Resp> {
@@ -21,8 +24,8 @@ void register_builtin_layers(layer_registry<Req, Resp>& reg) {
   });
   reg.add("concurrency_limit", [](const config_node& entry, const layer_context& ctx) -> any_layer<Req, Resp> {
     const concurrency_limit_config cfg = parse_concurrency_limit_config(entry);
-    auto sem = ctx.shared_state<async_semaphore>(entry, [&] { return std::make_shared<async_semaphore>(cfg.max); });
-    return concurrency_limit_layer(cfg, std::move(sem));
+    return concurrency_limit_layer(
+        cfg, ctx.shared_state<concurrency_limit_state>(entry, [&] { return concurrency_limit_state::make(cfg); }));
   });
   reg.add("fault", [](const config_node& entry, const layer_context& ctx) -> any_layer<Req, Resp> {
     return fault_layer(parse_fault_config(entry), ctx);
@@ -39,6 +42,14 @@ void register_builtin_layers(layer_registry<Req, Resp>& reg) {
   // load_balance: endpoint sub-pipelines are built with the registry building the entry (a context extension).
   reg.add("load_balance", [](const config_node& entry, const layer_context& ctx) -> any_layer<Req, Resp> {
     return make_load_balance_layer<Req, Resp>(entry, ctx);
+  });
+  reg.add("rate_limit", [](const config_node& entry, const layer_context& ctx) -> any_layer<Req, Resp> {
+    const rate_limit_config cfg = parse_rate_limit_config(entry);
+    return rate_limit_layer(cfg, ctx,
+                            ctx.shared_state<rate_limit_state>(entry, [&] { return std::make_shared<rate_limit_state>(cfg); }));
+  });
+  reg.add("load_shed", [](const config_node& entry, const layer_context& ctx) -> any_layer<Req, Resp> {
+    return load_shed_layer(parse_load_shed_config(entry), ctx);
   });
 }
 

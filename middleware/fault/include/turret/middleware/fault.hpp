@@ -170,6 +170,20 @@ class fault_service {
     co_return co_await inner_.ready(ctx);
   }
 
+  /// Non-suspending probe: nullopt when a delay applies to this request (ready() will decide the same and wait), the
+  /// abort error when only a request-phase abort applies (counted, as in ready()), else the inner service's probe.
+  std::optional<result<permit_type>> try_ready(request_context& ctx)
+    requires probing_service<S>
+  {
+    const detail::fault_shared& sh = *shared_;
+    if (sh.delay.applies(ctx)) return std::nullopt;
+    if (!sh.abort_after_inner && sh.abort.applies(ctx)) {
+      sh.count_abort();
+      return result<permit_type>(sh.abort_error);
+    }
+    return inner_.try_ready(ctx);
+  }
+
   awaitable<result<response_type>> call(permit_type p, auto& req) {
     result<response_type> r = co_await inner_.call(std::move(p), req);
     co_return after_inner(std::move(r), req.context());

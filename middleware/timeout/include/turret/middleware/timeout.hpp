@@ -98,7 +98,29 @@ class timeout_service {
     return inner_.try_call_now(req);
   }
 
+  /// Non-suspending probe: the inner service's try_ready (nullopt when it would wait). The deadline starts now, as
+  /// in ready(); it is registered (in this thread's deadline queue) when call() starts, so it bounds the call.
+  std::optional<result<permit_type>> try_ready(request_context& ctx)
+    requires probing_service<S>
+  {
+    if (!probe_supported(inner_)) return std::nullopt;
+    const auto deadline = shared_->clk->now() + shared_->duration;
+    auto r = inner_.try_ready(ctx);
+    if (!r) return std::nullopt;
+    if (!*r) return result<permit_type>(r->error());
+    if (deadline < ctx.deadline) ctx.deadline = deadline;
+    permit_type p{deadline_entry(deadline, &ctx), std::nullopt};
+    p.inner.emplace(std::move(**r));
+    return result<permit_type>(std::move(p));
+  }
+
   awaitable<result<response_type>> call(permit_type p, auto& req) {
+    if (!p.entry.linked() && !p.entry.expired() && p.entry.context() != nullptr) {  // from try_ready
+      const auto ex = co_await boost::asio::this_coro::executor;
+      deadline_queue& q = deadline_queue::get(shared_->owner, shared_->clk, ex);
+      if (q.get_clock().now() >= p.entry.deadline()) co_return timeout_errc::elapsed;
+      q.push(p.entry);
+    }
     if (p.entry.expired() || !p.inner) co_return timeout_errc::elapsed;
     auto r = co_await inner_.call(std::move(*p.inner), req);
     const bool expired = p.entry.expired();

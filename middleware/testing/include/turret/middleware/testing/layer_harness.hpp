@@ -10,9 +10,10 @@
 //     start(svc, req, out);                   // ready_and_call, run until it suspends
 //     EXPECT_TRUE(completes_after(out, 1s));  // pending at 1s - 1ms, done at 1s
 //   }
-#include <turret/middleware/testing/mock_service.hpp>
+#include <turret/config.hpp>
 #include <turret/layer_context.hpp>
 #include <turret/metrics.hpp>
+#include <turret/middleware/testing/mock_service.hpp>
 #include <turret/registry.hpp>
 
 #include <boost/asio/co_spawn.hpp>
@@ -24,6 +25,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 
 namespace turret::testing {
 
@@ -56,9 +58,9 @@ struct layer_harness {
   }
 };
 
-/// layer_harness plus a metrics registry of the test's own (counts start at 0) and the layer_context a factory or a
-/// layer constructor receives: the harness's clock, that registry, pipeline "p1".
-struct metered_harness : layer_harness {
+/// The harness plus a layer_context for layer factories and constructors: the harness's clock, a metrics registry of
+/// the test's own (counts start at 0) and the pipeline name "p1".
+struct context_harness : layer_harness {
   metrics::registry reg;
   layer_context lctx = [this] {
     layer_context c;
@@ -67,16 +69,17 @@ struct metered_harness : layer_harness {
     c.pipeline_name = "p1";
     return c;
   }();
+
+  /// The value of counter `name`{pipeline="p1"}.
+  std::uint64_t count(std::string_view name) { return reg.counter(name, "", {"pipeline"}).with({"p1"}).value(); }
 };
 
-/// The config_error's what() of building the pipeline `pipeline:` of `yaml` (file name "turret.yaml") around
-/// `inner`; "no error" when it builds.
-template <class Req, class Resp>
-std::string build_error(const layer_registry<Req, Resp>& registry, const std::string& yaml,
-                        any_service<Req, Resp> inner, const layer_context& ctx) {
-  auto cfg = load_config_string(yaml, "turret.yaml");
+/// The text of the config_error that building the `pipeline` list of `yaml` (named "turret.yaml") around `inner`
+/// raises, or "no error".
+template <class Registry, class Inner>
+std::string build_error(const Registry& registry, std::string_view yaml, Inner inner, const layer_context& ctx = {}) {
   try {
-    registry.build(cfg.child("pipeline"), std::move(inner), ctx);
+    registry.build(load_config_string(yaml, "turret.yaml").child("pipeline"), std::move(inner), ctx);
   } catch (const config_error& e) {
     return e.what();
   }

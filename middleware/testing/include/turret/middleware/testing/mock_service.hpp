@@ -2,7 +2,8 @@
 // A scriptable inner service for middleware tests (no gtest dependency).
 //
 // mock_service waits `ready_delay` in ready() and `call_delay` in call() on the given clock (a manual_clock in
-// tests), both bound to the request's cancel_slot(), so a layer's cancellation interrupts them. It counts live
+// tests), both bound to the request's cancel_slot(), so a layer's cancellation interrupts them; try_ready answers
+// without waiting (nullopt while ready_delay is set). It counts live
 // permits (RAII), calls, and the peak number of concurrent calls.
 #include <turret/clock.hpp>
 #include <turret/service.hpp>
@@ -64,6 +65,13 @@ struct mock_service {
     }
     if (st->ready_error) co_return st->ready_error;
     co_return mock_permit(st.get());
+  }
+
+  /// The readiness probe: nullopt when ready() would wait (ready_delay), else what ready() answers.
+  std::optional<result<mock_permit>> try_ready(request_context&) {
+    if (st->ready_delay.count() > 0) return std::nullopt;
+    if (st->ready_error) return result<mock_permit>(st->ready_error);
+    return result<mock_permit>(mock_permit(st.get()));
   }
 
   awaitable<result<int>> call(mock_permit p, mock_request& req) {
