@@ -9,12 +9,16 @@
 //   turret::retry_safety            retry_class(const Request&);  // may a failed attempt be sent again?
 //   turret::traffic_class           rate_class(const Request&);   // which budget the request draws from
 // ```
+// and a response type may supply
+// ```
+//   std::optional<std::string_view> reply_error_code(const Response&);  // the Redis error code of an error reply
+// ```
 // Layers never call them directly: they call turret::request_routing_key / request_retry_class /
-// request_rate_class below, which fall back to the conservative default when a request type supplies none (no
-// routing key, non_idempotent, write). The functions are cheap, noexcept and callable from any thread while the
+// request_rate_class / response_error_code below, which fall back to the conservative default when a type supplies
+// none (no routing key, non_idempotent, write, no error code). The functions are cheap, noexcept and callable from any thread while the
 // request is alive; their results are views into the request (the routing key points into its arguments).
 // turret::kv::request implements all three (<turret/kv/request.hpp>) from the command metadata the front end
-// resolved once (<turret/kv/command_info.hpp>).
+// resolved once (<turret/kv/command_info.hpp>); turret::kv::response implements reply_error_code.
 #include <concepts>
 #include <cstdint>
 #include <optional>
@@ -38,6 +42,7 @@ namespace request_traits_detail {
 void routing_key() = delete;
 void retry_class() = delete;
 void rate_class() = delete;
+void reply_error_code() = delete;
 
 template <class R>
 concept has_routing_key = requires(const R& r) {
@@ -50,6 +55,11 @@ concept has_retry_class = requires(const R& r) {
 template <class R>
 concept has_rate_class = requires(const R& r) {
   { rate_class(r) } -> std::same_as<traffic_class>;
+};
+
+template <class R>
+concept has_reply_error_code = requires(const R& r) {
+  { reply_error_code(r) } -> std::convertible_to<std::optional<std::string_view>>;
 };
 
 template <class R>
@@ -66,6 +76,11 @@ template <class R>
 traffic_class rate_class_of(const R& r) noexcept {
   if constexpr (has_rate_class<R>) return rate_class(r);
   else return traffic_class::write;
+}
+template <class R>
+std::optional<std::string_view> reply_error_code_of(const R& r) noexcept {
+  if constexpr (has_reply_error_code<R>) return reply_error_code(r);
+  else return std::nullopt;
 }
 }  // namespace request_traits_detail
 
@@ -84,6 +99,13 @@ retry_safety request_retry_class(const R& r) noexcept {
 template <class R>
 traffic_class request_rate_class(const R& r) noexcept {
   return request_traits_detail::rate_class_of(r);
+}
+/// The Redis error code of a response that is an error reply ("ERR", "WRONGTYPE", "TRYAGAIN"...), for layers that
+/// act on error replies (retry_on, a breaker's failure_on); nullopt when it is not an error reply or its type
+/// supplies no reply_error_code().
+template <class R>
+std::optional<std::string_view> response_error_code(const R& r) noexcept {
+  return request_traits_detail::reply_error_code_of(r);
 }
 
 }  // namespace turret

@@ -70,4 +70,9 @@ class response {
   unsigned char code_len_ = 0;
 };
 
+/// Customization point (see <turret/request_traits.hpp>): the error code of an error reply, else nullopt.
+inline std::optional<std::string_view> reply_error_code(const response& r) noexcept {
+  return r.is_error() ? std::optional<std::string_view>(r.error_code()) : std::nullopt;
+}
+
 }  // namespace turret::kv
