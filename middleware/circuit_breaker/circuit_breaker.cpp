@@ -282,7 +282,7 @@ void circuit_breaker_state::record(std::uint32_t epoch, bool probe, call_outcome
     record_closed(epoch, o);
 }
 
-void circuit_breaker_state::record_closed(std::uint32_t epoch, call_outcome o) noexcept {
+void circuit_breaker_state::record_closed_slow(std::uint32_t epoch, call_outcome o) noexcept {
   if (o == call_outcome::ignored) return;
   const std::uint64_t w = word_.load(std::memory_order_acquire);
   if (state_of(w) != circuit_state::closed || epoch_of(w) != epoch) return;  // an earlier period's outcome

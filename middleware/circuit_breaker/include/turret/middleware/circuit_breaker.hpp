@@ -181,6 +181,8 @@ class circuit_ticket {
   void reset() noexcept;
 
   bool probe() const noexcept { return probe_; }
+  /// The breaker's period (number of transitions) the request was admitted in.
+  std::uint32_t epoch() const noexcept { return epoch_; }
   explicit operator bool() const noexcept { return st_ != nullptr; }
 
  private:
@@ -258,6 +260,22 @@ class circuit_breaker_state {
     return ctx.deadline != request_context::clock::time_point::max() && ctx.deadline <= clk_->now();
   }
 
+  /// True when closed (one atomic load), with the current period in `epoch`: the fast path's admission, which needs
+  /// no ticket (a closed-state admission holds nothing).
+  bool closed_now(std::uint32_t& epoch) const noexcept {
+    const std::uint64_t w = word_.load(std::memory_order_acquire);
+    epoch = epoch_of(w);
+    return state_of(w) == circuit_state::closed;
+  }
+  /// Records the outcome of a request admitted in closed state in period `epoch`. A success in mode consecutive
+  /// with no failure run is one relaxed load.
+  void record_closed(std::uint32_t epoch, call_outcome o) noexcept {
+    if (o == call_outcome::success && cfg_.mode == circuit_breaker_config::trip_mode::consecutive &&
+        consecutive_.load(std::memory_order_relaxed) == 0)
+      return;
+    record_closed_slow(epoch, o);
+  }
+
   circuit_state state() const noexcept { return state_of(word_.load(std::memory_order_acquire)); }
   /// Number of transitions so far (each one exactly once).
   std::uint32_t transitions() const noexcept { return epoch_of(word_.load(std::memory_order_acquire)); }
@@ -292,7 +310,7 @@ class circuit_breaker_state {
 
   result<circuit_ticket> reject() noexcept;
   void record(std::uint32_t epoch, bool probe, call_outcome o) noexcept;
-  void record_closed(std::uint32_t epoch, call_outcome o) noexcept;
+  void record_closed_slow(std::uint32_t epoch, call_outcome o) noexcept;
   void record_probe(std::uint32_t epoch, call_outcome o) noexcept;
   void release_probe(std::uint32_t epoch) noexcept;
   /// Under mutex_: publishes `to` (epoch + 1) if the word is still in state `from` at `epoch`.
@@ -363,12 +381,17 @@ class circuit_breaker_service {
   template <class Request>
     requires immediate_service<S, Request> && contextual_request<Request>
   std::optional<result<response_type>> try_call_now(Request& req) {
-    std::optional<result<circuit_ticket>> t = st_->admit_now();
-    if (!t) return std::nullopt;
-    if (!*t) return result<response_type>((*t).error());
+    std::uint32_t epoch = 0;
+    if (!st_->closed_now(epoch)) {
+      std::optional<result<circuit_ticket>> t = st_->admit_now();
+      if (!t) return std::nullopt;
+      if (!*t) return result<response_type>((*t).error());
+      // (closed again meanwhile: forward as below, with the ticket's period)
+      epoch = (**t).epoch();
+    }
     std::optional<result<response_type>> r = inner_.try_call_now(req);
-    if (r) (**t).finish(st_->outcome_of(*r, req.context()));
-    return r;  // nullopt: the closed-state ticket goes without a trace
+    if (r) st_->record_closed(epoch, st_->outcome_of(*r, req.context()));
+    return r;  // nullopt: nothing was recorded
   }
 
  private:
