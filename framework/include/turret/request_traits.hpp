@@ -10,7 +10,11 @@
 //   turret::traffic_class           rate_class(const Request&);   // which budget the request draws from
 //   std::string_view                request_name(const Request&); // what the request is, for logs ("get")
 // ```
-// and, for the auth layer (middleware/auth), a request type whose protocol authenticates with a command of its own
+// and a response type may supply
+// ```
+//   std::optional<std::string_view> reply_error_code(const Response&);  // the Redis error code of an error reply
+// ```
+// And, for the auth layer (middleware/auth), a request type whose protocol authenticates with a command of its own
 // (RESP's AUTH and HELLO ... AUTH) supplies
 // ```
 //   std::optional<turret::auth_credentials> auth_command(const Request&);
@@ -18,11 +22,12 @@
 // ```
 // (see auth_verdict below).
 // Layers never call them directly: they call turret::request_routing_key / request_retry_class /
-// request_rate_class below, which fall back to the conservative default when a request type supplies none (no
-// routing key, non_idempotent, write). The functions are cheap, noexcept and callable from any thread while the
-// request is alive; their results are views into the request (the routing key points into its arguments).
-// turret::kv::request implements all three (<turret/kv/request.hpp>) from the command metadata the front end
-// resolved once (<turret/kv/command_info.hpp>).
+// request_rate_class / request_name_of / response_error_code / request_auth_command / request_auth_reply below,
+// which fall back to the conservative default when a type supplies none (no routing key, non_idempotent, write, no
+// name, no error code, not an authentication command). The functions are cheap, noexcept and callable from any
+// thread while the request is alive; their results are views into the request (the routing key points into its
+// arguments). turret::kv::request implements them (<turret/kv/request.hpp>) from the command metadata the front end
+// resolved once (<turret/kv/command_info.hpp>); turret::kv::response implements reply_error_code.
 #include <concepts>
 #include <cstdint>
 #include <optional>
@@ -68,6 +73,7 @@ void rate_class() = delete;
 void request_name() = delete;
 void auth_command() = delete;
 void auth_reply() = delete;
+void reply_error_code() = delete;
 
 template <class R>
 concept has_routing_key = requires(const R& r) {
@@ -110,6 +116,10 @@ std::optional<Response> auth_reply_of(R& r, auth_verdict v, std::string_view ide
   if constexpr (has_auth_reply<R, Response>) return auth_reply(r, v, identity);
   else return std::nullopt;
 }
+template <class R>
+concept has_reply_error_code = requires(const R& r) {
+  { reply_error_code(r) } -> std::convertible_to<std::optional<std::string_view>>;
+};
 
 template <class R>
 std::optional<std::string_view> routing_key_of(const R& r) noexcept {
@@ -125,6 +135,11 @@ template <class R>
 traffic_class rate_class_of(const R& r) noexcept {
   if constexpr (has_rate_class<R>) return rate_class(r);
   else return traffic_class::write;
+}
+template <class R>
+std::optional<std::string_view> reply_error_code_of(const R& r) noexcept {
+  if constexpr (has_reply_error_code<R>) return reply_error_code(r);
+  else return std::nullopt;
 }
 }  // namespace request_traits_detail
 
@@ -143,6 +158,13 @@ retry_safety request_retry_class(const R& r) noexcept {
 template <class R>
 traffic_class request_rate_class(const R& r) noexcept {
   return request_traits_detail::rate_class_of(r);
+}
+/// The Redis error code of a response that is an error reply ("ERR", "WRONGTYPE", "TRYAGAIN"...), for layers that
+/// act on error replies (retry_on, a breaker's failure_on); nullopt when it is not an error reply or its type
+/// supplies no reply_error_code().
+template <class R>
+std::optional<std::string_view> response_error_code(const R& r) noexcept {
+  return request_traits_detail::reply_error_code_of(r);
 }
 
 /// What the request is, for logs and metrics (the key-value request: its command's name, "get", "client|list"; the

@@ -2,6 +2,7 @@
 // Registration of turret's built-in layers under their config names.
 #include <turret/middleware/access_log.hpp>
 #include <turret/middleware/auth.hpp>
+#include <turret/middleware/circuit_breaker.hpp>
 #include <turret/middleware/concurrency_limit.hpp>
 #include <turret/middleware/fault.hpp>
 #include <turret/middleware/load_balance.hpp>
@@ -50,6 +51,12 @@ void register_builtin_layers(layer_registry<Req, Resp>& reg) {
   });
   reg.add("load_shed", [](const config_node& entry, const layer_context& ctx) -> any_layer<Req, Resp> {
     return load_shed_layer(parse_load_shed_config(entry), ctx);
+  });
+  // circuit_breaker: its state (and so its open/closed state) comes from the context, carried over a reload.
+  reg.add("circuit_breaker", [](const config_node& entry, const layer_context& ctx) -> any_layer<Req, Resp> {
+    const circuit_breaker_config cfg = parse_circuit_breaker_config(entry);
+    return circuit_breaker_layer(
+        ctx.shared_state<circuit_breaker_state>(entry, [&] { return make_circuit_breaker_state(cfg, ctx); }));
   });
 }
 

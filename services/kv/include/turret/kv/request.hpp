@@ -86,5 +86,9 @@ std::optional<auth_credentials> auth_command(const request& r) noexcept;
 /// (the layer is then the authority: the store's requirepass is not asked). On HTTP and gRPC rejections are left to
 /// the layer's error (401/403, UNAUTHENTICATED/PERMISSION_DENIED): nullopt.
 std::optional<response> auth_reply(request& r, auth_verdict v, std::string_view identity);
+/// Customization point (see <turret/request_traits.hpp>): the error code of an error reply, else nullopt.
+inline std::optional<std::string_view> reply_error_code(const response& r) noexcept {
+  return r.is_error() ? std::optional<std::string_view>(r.error_code()) : std::nullopt;
+}
 
 }  // namespace turret::kv
