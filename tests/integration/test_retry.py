@@ -4,8 +4,8 @@
   one reply, the injected error; turret_retry_attempts_total{pipeline} (GET /metrics) shows that retries happened
   (attempts > N) and that the budget held them: attempts <= N + 0.2 x N + 10/s x elapsed seconds (rounded up to a
   budget slot, 1s) and turret_retry_budget_exhausted_total counted the refusals.
-- [retry, fault abort 50%]: each retry is sampled anew, so most GETs succeed; SET and INCR (non-idempotent) are not
-  retried: one attempt each, and INCR applied exactly once per success.
+- [retry, fault abort 50%]: each retry is sampled anew, so most GETs succeed; INCR and APPEND (non-idempotent) are not
+  retried: one attempt each, applied exactly once per success; SET k v (idempotent by the command metadata) is.
 - [hedge delay 20ms (3 hedges), fault delay 200ms on 50%]: GET latency stays well below 200ms for nearly all
   requests on RESP, each request answered once with its own value, while the same fault without the hedge delays
   about half of them.
@@ -149,26 +149,39 @@ class Retry(unittest.TestCase):
         self.assertGreater(ok, 75)  # 7 in 8 expected; without retries 1 in 2
         self.assertGreater(self.attempts("half_fail") - before, 100)
 
-    def test_half_fail_writes_are_not_retried(self):
+    def test_half_fail_non_idempotent_writes_are_not_retried(self):
         with harness.RespConn(self.ports["plain"]) as plain:
-            plain.call("DEL", "counter")
+            plain.call("DEL", "counter", "app")
         before = self.attempts("half_fail")
         n = 60
-        incr_ok = set_ok = 0
+        incr_ok = append_ok = 0
         with harness.RespConn(self.ports["half_fail"]) as c:
             for i in range(n):
                 reply = c.call("INCR", "counter")
                 if not reply.startswith(b"-"):
                     incr_ok += 1
                     self.assertEqual(reply, f":{incr_ok}\r\n".encode())  # applied once per success
-                reply = c.call("SET", f"w{i}", "x")
-                if reply == b"+OK\r\n":
-                    set_ok += 1
+                reply = c.call("APPEND", "app", "x")
+                if not reply.startswith(b"-"):
+                    append_ok += 1
+                    self.assertEqual(reply, f":{append_ok}\r\n".encode())
         self.assertEqual(self.attempts("half_fail") - before, 2 * n)  # one attempt each: no retry
         self.assertLess(incr_ok, n)
-        self.assertLess(set_ok, n)
+        self.assertLess(append_ok, n)
         with harness.RespConn(self.ports["plain"]) as plain:
             self.assertEqual(plain.call("GET", "counter"), f"${len(str(incr_ok))}\r\n{incr_ok}\r\n".encode())
+            self.assertEqual(plain.call("STRLEN", "app"), f":{append_ok}\r\n".encode())
+
+    def test_half_fail_idempotent_set_is_retried(self):
+        # SET k v is idempotent by the command metadata (sending it twice has the effect and reply of once).
+        before = self.attempts("half_fail")
+        n = 60
+        ok = 0
+        with harness.RespConn(self.ports["half_fail"]) as c:
+            for i in range(n):
+                ok += c.call("SET", f"s{i}", "x") == b"+OK\r\n"
+        self.assertGreater(self.attempts("half_fail") - before, n)
+        self.assertGreater(ok, 0.75 * n)
 
     def latencies(self, port: int, n: int) -> list[float]:
         out = []
