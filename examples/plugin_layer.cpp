@@ -160,7 +160,7 @@ int failures = 0;
 turret::awaitable<void> demo() {
   using registry_type = turret::layer_registry<greet_request, std::string>;
   registry_type registry;
-  turret::register_builtin_layers(registry);  // "timeout", "concurrency_limit", "fault", "load_balance"
+  turret::register_builtin_layers(registry);  // "timeout", "rate_limit", "retry", ... (every shipped layer)
   acme::register_quota_layer(registry);        // "quota": now usable in config like a built-in layer
 
   std::cout << "registered layers:";

@@ -352,8 +352,9 @@ class PluginErrors(unittest.TestCase):
         Path(path).write_text(text)
         p = check_config(path)
         self.assertEqual(p.returncode, 1)
-        self.assertIn("pipelines.greeted[1].layer: unknown layer 'hello' (registered: concurrency_limit, fault, "
-                      "load_balance, timeout)", p.stderr)
+        self.assertIn("pipelines.greeted[1].layer: unknown layer 'hello' (registered: access_log, auth, "
+                      "circuit_breaker, concurrency_limit, fault, hedge, load_balance, load_shed, metrics, "
+                      "rate_limit, retry, timeout)", p.stderr)
 
     def test_missing_file(self):
         missing = os.path.join(self.dir, "no", "libmissing.so")

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <utility>
 
 namespace turret {
 
@@ -112,6 +113,29 @@ struct request_context {
   }
   bool cancelled() const noexcept { return cancelled_; }
 
+  /// Cancels the operation currently bound to cancel_slot() WITHOUT ending the request: cancelled() stays false and
+  /// the next operation may bind the slot again. For layers that bound one attempt of a request, not the request:
+  /// retry's per_try_timeout ends a slow attempt and tries again, a hedge ends the losing attempt. The interrupted
+  /// operation completes with operation_aborted like a cancelled one; the layer that interrupted tells the two apart.
+  void interrupt(boost::asio::cancellation_type type = boost::asio::cancellation_type::total) { cancel_.emit(type); }
+
+  /// A note that a layer leaves for itself across the synchronous fast path. A layer whose try_call_now made an
+  /// attempt and must continue asynchronously (a retry after a failed fast attempt needs a backoff wait) records
+  /// what it did here, keyed by an address of its own (`owner`), and returns nullopt; its ready()/call() for the
+  /// same request take the note and go on from there (middleware/retry documents its use). Reset with the request.
+  void set_fast_path_note(const void* owner, std::uint32_t value) noexcept {
+    note_owner_ = owner;
+    note_value_ = value;
+  }
+  /// The note `owner` left, if any (it stays until taken or the request is reset).
+  bool has_fast_path_note(const void* owner) const noexcept { return note_owner_ == owner && owner != nullptr; }
+  /// Takes (and clears) the note `owner` left; 0 when there is none.
+  std::uint32_t take_fast_path_note(const void* owner) noexcept {
+    if (!has_fast_path_note(owner)) return 0;
+    note_owner_ = nullptr;
+    return std::exchange(note_value_, 0);
+  }
+
   /// Reset for reuse by the next request of the same connection (keeps protocol, peer, identity: a RESP connection
   /// authenticates once; front ends whose requests carry their own credentials clear identity themselves).
   void reset_for_next_request() {
@@ -120,6 +144,8 @@ struct request_context {
     request_id_.clear();
     has_sample_ = false;
     cancelled_ = false;
+    note_owner_ = nullptr;
+    note_value_ = 0;
     cancel_.slot().clear();
   }
 
@@ -147,6 +173,8 @@ struct request_context {
   bool has_sample_ = false;
   boost::asio::cancellation_signal cancel_;
   bool cancelled_ = false;
+  const void* note_owner_ = nullptr;
+  std::uint32_t note_value_ = 0;
 };
 
 }  // namespace turret

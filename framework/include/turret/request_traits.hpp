@@ -28,8 +28,31 @@
 // thread while the request is alive; their results are views into the request (the routing key points into its
 // arguments). turret::kv::request implements them (<turret/kv/request.hpp>) from the command metadata the front end
 // resolved once (<turret/kv/command_info.hpp>); turret::kv::response implements reply_error_code.
+//
+// # Attempts: what a layer that sends a request more than once needs (retry, hedge)
+// A request whose reply is written into a sink it carries (the key-value request writes into req.out) cannot simply
+// be sent twice: the second attempt would append to what the first one wrote. Three more customization points,
+// also found by ADL, let a generic layer keep exactly one reply:
+// ```
+//   M    attempt_mark(Request&);                     // a position in the request's reply sink (before an attempt)
+//   void discard_attempt(Request&, const M&);        // drop what an attempt wrote after the mark (it failed)
+//   std::unique_ptr<F> fork_attempt(Request&);       // a copy for a parallel attempt, F::request() its Request,
+//                                                    //   with its own reply sink and its own request_context
+//                                                    //   (deadline, identity, peer and request id copied)
+//   void commit_attempt(Request& original, F& fork); // write the fork's reply into the original's sink
+// ```
+// and one for responses:
+// ```
+//   std::optional<std::string_view> reply_error_code(const Response&);  // "TRYAGAIN" when the reply is an error
+// ```
+// The defaults: a request without attempt_mark has no sink (marking and discarding do nothing: its response is the
+// whole reply); a request without fork_attempt cannot be attempted in parallel (hedging passes it through); a
+// response without reply_error_code is never an error reply (only pipeline errors are). A fork lives on the heap
+// (its request refers to its own members) and must not outlive the original request; it is used from the original
+// request's thread.
 #include <concepts>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string_view>
 #include <utility>
@@ -73,7 +96,25 @@ void rate_class() = delete;
 void request_name() = delete;
 void auth_command() = delete;
 void auth_reply() = delete;
+void attempt_mark() = delete;
+void discard_attempt() = delete;
+void fork_attempt() = delete;
+void commit_attempt() = delete;
 void reply_error_code() = delete;
+
+/// The mark of a request type without a reply sink.
+struct no_attempt_mark {};
+
+template <class R>
+concept has_attempt_mark = requires(R& r) {
+  { attempt_mark(r) };
+  { discard_attempt(r, attempt_mark(r)) };
+};
+template <class R>
+concept has_fork_attempt = requires(R& r) {
+  { fork_attempt(r)->request() } -> std::same_as<R&>;
+  { commit_attempt(r, *fork_attempt(r)) };
+};
 
 template <class R>
 concept has_routing_key = requires(const R& r) {
@@ -136,13 +177,47 @@ traffic_class rate_class_of(const R& r) noexcept {
   if constexpr (has_rate_class<R>) return rate_class(r);
   else return traffic_class::write;
 }
+
 template <class R>
-std::optional<std::string_view> reply_error_code_of(const R& r) noexcept {
-  if constexpr (has_reply_error_code<R>) return reply_error_code(r);
+auto attempt_mark_of(R& r) noexcept {
+  if constexpr (has_attempt_mark<R>) return attempt_mark(r);
+  else return no_attempt_mark{};
+}
+template <class R, class M>
+void discard_attempt_of(R& r, const M& m) noexcept {
+  if constexpr (has_attempt_mark<R>) discard_attempt(r, m);
+}
+template <class Resp>
+std::optional<std::string_view> reply_error_code_of(const Resp& r) noexcept {
+  if constexpr (has_reply_error_code<Resp>) return reply_error_code(r);
   else return std::nullopt;
 }
 }  // namespace request_traits_detail
 
+/// Requests that can be forked for a parallel attempt (see fork_attempt above).
+template <class R>
+concept forkable_request = request_traits_detail::has_fork_attempt<R>;
+
+/// A mark of the request's reply sink, taken before an attempt (no_attempt_mark when the type has none).
+template <class R>
+auto request_attempt_mark(R& r) noexcept {
+  return request_traits_detail::attempt_mark_of(r);
+}
+/// Drops what the attempt begun at `m` wrote into the request's reply sink.
+template <class R, class M>
+void request_discard_attempt(R& r, const M& m) noexcept {
+  request_traits_detail::discard_attempt_of(r, m);
+}
+/// A fork of `r` for a parallel attempt: a unique_ptr to an object whose request() is the forked request.
+template <forkable_request R>
+auto request_fork(R& r) {
+  return fork_attempt(r);
+}
+/// Writes the reply of `fork` (the winning parallel attempt) into `r`'s reply sink.
+template <forkable_request R, class F>
+void request_commit(R& r, F& fork) {
+  commit_attempt(r, fork);
+}
 /// The request's routing key (for hashing to a shard, a Cluster slot, a sticky backend); nullopt when it has none
 /// or its type supplies no routing_key().
 template <class R>

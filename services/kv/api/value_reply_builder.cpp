@@ -252,6 +252,26 @@ void value_reply_builder::raw(std::string_view resp_bytes) {
   }
 }
 
+void replay(const reply_value& v, reply_builder& out) {
+  using k = reply_value::kind;
+  switch (v.type) {
+    case k::simple: out.simple(v.str); return;
+    case k::error: out.error(v.str); return;
+    case k::integer: out.integer(v.integer); return;
+    case k::bulk: out.bulk(v.str); return;
+    case k::null: out.null_bulk(); return;
+    case k::dbl: out.dbl(v.dbl); return;
+    case k::boolean: out.boolean(v.integer != 0); return;
+    case k::verbatim: out.verbatim(v.str); return;
+    case k::big_number: out.big_number(v.str); return;
+    case k::array: out.array(v.elements.size()); break;
+    case k::map: out.map(v.elements.size() / 2); break;
+    case k::set: out.set(v.elements.size()); break;
+    case k::push: out.push(v.elements.size()); break;
+  }
+  for (const reply_value& e : v.elements) replay(e, out);
+}
+
 std::string to_resp(const reply_value& v, int protocol) {
   std::string out;
   encode(v, protocol, out);

@@ -5,10 +5,12 @@
 #include <turret/middleware/circuit_breaker.hpp>
 #include <turret/middleware/concurrency_limit.hpp>
 #include <turret/middleware/fault.hpp>
+#include <turret/middleware/hedge.hpp>
 #include <turret/middleware/load_balance.hpp>
-#include <turret/middleware/metrics.hpp>
 #include <turret/middleware/load_shed.hpp>
+#include <turret/middleware/metrics.hpp>
 #include <turret/middleware/rate_limit.hpp>
+#include <turret/middleware/retry.hpp>
 #include <turret/middleware/timeout.hpp>
 #include <turret/layer_context.hpp>
 #include <turret/registry.hpp>
@@ -57,6 +59,14 @@ void register_builtin_layers(layer_registry<Req, Resp>& reg) {
     const circuit_breaker_config cfg = parse_circuit_breaker_config(entry);
     return circuit_breaker_layer(
         ctx.shared_state<circuit_breaker_state>(entry, [&] { return make_circuit_breaker_state(cfg, ctx); }));
+  });
+  reg.add("retry", [](const config_node& entry, const layer_context& ctx) -> any_layer<Req, Resp> {
+    retry_config cfg = parse_retry_config(entry);
+    auto budget = ctx.shared_state<retry_budget>(entry, [&] { return retry_layer::make_budget(cfg, ctx.clk); });
+    return retry_layer(std::move(cfg), ctx, std::move(budget));
+  });
+  reg.add("hedge", [](const config_node& entry, const layer_context& ctx) -> any_layer<Req, Resp> {
+    return hedge_layer(parse_hedge_config(entry), ctx);
   });
 }
 

@@ -5,7 +5,9 @@
 #include <turret/kv/command_info.hpp>
 #include <turret/kv/reply.hpp>
 #include <turret/kv/session.hpp>
+#include <turret/kv/value_reply_builder.hpp>
 
+#include <memory>
 #include <optional>
 #include <span>
 #include <string_view>
@@ -46,6 +48,41 @@ inline traffic_class rate_class(const request& r) noexcept {
 inline std::string_view request_name(const request& r) noexcept {
   if (r.cmd && r.cmd->info) return r.cmd->info->name;
   return r.args.empty() ? std::string_view() : r.args[0];
+}
+
+// Attempts (see <turret/request_traits.hpp>): the reply sink is req.out, marked before an attempt and rolled back
+// when the attempt's reply is discarded.
+inline reply_builder::checkpoint attempt_mark(request& r) noexcept { return r.out.mark(); }
+inline void discard_attempt(request& r, const reply_builder::checkpoint& m) noexcept { r.out.rollback(m); }
+
+/// A request forked for a parallel attempt (a hedge): the same command, session and arguments, with its own
+/// request_context (protocol, identity, deadline, peer and request id copied) and its own reply sink, a
+/// value_reply_builder of the original sink's protocol. commit_attempt() replays its replies into the original sink.
+/// The sample (request_context::sample) is not copied: the fork draws its own, so that sampling layers inside a
+/// hedge (fault injection) decide for it anew.
+/// The session is shared: a forked attempt must be idempotent (it reads the session, never changes it).
+struct attempt_fork {
+  explicit attempt_fork(kv::request& original)
+      : out(original.out.protocol()), req(ctx, original.sess, original.args, out, original.cmd) {
+    request_context& from = original.ctx;
+    ctx.protocol = from.protocol;
+    ctx.identity = from.identity;
+    ctx.deadline = from.deadline;
+    ctx.set_peer(from.peer());
+    if (from.has_request_id()) ctx.set_request_id(from.request_id());
+  }
+  attempt_fork(const attempt_fork&) = delete;
+  attempt_fork& operator=(const attempt_fork&) = delete;
+
+  kv::request& request() noexcept { return req; }
+
+  request_context ctx;
+  value_reply_builder out;
+  kv::request req;
+};
+inline std::unique_ptr<attempt_fork> fork_attempt(request& r) { return std::make_unique<attempt_fork>(r); }
+inline void commit_attempt(request& r, attempt_fork& f) {
+  for (const reply_value& v : f.out.replies()) replay(v, r.out);
 }
 
 /// What the backend answered, as a value a layer can classify: the reply itself is in request.out (written there

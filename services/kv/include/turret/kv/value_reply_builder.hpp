@@ -68,6 +68,11 @@ class value_reply_builder final : public reply_builder {
   std::vector<reply_value> done_;
 };
 
+/// Writes `v` into `out` as the commands would have written it (the inverse of value_reply_builder): a reply
+/// captured on a side sink (a hedged attempt's) reaches the real one. What a value tree does not keep is written as
+/// its most common form: null as null_bulk (RESP2 "$-1", never "*-1"), verbatim with format "txt".
+void replay(const reply_value& v, reply_builder& out);
+
 /// Encodes a reply_value as RESP (protocol 2 or 3), with Redis's RESP2 downgrades. Null becomes "$-1" in RESP2.
 std::string to_resp(const reply_value& v, int protocol);
 

@@ -14,6 +14,9 @@
 #include <turret/layer_context.hpp>
 #include <turret/metrics.hpp>
 #include <turret/middleware/testing/mock_service.hpp>
+#include <turret/any_service.hpp>
+#include <turret/config.hpp>
+#include <turret/layer_context.hpp>
 #include <turret/registry.hpp>
 
 #include <boost/asio/co_spawn.hpp>
@@ -47,6 +50,39 @@ struct layer_harness {
   void advance(clock::duration d) {
     clk->advance(d);
     io.poll();
+  }
+
+  /// A layer_context for factories and layers under test: this harness's clock, `registry` for metrics (a
+  /// test's own, so that counts start at 0), `pipeline` as the pipeline name.
+  layer_context context_for(metrics::registry& registry, std::string pipeline = "p1") const {
+    layer_context c;
+    c.clk = clk;
+    c.metric_registry = &registry;
+    c.pipeline_name = std::move(pipeline);
+    return c;
+  }
+
+  /// The message of the config_error that building the `pipeline:` of `yaml` (file "turret.yaml") with `registry`
+  /// throws, or "" when it builds.
+  template <class Registry>
+  std::string build_error(Registry& registry, const char* yaml, const layer_context& ctx) {
+    try {
+      auto c = load_config_string(yaml, "turret.yaml");
+      registry.build(c.child("pipeline"), any_service<mock_request, int>(mock_service{st}), ctx);
+    } catch (const config_error& e) {
+      return e.what();
+    }
+    return "";
+  }
+
+  /// Runs one request through `svc` until done (advancing the clock by `step`, at most `limit`); its result.
+  template <class S>
+  std::optional<result<int>> run(S& svc, mock_request& req, clock::duration step = std::chrono::milliseconds(1),
+                                 clock::duration limit = std::chrono::seconds(10)) {
+    std::optional<result<int>> out;
+    start(svc, req, out);
+    for (clock::duration t{}; !out && t < limit; t += step) advance(step);
+    return out;
   }
 
   /// True when `out` is still pending after `d - 1ms` and done after `d` (advancing the clock by `d`).

@@ -5,21 +5,49 @@
 // tests), both bound to the request's cancel_slot(), so a layer's cancellation interrupts them; try_ready answers
 // without waiting (nullopt while ready_delay is set). It counts live
 // permits (RAII), calls, and the peak number of concurrent calls.
+//
+// Per-call scripts: the k-th call (k = calls before it, from 0) fails with `call_errors[k]` when that is an error,
+// and waits `call_delays[k]` instead of `call_delay` (for layers that make several attempts: retry, hedge). A call
+// that succeeds appends "<value*2>;" to the request's reply sink (`reply`), so that tests can check that exactly one
+// attempt's reply is left. mock_request supports the attempt customization points of <turret/request_traits.hpp>
+// (mark/discard on `reply`, fork/commit) and says how it may be retried (`safety`).
 #include <turret/clock.hpp>
+#include <turret/request_traits.hpp>
 #include <turret/service.hpp>
 
 #include <atomic>
 #include <chrono>
 #include <memory>
 #include <optional>
+#include <string>
+#include <vector>
 
 namespace turret::testing {
 
 struct mock_request {
   request_context ctx;
   int value = 0;
+  retry_safety safety = retry_safety::idempotent;
+  std::string reply;  ///< the reply sink
   request_context& context() noexcept { return ctx; }
 };
+
+inline retry_safety retry_class(const mock_request& r) noexcept { return r.safety; }
+inline std::size_t attempt_mark(mock_request& r) noexcept { return r.reply.size(); }
+inline void discard_attempt(mock_request& r, std::size_t mark) noexcept { r.reply.resize(mark); }
+
+/// A mock_request forked for a parallel attempt: its own context (deadline copied) and reply sink.
+struct mock_fork {
+  explicit mock_fork(mock_request& original) {
+    req.value = original.value;
+    req.safety = original.safety;
+    req.ctx.deadline = original.ctx.deadline;
+  }
+  mock_request& request() noexcept { return req; }
+  mock_request req;
+};
+inline std::unique_ptr<mock_fork> fork_attempt(mock_request& r) { return std::make_unique<mock_fork>(r); }
+inline void commit_attempt(mock_request& r, mock_fork& f) { r.reply += f.req.reply; }
 
 struct mock_state {
   explicit mock_state(std::shared_ptr<clock> c) : clk(std::move(c)) {}
@@ -29,6 +57,13 @@ struct mock_state {
   error_code ready_error;
   error_code call_error;
   bool immediate = false;  ///< offer try_call_now
+  std::vector<error_code> call_errors;                ///< per call (see above); beyond it: call_error
+  std::vector<std::chrono::nanoseconds> call_delays;  ///< per call; beyond it: call_delay
+
+  error_code error_for(int k) const { return k < static_cast<int>(call_errors.size()) ? call_errors[k] : call_error; }
+  std::chrono::nanoseconds delay_for(int k) const {
+    return k < static_cast<int>(call_delays.size()) ? call_delays[k] : call_delay;
+  }
   std::atomic<int> live_permits{0};
   std::atomic<int> calls{0};
   std::atomic<int> completed{0};
@@ -75,24 +110,28 @@ struct mock_service {
   }
 
   awaitable<result<int>> call(mock_permit p, mock_request& req) {
-    st->calls.fetch_add(1);
+    const int k = st->calls.fetch_add(1);
     const int now = st->in_call.fetch_add(1) + 1;
     int peak = st->peak_in_call.load();
     while (now > peak && !st->peak_in_call.compare_exchange_weak(peak, now)) {
     }
     error_code ec;
-    if (st->call_delay.count() > 0) ec = co_await sleep_for(*st->clk, st->call_delay, req.ctx.cancel_slot());
+    if (st->delay_for(k).count() > 0) ec = co_await sleep_for(*st->clk, st->delay_for(k), req.ctx.cancel_slot());
     st->in_call.fetch_sub(1);
     if (ec) co_return ec;
-    if (st->call_error) co_return st->call_error;
+    if (auto e = st->error_for(k)) co_return e;
     st->completed.fetch_add(1);
+    req.reply += std::to_string(req.value * 2) + ";";
     co_return req.value * 2;
   }
 
   std::optional<result<int>> try_call_now(mock_request& req) {
-    if (!st->immediate || st->ready_delay.count() > 0 || st->call_delay.count() > 0) return std::nullopt;
+    const int k = st->calls.load();
+    if (!st->immediate || st->ready_delay.count() > 0 || st->delay_for(k).count() > 0) return std::nullopt;
     st->calls.fetch_add(1);
+    if (auto e = st->error_for(k)) return result<int>(e);
     st->completed.fetch_add(1);
+    req.reply += std::to_string(req.value * 2) + ";";
     return result<int>(req.value * 2);
   }
 };
