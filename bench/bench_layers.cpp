@@ -138,6 +138,25 @@ void register_layers() {
             [](const config_node& e, const layer_context& c) { return fault_layer(parse_fault_config(e), c); });
   add_layer("circuit_breaker", "{layer: circuit_breaker}",
             [](const config_node& e, const layer_context& c) { return circuit_breaker_layer(parse_circuit_breaker_config(e), c); });
+  add_layer("retry", "{layer: retry, max_attempts: 3}",
+            [](const config_node& e, const layer_context& c) { return retry_layer(parse_retry_config(e), c); });
+  add_layer("hedge", "{layer: hedge, delay: 10ms}",
+            [](const config_node& e, const layer_context& c) { return hedge_layer(parse_hedge_config(e), c); });
+  add_layer("rate_limit", "{layer: rate_limit, scope: global, rate: 1000000000/s, burst: 1000000000}",
+            [](const config_node& e, const layer_context& c) { return rate_limit_layer(parse_rate_limit_config(e), c); });
+  add_layer("load_shed", "{layer: load_shed}",
+            [](const config_node& e, const layer_context& c) { return load_shed_layer(parse_load_shed_config(e), c); });
+  add_layer("load_balance", "{layer: load_balance, policy: round_robin, endpoints: 2}",
+            [](const config_node& e, const layer_context& c) { return load_balance_layer(parse_load_balance_config(e), c); });
+  add_layer("metrics", "{layer: metrics, name: bench}",
+            [](const config_node& e, const layer_context& c) { return metrics_layer(parse_metrics_config(e), c); });
+  add_layer("metrics_nolatency", "{layer: metrics, name: bench, latency: false}",
+            [](const config_node& e, const layer_context& c) { return metrics_layer(parse_metrics_config(e), c); });
+  add_layer("access_log", "{layer: access_log, path: stderr, sample: 0}",
+            [](const config_node& e, const layer_context& c) { return access_log_layer(parse_access_log_config(e), c); });
+  add_layer("auth", "{layer: auth, anonymous: {allow: [read, write, admin, pubsub]}, identities: [{name: a, password_sha256: "
+            "2d711642b726b04401627ca9fbac32f5c8530fb1903cc4db02258717921a4881, allow: [read]}]}",
+            [](const config_node& e, const layer_context& c) { return auth_layer(parse_auth_config(e), c); });
 }
 
 }  // namespace

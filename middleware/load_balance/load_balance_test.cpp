@@ -639,7 +639,8 @@ TEST_F(LoadBalanceFactoryTest, ErrorsNameFileLineAndKey) {
                "consecutive_failures, base_ejection, max_ejection, max_ejected_percent)");
   expect_error("pipeline: [{layer: load_balance, endpoints: [{pipeline: [{layer: nope}]}]}]\n",
                "lb.yaml:1:66: pipeline[0].endpoints[0].pipeline[0].layer: unknown layer 'nope' (registered: "
-               "concurrency_limit, fault, load_balance, timeout)");
+               "access_log, auth, circuit_breaker, concurrency_limit, fault, hedge, load_balance, load_shed, "
+               "metrics, rate_limit, retry, timeout)");
   expect_error("pipeline: [{layer: load_balance, endpoints: 2, health_check: {interval: 0s}}]\n",
                "lb.yaml:1:73: pipeline[0].health_check.interval: must be greater than 0");
 }

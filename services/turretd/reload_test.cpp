@@ -168,7 +168,7 @@ TEST_F(ServerReload, InvalidFileChangesNothing) {
   const auto states = srv_->layer_states();
   const auto r = reload();
   EXPECT_EQ(r.st, reload_result::status::invalid);
-  EXPECT_EQ(r.error, file_ + ":11:42: pipelines.edge[0].colour: unknown key 'colour' (allowed: layer, max)");
+  EXPECT_EQ(r.error, file_ + ":11:42: pipelines.edge[0].colour: unknown key 'colour' (allowed: layer, max, scope)");
   EXPECT_EQ(srv_->pipeline("edge")->generation(), 1u);
   EXPECT_EQ(srv_->layer_states(), states);
   EXPECT_EQ(srv_->endpoints().size(), 2u);
