@@ -5,7 +5,7 @@ One turretd, every listener on the pipeline `guarded`:
 - RESP: NOAUTH / WRONGPASS / NOPERM with redis-server 7.0's exact texts; AUTH user pass, AUTH token, HELLO 3 AUTH;
   connection commands (PING) before AUTH; redis-py (username/password) and redis-cli (--user/--pass).
 - HTTP: 401 with WWW-Authenticate without or with wrong credentials, 403 for a class the identity lacks, 200 with
-  Bearer and Basic.
+  Bearer and Basic; POST /admin/reload only for an identity allowed the admin class.
 - gRPC: `authorization` metadata: UNAUTHENTICATED, PERMISSION_DENIED, OK.
 - The access log file gets one JSON object per request, with the x-request-id the client sent.
 - turret_layer_requests_total / turret_layer_duration_seconds on GET /metrics, and `INFO pipelines` over RESP; plain
@@ -207,6 +207,18 @@ pipelines:
         self.assertEqual(status, 403, body)
         self.assertNotIn("WWW-Authenticate", headers)
         self.assertEqual(json.loads(body)["error"]["code"], "forbidden")
+
+    def test_admin_reload_needs_the_admin_class(self):
+        # POST /admin/reload travels the listener's pipeline as an admin-class request: the auth layer decides.
+        status, _, body = self.http("POST", "/admin/reload")
+        self.assertEqual(status, 401, body)
+        status, _, body = self.http("POST", "/admin/reload", headers={"Authorization": basic("alice", "alice-pw")})
+        self.assertEqual(status, 403, body)
+        status, _, body = self.http("POST", "/admin/reload", headers={"Authorization": "Bearer tok-a"})
+        self.assertEqual(status, 403, body)
+        status, _, body = self.http("POST", "/admin/reload", headers={"Authorization": basic("ops", "ops-pw")})
+        self.assertEqual(status, 200, body)
+        self.assertTrue(json.loads(body)["reloaded"])
 
     def test_http_credentials_do_not_carry_over_on_keep_alive(self):
         c = http.client.HTTPConnection("127.0.0.1", self.ports["http"], timeout=harness.IO_TIMEOUT)

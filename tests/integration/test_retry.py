@@ -7,8 +7,8 @@
 - [retry, fault abort 50%]: each retry is sampled anew, so most GETs succeed; INCR and APPEND (non-idempotent) are not
   retried: one attempt each, applied exactly once per success; SET k v (idempotent by the command metadata) is.
 - [hedge delay 20ms (3 hedges), fault delay 200ms on 50%]: GET latency stays well below 200ms for nearly all
-  requests on RESP, each request answered once with its own value, while the same fault without the hedge delays
-  about half of them.
+  requests on RESP, HTTP and gRPC, each request answered once with its own value, while the same fault without the
+  hedge delays about half of them.
 """
 from __future__ import annotations
 
@@ -65,12 +65,13 @@ class Retry(unittest.TestCase):
         harness.require_turretd(cls)
         listeners = [("plain", "resp", None), ("http_admin", "http", None), ("all_fail", "resp", "all_fail"),
                      ("all_fail_http", "http", "all_fail"), ("half_fail", "resp", "half_fail"),
-                     ("hedged", "resp", "hedged"), ("slow", "resp", "slow")]
+                     ("hedged", "resp", "hedged"), ("hedged_http", "http", "hedged"), ("slow", "resp", "slow")]
         cls.grpc = False
         try:
             import grpc_support
             grpc_support.stubs()
             listeners.append(("all_fail_grpc", "grpc", "all_fail"))
+            listeners.append(("hedged_grpc", "grpc", "hedged"))
             cls.grpc = True
         except unittest.SkipTest:
             pass
@@ -208,6 +209,30 @@ class Retry(unittest.TestCase):
         self.assertGreaterEqual(fast_hedged, int(0.8 * n), sorted(hedged))
         self.assertLess(fast_slow, int(0.8 * n), sorted(slow))  # about half without the hedge
         self.assertGreater(metric(self.ports["http_admin"], 'turret_hedge_requests_total{pipeline="hedged"}'), 0)
+
+    def test_hedge_over_http_and_grpc(self):
+        n = 40
+        h = http.client.HTTPConnection("127.0.0.1", self.ports["hedged_http"], timeout=harness.IO_TIMEOUT)
+        self.addCleanup(h.close)
+        took = []
+        for i in range(n):
+            t = time.monotonic()
+            h.request("GET", f"/v1/kv/k{i % 40}")
+            resp = h.getresponse()
+            body = resp.read()
+            took.append(time.monotonic() - t)
+            self.assertEqual(resp.status, 200, body)
+            self.assertIn(f"v{i % 40}".encode(), body)  # its own answer
+        self.assertGreaterEqual(sum(1 for t in took if t < 0.15), int(0.8 * n), sorted(took))
+        if self.grpc:
+            pb, kv = kv_stub(self, self.ports["hedged_grpc"])
+            took = []
+            for i in range(n):
+                t = time.monotonic()
+                r = kv.Get(pb["kv"].GetRequest(key=f"k{i % 40}".encode()), timeout=5)
+                took.append(time.monotonic() - t)
+                self.assertEqual(r.value, f"v{i % 40}".encode())
+            self.assertGreaterEqual(sum(1 for t in took if t < 0.15), int(0.8 * n), sorted(took))
 
 
 if __name__ == "__main__":

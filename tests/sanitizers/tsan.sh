@@ -15,6 +15,7 @@ cd "$(dirname "$0")/../.."
 if [ $# -eq 0 ]; then
   # unit tests of the RESP and HTTP front ends, the layers, the runtime, the store; integration tests that run
   # multi-threaded servers under load, kill clients, shut down with clients connected, or deliver across protocols
-  set -- -R '^(RespFrontend|HttpServer|ConcurrencyLimit|TimeoutTest|FaultTest|PipelineHandleTest|RuntimeTest|MetricsTest|pubsub|connection|grpc_frontend_test|grpc_deadline_test|RespClient)\.|^integration\.test_(concurrency|lifecycle|limits|cross_protocol|redis_py|turret_clients|grpc)$'
+  # (every layer's unit tests, hot reload, and the layers' integration tests over real sockets)
+  set -- -R '^(RespFrontend|HttpServer|ConcurrencyLimit[A-Za-z]*|TimeoutTest|FaultTest|RateLimit[A-Za-z]*|LoadShedTest|CircuitBreakerTest|RetryTest|HedgeTest|LoadBalance[A-Za-z]*|MetricsLayerTest|AccessLogTest|AuthTest|ServerReload|PipelineHandleTest|RuntimeTest|MetricsTest|pubsub|connection|grpc_frontend_test|grpc_deadline_test|RespClient)\.|^integration\.test_(concurrency|lifecycle|limits|limits_layers|cross_protocol|redis_py|turret_clients|grpc|reload|retry|load_balance|circuit_breaker|auth_observe)$'
 fi
 exec scripts/sanitize.sh thread "$@"
