@@ -165,6 +165,10 @@ boost::asio::awaitable<error_code> sleep_until(clock& c, clock::time_point tp, b
   auto t = c.make_timer(ex);
   auto [ec] = co_await t->async_wait(
       tp, boost::asio::bind_cancellation_slot(slot, boost::asio::as_tuple(boost::asio::use_awaitable)));
+  // Asio leaves the timer's cancellation handler installed in the slot after the wait completes; it points into the
+  // timer, destroyed when this returns. A later emit on the same slot (a timeout cancelling the request, a hedge
+  // stopping its siblings) would then touch freed memory: clear it while the timer is still alive.
+  if (slot.is_connected()) slot.clear();
   co_return ec;
 }
 

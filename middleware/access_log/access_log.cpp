@@ -211,6 +211,8 @@ access_log_shared::access_log_shared(access_log_config c, std::shared_ptr<access
                                      const layer_context& ctx,
                                      std::function<std::chrono::system_clock::time_point()> wall_clock)
     : cfg(std::move(c)), clk(ctx.clk), sink_(std::move(sink)), wall_(std::move(wall_clock)) {
+  real_clock = is_steady_clock(clk);
+  if (real_clock) warm_fast_clock();
   if (cfg.sample >= 1) always = true;
   else if (cfg.sample > 0) threshold = static_cast<std::uint64_t>(cfg.sample * 18446744073709551616.0);
   if (!wall_) wall_ = [] { return std::chrono::system_clock::now(); };
@@ -252,7 +254,7 @@ void access_log_shared::log(request_context& ctx, std::string_view command, std:
   rec.command = command;
   rec.outcome = outcome;
   rec.error = error;
-  rec.duration_us = std::chrono::duration_cast<std::chrono::microseconds>(clk->now() - start).count();
+  rec.duration_us = std::chrono::duration_cast<std::chrono::microseconds>(now() - start).count();
   std::string line;
   line.reserve(192 + command.size());
   format_access_log_line(rec, line);

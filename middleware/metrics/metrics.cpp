@@ -65,11 +65,11 @@ void metrics_shared::record_error_reply(clock::time_point start) const noexcept 
 
 void metrics_shared::record_failure(const error_code& ec, clock::time_point start,
                                     clock::time_point deadline) const noexcept {
-  clock::time_point end{};
-  if (latency || deadline != clock::time_point::max()) end = real_clock ? std::chrono::steady_clock::now() : clk->now();
-  const errc c = classify(ec, end >= deadline).value_or(errc::internal);
+  const bool deadline_passed =
+      deadline != clock::time_point::max() && (real_clock ? std::chrono::steady_clock::now() : clk->now()) >= deadline;
+  const errc c = classify(ec, deadline_passed).value_or(errc::internal);
   failed[static_cast<std::size_t>(c)]->inc();
-  if (latency) duration->observe(std::chrono::duration<double>(end - start).count());
+  if (latency) duration->observe(std::chrono::duration<double>(now() - start).count());
 }
 
 }  // namespace detail
@@ -77,7 +77,8 @@ void metrics_shared::record_failure(const error_code& ec, clock::time_point star
 metrics_layer::metrics_layer(metrics_config cfg, const layer_context& ctx) : cfg_(std::move(cfg)) {
   auto sh = std::make_shared<detail::metrics_shared>();
   sh->clk = ctx.clk;
-  sh->real_clock = ctx.clk == steady_clock();
+  sh->real_clock = is_steady_clock(ctx.clk);
+  if (sh->real_clock) warm_fast_clock();
   sh->latency = cfg_.latency;
   auto& requests = ctx.metrics().counter(
       requests_name, "Requests through a metrics layer (outcome: ok, error reply, or the pipeline error's condition)",

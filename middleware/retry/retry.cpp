@@ -1,4 +1,5 @@
 #include <turret/middleware/retry.hpp>
+#include <turret/fast_clock.hpp>
 #include <turret/config.hpp>
 #include <turret/metrics.hpp>
 
@@ -119,7 +120,8 @@ retry_config parse_retry_config(const config_node& entry) {
 
 retry_budget::retry_budget(double ratio, unsigned min_per_second, std::chrono::nanoseconds window,
                            std::shared_ptr<clock> clk)
-    : clock_(std::move(clk)), slot_time_(std::max<std::chrono::nanoseconds>(window / slot_count, std::chrono::nanoseconds(1))) {
+    : clock_(std::move(clk)), real_clock_(is_steady_clock(clock_)), slot_time_(std::max<std::chrono::nanoseconds>(window / slot_count, std::chrono::nanoseconds(1))) {
+  if (real_clock_) warm_fast_clock();
   // tower's TpsBudget, in fixed point: 1000 units per request, 1000 / ratio per retry.
   if (ratio <= 0) {
     deposit_units_ = 0;
@@ -134,6 +136,8 @@ retry_budget::retry_budget(double ratio, unsigned min_per_second, std::chrono::n
 }
 
 std::int64_t retry_budget::generation_now() const noexcept {
+  // The slots' time base is fast_now_ns() on the real clock (every generation comes from here: never mixed).
+  if (real_clock_) return fast_now_ns() / slot_time_.count();
   return clock_->now().time_since_epoch() / slot_time_;
 }
 

@@ -41,6 +41,7 @@
 //
 // Fast path: try_call_now forwards; when it declines nothing is logged (ready()/call() log the request).
 #include <turret/clock.hpp>
+#include <turret/fast_clock.hpp>
 #include <turret/error.hpp>
 #include <turret/layer_context.hpp>
 #include <turret/request_traits.hpp>
@@ -114,6 +115,12 @@ class access_log_shared {
 
   const access_log_config cfg;
   std::shared_ptr<clock> clk;
+  bool real_clock = false;  ///< clk is steady_clock(): durations from fast_now_ns() (turret/fast_clock.hpp)
+
+  /// A time point for durations only (on the real clock its origin is fast_now_ns()'s, not steady_clock's).
+  clock::time_point now() const noexcept {
+    return real_clock ? clock::time_point(std::chrono::nanoseconds(fast_now_ns())) : clk->now();
+  }
   std::uint64_t threshold = 0;  ///< sample * 2^64
   bool always = false;          ///< sample >= 1
   std::uint64_t salt = 0;
@@ -166,7 +173,7 @@ class access_log_service {
   const S& inner() const noexcept { return inner_; }
 
   awaitable<result<permit_type>> ready(request_context& ctx) {
-    const clock::time_point start = shared_->clk->now();
+    const clock::time_point start = shared_->now();
     auto p = co_await inner_.ready(ctx);
     if (!p) {
       if (shared_->cfg.errors_always || shared_->sampled(ctx)) log_failure(ctx, {}, p.error(), start);
@@ -186,7 +193,7 @@ class access_log_service {
   template <class Request>
     requires immediate_service<S, Request> && contextual_request<Request>
   std::optional<result<response_type>> try_call_now(Request& req) {
-    const clock::time_point start = shared_->clk->now();
+    const clock::time_point start = shared_->now();
     std::optional<result<response_type>> r = inner_.try_call_now(req);
     if (r) record(req, *r, start);
     return r;

@@ -32,6 +32,7 @@
 //
 // Threading: the shared state is immutable after construction (series pointers); any thread.
 #include <turret/clock.hpp>
+#include <turret/fast_clock.hpp>
 #include <turret/error.hpp>
 #include <turret/layer_context.hpp>
 #include <turret/service.hpp>
@@ -73,16 +74,17 @@ namespace detail {
 /// The series of one metrics layer, looked up once.
 struct metrics_shared {
   std::shared_ptr<clock> clk;
-  bool real_clock = false;  ///< clk is steady_clock(): read std::chrono::steady_clock directly
+  bool real_clock = false;  ///< clk is steady_clock(): durations from fast_now_ns() (turret/fast_clock.hpp)
   bool latency = true;
   metrics::counter* ok = nullptr;
   metrics::counter* error = nullptr;
   std::array<metrics::counter*, 9> failed{};  ///< by errc value (1..8); [0] unused
   metrics::histogram* duration = nullptr;
 
+  /// A time point for durations only (on the real clock its origin is fast_now_ns()'s, not steady_clock's).
   clock::time_point now() const noexcept {
     if (!latency) return {};
-    return real_clock ? std::chrono::steady_clock::now() : clk->now();
+    return real_clock ? clock::time_point(std::chrono::nanoseconds(fast_now_ns())) : clk->now();
   }
   void record_ok(clock::time_point start) const noexcept;
   void record_error_reply(clock::time_point start) const noexcept;

@@ -58,6 +58,7 @@
 //
 // Threading: any thread, any number of requests; the layer's clock must be thread-safe (both clocks are).
 #include <turret/clock.hpp>
+#include <turret/fast_clock.hpp>
 #include <turret/error.hpp>
 #include <turret/layer_context.hpp>
 #include <turret/request_traits.hpp>
@@ -234,7 +235,12 @@ struct rate_limit_shared {
     std::uint8_t cls = 0;
   };
 
+  bool real_clock = false;  ///< clk is steady_clock(): the buckets' time is fast_now_ns() (turret/fast_clock.hpp)
+
+  /// The buckets' time base: every arrival time a bucket keeps is on it (waits are relative durations, so a
+  /// bucket never mixes it with steady_clock time points).
   std::int64_t now_ns() const noexcept {
+    if (real_clock) return fast_now_ns();
     return std::chrono::duration_cast<std::chrono::nanoseconds>(clk->now().time_since_epoch()).count();
   }
   /// The bucket of a request known only by its context (global, per_client).
@@ -378,9 +384,7 @@ class rate_limit_service {
   /// (the reservation is then given back).
   awaitable<error_code> take_token(detail::rate_limit_shared::bucket_ref b, request_context& ctx, rate_token& out) {
     const detail::rate_limit_shared& sh = *shared_;
-    const clock::time_point now = sh.clk->now();
-    const std::int64_t now_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(now.time_since_epoch()).count();
-    const detail::gcra_step s = sh.take(b, now_ns, sh.max_wait);
+    const detail::gcra_step s = sh.take(b, sh.now_ns(), sh.max_wait);
     if (!s.ok) {
       sh.count_reject();
       co_return make_error_code(rate_limit_errc::limited);
@@ -388,8 +392,8 @@ class rate_limit_service {
     rate_token token(&sh, b);
     if (s.wait > 0) {
       if (ctx.cancelled()) co_return make_error_code(boost::asio::error::operation_aborted);
-      const auto due = now + std::chrono::duration_cast<clock::duration>(std::chrono::nanoseconds(s.wait));
-      if (auto ec = co_await sleep_until(*sh.clk, due, ctx.cancel_slot())) co_return ec;
+      const auto wait = std::chrono::duration_cast<clock::duration>(std::chrono::nanoseconds(s.wait));
+      if (auto ec = co_await sleep_for(*sh.clk, wait, ctx.cancel_slot())) co_return ec;
     }
     out = std::move(token);
     co_return error_code{};

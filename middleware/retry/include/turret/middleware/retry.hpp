@@ -164,6 +164,7 @@ class retry_budget {
   std::int64_t balance(std::int64_t generation) const noexcept;  // with mutex_ held
 
   std::shared_ptr<clock> clock_;
+  bool real_clock_ = false;  ///< clock_ is steady_clock(): slots on fast_now_ns() (turret/fast_clock.hpp)
   std::chrono::nanoseconds slot_time_;
   std::int64_t deposit_units_;
   std::int64_t withdraw_units_;
