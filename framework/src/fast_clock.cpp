@@ -1,6 +1,7 @@
 #include <turret/fast_clock.hpp>
 
 #include <chrono>
+#include <ctime>
 #include <fstream>
 #include <string>
 #include <thread>
@@ -83,6 +84,15 @@ std::int64_t fast_now_ns() noexcept {
     const auto d = static_cast<std::int64_t>(__rdtsc() - c.tsc0);
     return c.ns0 + static_cast<std::int64_t>((static_cast<__int128>(d) * static_cast<__int128>(c.mult)) >> 32);
   }
+#endif
+  return steady_ns();
+}
+
+std::int64_t coarse_now_ns() noexcept {
+#ifdef CLOCK_MONOTONIC_COARSE
+  timespec ts{};
+  if (clock_gettime(CLOCK_MONOTONIC_COARSE, &ts) == 0)
+    return static_cast<std::int64_t>(ts.tv_sec) * 1'000'000'000 + static_cast<std::int64_t>(ts.tv_nsec);
 #endif
   return steady_ns();
 }

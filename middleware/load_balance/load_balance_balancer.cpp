@@ -136,7 +136,7 @@ double lb_balancer::load(std::size_t i, clock::time_point now) const {
   return rtt * (pending + 1);
 }
 
-std::size_t lb_balancer::pick(std::optional<std::string_view> key, bool reserve, std::uint64_t* round) {
+std::size_t lb_balancer::pick(const std::optional<std::string_view>& key, bool reserve, std::uint64_t* round) {
   lazy_now now{*clk_, {}};
   if (measures_latency()) now.get();
   if (keyed() && key) return pick_keyed(*key, now);
@@ -202,7 +202,7 @@ std::size_t lb_balancer::pick_keyed(std::string_view key, lazy_now& now) {
 
 void lb_balancer::count_pick(std::size_t i) noexcept { picks_[i]->inc(); }
 
-void lb_balancer::record(std::size_t i, const error_code& ec, std::optional<clock::duration> latency) {
+void lb_balancer::record(std::size_t i, const error_code& ec, const std::optional<clock::duration>& latency) {
   lb_endpoint_state& s = *states_[i];
   const auto c = ec ? classify(ec) : std::nullopt;
   const bool failure = c == errc::unavailable || c == errc::timed_out || c == errc::internal;

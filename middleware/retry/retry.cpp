@@ -121,7 +121,7 @@ retry_config parse_retry_config(const config_node& entry) {
 retry_budget::retry_budget(double ratio, unsigned min_per_second, std::chrono::nanoseconds window,
                            std::shared_ptr<clock> clk)
     : clock_(std::move(clk)), real_clock_(is_steady_clock(clock_)), slot_time_(std::max<std::chrono::nanoseconds>(window / slot_count, std::chrono::nanoseconds(1))) {
-  if (real_clock_) warm_fast_clock();
+  per_slot_ns_ = 1.0 / static_cast<double>(slot_time_.count());
   // tower's TpsBudget, in fixed point: 1000 units per request, 1000 / ratio per retry.
   if (ratio <= 0) {
     deposit_units_ = 0;
@@ -136,8 +136,10 @@ retry_budget::retry_budget(double ratio, unsigned min_per_second, std::chrono::n
 }
 
 std::int64_t retry_budget::generation_now() const noexcept {
-  // The slots' time base is fast_now_ns() on the real clock (every generation comes from here: never mixed).
-  if (real_clock_) return fast_now_ns() / slot_time_.count();
+  // The slots' time base is coarse_now_ns() on the real clock (every generation comes from here: never mixed). A
+  // product rounded down is monotonic in the time like the quotient; the slots are a second or so long, the coarse
+  // clock's resolution a few ms.
+  if (real_clock_) return static_cast<std::int64_t>(static_cast<double>(coarse_now_ns()) * per_slot_ns_);
   return clock_->now().time_since_epoch() / slot_time_;
 }
 

@@ -25,6 +25,12 @@ namespace turret {
 /// Monotonic nanoseconds since an arbitrary origin (see above).
 std::int64_t fast_now_ns() noexcept;
 
+/// Monotonic nanoseconds on a coarse clock (CLOCK_MONOTONIC_COARSE where the system has it: the kernel's last tick,
+/// a resolution of 1-10 ms, about 7 ns a read on the reference machine against 13 for fast_now_ns; else
+/// steady_clock). For time bases counted in seconds (a retry budget's slots), never for latencies; like fast_now_ns,
+/// never mixed with another clock's time points.
+std::int64_t coarse_now_ns() noexcept;
+
 /// Calibrates now (a 5 ms wait the first time, nothing after).
 void warm_fast_clock() noexcept;
 

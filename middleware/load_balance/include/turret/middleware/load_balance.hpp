@@ -225,11 +225,11 @@ class load_balance_service {
     if (i == no_endpoint_index) return result<response_type>(make_error_code(lb_errc::no_endpoint));
     const bool timed = bal.measures_latency();
     const clock::time_point start = timed ? bal.clk().now() : clock::time_point{};
-    std::optional<result<response_type>> r;
-    {
-      detail::lb_pending pending(&bal.state(i));
-      r = c.endpoints[i].service.try_call_now(req);
-    }
+    // No pending count here: a call answered without suspending is never in flight while this thread picks again,
+    // and another thread would see it for nanoseconds (two locked operations per request for nothing). The answer
+    // is built in place: assigning into an optional declared earlier costs tens of ns in store-forwarding stalls
+    // (bench/bench_layers.cpp, static/load_balance).
+    std::optional<result<response_type>> r = c.endpoints[i].service.try_call_now(req);
     if (!r) return r;
     bal.commit(round);
     bal.count_pick(i);

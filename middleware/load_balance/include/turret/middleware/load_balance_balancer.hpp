@@ -154,7 +154,7 @@ class lb_balancer {
   /// the pick is final (round robin advances now); without it (the fast path, which must have no side effect when
   /// it declines) round robin only reads its counter into `*round`: commit(*round) once the pick was used.
   /// Returns no_endpoint_index when none is available (or, without failover, the key's owner is not).
-  std::size_t pick(std::optional<std::string_view> key, bool reserve, std::uint64_t* round = nullptr);
+  std::size_t pick(const std::optional<std::string_view>& key, bool reserve, std::uint64_t* round = nullptr);
   /// Round robin: advances past an unreserved pick that was used (no effect if another pick advanced meanwhile).
   void commit(std::uint64_t round) noexcept {
     rr_.compare_exchange_strong(round, round + 1, std::memory_order_relaxed);
@@ -167,7 +167,7 @@ class lb_balancer {
   /// The outcome of one request on endpoint i: `ec` empty = success (resets consecutive failures); an error of
   /// condition unavailable, timed_out or internal = a failure (may eject); any other error counts as neither.
   /// `latency`: how long the call took (peak EWMA).
-  void record(std::size_t i, const error_code& ec, std::optional<clock::duration> latency);
+  void record(std::size_t i, const error_code& ec, const std::optional<clock::duration>& latency);
   /// One probe's outcome (health checks).
   void record_probe(std::size_t i, bool ok);
 

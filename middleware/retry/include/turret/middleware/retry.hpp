@@ -164,8 +164,9 @@ class retry_budget {
   std::int64_t balance(std::int64_t generation) const noexcept;  // with mutex_ held
 
   std::shared_ptr<clock> clock_;
-  bool real_clock_ = false;  ///< clock_ is steady_clock(): slots on fast_now_ns() (turret/fast_clock.hpp)
+  bool real_clock_ = false;  ///< clock_ is steady_clock(): slots on coarse_now_ns() (turret/fast_clock.hpp)
   std::chrono::nanoseconds slot_time_;
+  double per_slot_ns_ = 0;  ///< 1 / slot_time_ in ns: a multiply instead of a 64-bit division per request
   std::int64_t deposit_units_;
   std::int64_t withdraw_units_;
   std::int64_t floor_units_;  ///< credited to a slot when it begins
