@@ -239,7 +239,7 @@ const auth_guard::principal* auth_guard::from_credentials(std::string_view crede
   return nullptr;
 }
 
-error_code auth_guard::authorize(request_context& ctx, traffic_class cls) const {
+error_code auth_guard::authorize(request_context& ctx, traffic_class cls, bool before_auth) const {
   const principal* who = nullptr;
   if (!ctx.credentials.empty()) {
     who = from_credentials(ctx.credentials);
@@ -251,13 +251,14 @@ error_code auth_guard::authorize(request_context& ctx, traffic_class cls) const 
   } else if (!ctx.identity.empty()) {
     who = find(ctx.identity);
   }
-  if (cls == traffic_class::connection) return {};
   if (who == nullptr) {
-    if (cfg_.anonymous_allow & class_bit(cls)) return {};
+    if (before_auth || (cfg_.anonymous_allow & class_bit(cls))) return {};
+    // An anonymous client allowed anything is a client like any other (Redis's default user without a password).
+    if (cls == traffic_class::connection && cfg_.anonymous_allow != 0) return {};
     count(auth_errc::unauthenticated);
     return auth_errc::unauthenticated;
   }
-  if (who->allow & class_bit(cls)) return {};
+  if (cls == traffic_class::connection || (who->allow & class_bit(cls))) return {};
   count(auth_errc::forbidden);
   return auth_errc::forbidden;
 }

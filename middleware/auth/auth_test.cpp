@@ -60,6 +60,13 @@ std::optional<std::string> auth_reply(cmd_request& r, auth_verdict v, std::strin
   return r.replies.back();
 }
 
+/// A request type that says which requests a client may send before authenticating (as kv::request does: Redis's
+/// no_auth commands).
+struct strict_request : cmd_request {
+  bool no_auth = false;
+};
+bool allowed_before_auth(const strict_request& r) noexcept { return r.no_auth; }
+
 struct cmd_service {
   using response_type = std::string;
   using permit_type = unit_permit;
@@ -93,8 +100,8 @@ struct AuthTest : ::testing::Test, testing::context_harness {
   }
 
   /// ready_and_call, run to completion.
-  template <class S>
-  result<std::string> run(S& svc, cmd_request& req) {
+  template <class S, class R>
+  result<std::string> run(S& svc, R& req) {
     std::optional<result<std::string>> out;
     boost::asio::co_spawn(
         io, [&]() -> awaitable<void> { out.emplace(co_await ready_and_call(svc, req)); }, boost::asio::detached);
@@ -195,6 +202,32 @@ TEST_F(AuthTest, ConnectionClassIsAlwaysAllowed) {
   req.args = {"PING"};
   req.cls = traffic_class::connection;
   EXPECT_EQ(*run(svc, req), "inner:PING");
+}
+
+TEST_F(AuthTest, BeforeAuthOnlyWhatTheRequestTypeAllowsAsRedisDoes) {
+  auto svc = auth_layer(make_config(), lctx).wrap(cmd_service{&calls});
+  strict_request ping;
+  ping.args = {"PING"};
+  ping.cls = traffic_class::connection;
+  EXPECT_EQ(*run(svc, ping), "-NOAUTH");  // redis-server with requirepass: -NOAUTH to PING before AUTH
+  EXPECT_EQ(calls, 0);
+  EXPECT_EQ(rejected("unauthenticated"), 1u);
+  strict_request quit;
+  quit.args = {"QUIT"};
+  quit.cls = traffic_class::connection;
+  quit.no_auth = true;
+  EXPECT_EQ(*run(svc, quit), "inner:QUIT");
+  // Authenticated (the connection's context keeps the identity): every connection request goes.
+  ping.args = {"AUTH", "alice", "alice-pw"};
+  EXPECT_EQ(*run(svc, ping), "+OK");
+  ping.args = {"PING"};
+  EXPECT_EQ(*run(svc, ping), "inner:PING");
+  // Anonymous clients allowed something are clients: PING goes.
+  auto open = auth_layer(make_config(class_bit(traffic_class::read)), lctx).wrap(cmd_service{&calls});
+  strict_request anon;
+  anon.args = {"PING"};
+  anon.cls = traffic_class::connection;
+  EXPECT_EQ(*run(open, anon), "inner:PING");
 }
 
 TEST_F(AuthTest, AnonymousAllowList) {

@@ -3,7 +3,7 @@
 One turretd, every listener on the pipeline `guarded`:
     [metrics edge, access_log (file, every request), auth, metrics core]
 - RESP: NOAUTH / WRONGPASS / NOPERM with redis-server 7.0's exact texts; AUTH user pass, AUTH token, HELLO 3 AUTH;
-  connection commands (PING) before AUTH; redis-py (username/password) and redis-cli (--user/--pass).
+  PING and SELECT before AUTH get NOAUTH as from redis-server with requirepass; redis-py (username/password) and redis-cli (--user/--pass).
 - HTTP: 401 with WWW-Authenticate without or with wrong credentials, 403 for a class the identity lacks, 200 with
   Bearer and Basic; POST /admin/reload only for an identity allowed the admin class.
 - gRPC: `authorization` metadata: UNAUTHENTICATED, PERMISSION_DENIED, OK.
@@ -119,7 +119,8 @@ pipelines:
 
     def test_resp_texts(self):
         with harness.RespConn(self.ports["resp"]) as c:
-            self.assertEqual(c.call("PING"), b"+PONG\r\n")  # connection class: allowed before AUTH
+            self.assertEqual(c.call("PING"), NOAUTH)  # as redis-server with requirepass: only no_auth commands
+            self.assertEqual(c.call("SELECT", "0"), NOAUTH)
             self.assertEqual(c.call("GET", "k"), NOAUTH)
             self.assertEqual(c.call("SET", "k", "v"), NOAUTH)
             self.assertEqual(c.call("AUTH", "alice", "nope"), WRONGPASS)

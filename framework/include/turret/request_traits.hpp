@@ -19,6 +19,7 @@
 // ```
 //   std::optional<turret::auth_credentials> auth_command(const Request&);
 //   std::optional<Response> auth_reply(Request&, turret::auth_verdict, std::string_view identity);
+//   bool allowed_before_auth(const Request&);  // may a client that has not authenticated send it (Redis: no_auth)
 // ```
 // (see auth_verdict below).
 // Layers never call them directly: they call turret::request_routing_key / request_retry_class /
@@ -96,6 +97,7 @@ void rate_class() = delete;
 void request_name() = delete;
 void auth_command() = delete;
 void auth_reply() = delete;
+void allowed_before_auth() = delete;
 void attempt_mark() = delete;
 void discard_attempt() = delete;
 void fork_attempt() = delete;
@@ -177,6 +179,15 @@ traffic_class rate_class_of(const R& r) noexcept {
   if constexpr (has_rate_class<R>) return rate_class(r);
   else return traffic_class::write;
 }
+template <class R>
+concept has_allowed_before_auth = requires(const R& r) {
+  { allowed_before_auth(r) } -> std::same_as<bool>;
+};
+template <class R>
+bool allowed_before_auth_of(const R& r) noexcept {
+  if constexpr (has_allowed_before_auth<R>) return allowed_before_auth(r);
+  else return rate_class_of(r) == traffic_class::connection;
+}
 
 template <class R>
 auto attempt_mark_of(R& r) noexcept {
@@ -255,6 +266,14 @@ std::string_view request_name_of(const R& r) noexcept {
 template <class R>
 std::optional<auth_credentials> request_auth_command(const R& r) noexcept {
   return request_traits_detail::auth_command_of(r);
+}
+
+/// May a client that has not authenticated send this request? Redis lets such a client send only the commands
+/// flagged no_auth (AUTH, HELLO, QUIT...: PING and SELECT get -NOAUTH); a type that supplies no
+/// allowed_before_auth() answers by its traffic class (connection: yes).
+template <class R>
+bool request_allowed_before_auth(const R& r) noexcept {
+  return request_traits_detail::allowed_before_auth_of(r);
 }
 
 /// The auth layer's decision, answered in the request's protocol: an engaged optional is the request's response (its

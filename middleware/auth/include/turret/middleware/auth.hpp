@@ -31,8 +31,11 @@
 // For every request: an authentication command is answered as above. Otherwise the identity (from the request's
 // credentials, else the connection's) must exist in the current config (an identity removed by a reload counts as
 // not authenticated); anonymous clients are treated by `anonymous`. Requests of class `connection` (PING, ECHO,
-// HELLO, QUIT, RESET, SELECT, CLIENT SETNAME, ...) are always allowed, also to anonymous clients: they touch only
-// the client's own connection (Redis answers NOAUTH to PING and SELECT before AUTH; the layer does not).
+// HELLO, QUIT, RESET, SELECT, CLIENT SETNAME, ...) touch only the client's own connection: allowed to every
+// authenticated identity whatever its `allow`, and to anonymous clients when `anonymous` allows them anything. A
+// client that is not authenticated (anonymous allowed nothing) may send only what request_allowed_before_auth()
+// says (the key-value request: Redis's no_auth commands, AUTH, HELLO, QUIT...): PING and SELECT get -NOAUTH, as
+// from redis-server with requirepass.
 // Rejections are errors of auth_errc, mapped to turret's conditions, which every front end answers by
 // turret/error_mapping.hpp: unauthenticated -> 401 with `WWW-Authenticate` (HTTP), UNAUTHENTICATED (gRPC);
 // forbidden -> 403, PERMISSION_DENIED. On RESP, request_auth_reply() (kv::request) writes Redis's exact replies
@@ -145,8 +148,9 @@ class auth_guard {
   const principal* find(std::string_view name) const noexcept;
 
   /// May a request of class `cls` with this context go on? Authenticates from ctx.credentials when present (and
-  /// sets ctx.identity), else from ctx.identity, else anonymous. An error of auth_errc otherwise (counted).
-  error_code authorize(request_context& ctx, traffic_class cls) const;
+  /// sets ctx.identity), else from ctx.identity, else anonymous. `before_auth`: the request is one a client that
+  /// has not authenticated may send (request_allowed_before_auth). An error of auth_errc otherwise (counted).
+  error_code authorize(request_context& ctx, traffic_class cls, bool before_auth = false) const;
 
   const auth_config& config() const noexcept { return cfg_; }
 
@@ -216,7 +220,7 @@ class auth_service {
         return result<response_type>(std::move(*r));
       return std::nullopt;  // continues inward (HELLO ... AUTH)
     }
-    if (error_code ec = g.authorize(ctx, request_rate_class(req))) {
+    if (error_code ec = g.authorize(ctx, request_rate_class(req), request_allowed_before_auth(req))) {
       const auth_errc e = static_cast<auth_errc>(ec.value());
       return reply(req, e == auth_errc::forbidden ? auth_verdict::forbidden : auth_verdict::unauthenticated, ctx.identity, e);
     }

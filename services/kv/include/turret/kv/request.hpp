@@ -43,6 +43,10 @@ inline retry_safety retry_class(const request& r) noexcept {
 inline traffic_class rate_class(const request& r) noexcept {
   return r.cmd ? rate_class(*r.cmd) : traffic_class::write;
 }
+/// Redis's rule: before AUTH a client may send only the commands flagged no_auth (AUTH, HELLO, QUIT, ...).
+inline bool allowed_before_auth(const request& r) noexcept {
+  return r.cmd && r.cmd->info && (r.cmd->info->flags & cmd_no_auth) != 0;
+}
 
 /// The command's table name ("get", "client|list"); args[0] as sent when the command is unknown (may be binary).
 inline std::string_view request_name(const request& r) noexcept {
