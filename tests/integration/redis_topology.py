@@ -35,7 +35,10 @@ serving it), ``primaries()``, ``replicas_of(primary)``, ``node(port_or_id)``, ``
 (``CLUSTER FAILOVER`` on the replica, waits until it is master and the topology converged; returns seconds),
 ``kill_primary_and_wait_promotion(primary=None)`` (kill -9, waits until one of its replicas is master and the
 cluster is ok and converged again; returns seconds). ``last_failover`` describes the last of these two
-(``Failover``: kind, old, new, promoted_s, converged_s). ``cluster_client()`` is a ``redis.cluster.RedisCluster``.
+(``Failover``: kind, old, new, promoted_s, converged_s). ``start_slot_migration(slot, target)`` returns a
+``SlotMigration`` (IMPORTING / MIGRATING set: the source answers -ASK for the keys already moved) with
+``move_keys(count=None, keys=None)`` and ``finish()`` (rest of the keys moved, SETSLOT NODE everywhere, converged).
+``cluster_client()`` is a ``redis.cluster.RedisCluster``. ``key_in_slot(slot, prefix)`` makes a key for a slot.
 
 Usage::
 
@@ -450,6 +453,14 @@ def slot_of(key) -> int:
     return crc16(k) & (SLOTS - 1)
 
 
+def key_in_slot(slot: int, prefix: str = "k") -> str:
+    """A key "{prefix}:N" (the first N) whose slot is slot."""
+    n = 0
+    while slot_of(f"{prefix}:{n}") != slot:
+        n += 1
+    return f"{prefix}:{n}"
+
+
 @dataclasses.dataclass
 class Failover:
     kind: str            # "manual" (CLUSTER FAILOVER) or "kill" (kill -9 of the primary)
@@ -555,6 +566,11 @@ class Cluster(_Topology):
         node = self.live()[0]
         return RedisCluster(host=HOST, port=node.port, decode_responses=True, **kw)
 
+    def start_slot_migration(self, slot: int, target: RedisServer) -> "SlotMigration":
+        """Put slot into migration from its primary to target (CLUSTER SETSLOT IMPORTING / MIGRATING), as
+        redis-cli --cluster reshard does; nothing moves until move_keys() / finish()."""
+        return SlotMigration(self, slot, self.node_for_slot(slot), target)
+
     # -- convergence -----------------------------------------------------------------------------------------------
     def _converged_state(self):
         """(converged, description): every live node says cluster_state:ok with all slots ok, all live nodes
@@ -648,3 +664,36 @@ class Cluster(_Topology):
         took = time.monotonic() - t0
         self.last_failover = Failover("kill", primary, new, promoted_s, took)
         return took
+
+
+class SlotMigration:
+    """A slot being moved between two primaries: while it lasts, the source answers -ASK for keys already moved and
+    the target serves them only after ASKING (otherwise -MOVED back to the source)."""
+
+    def __init__(self, cluster: Cluster, slot: int, source: RedisServer, target: RedisServer) -> None:
+        if source is target:
+            raise ValueError(f"slot {slot} is already on {target!r}")
+        self.cluster, self.slot, self.source, self.target = cluster, slot, source, target
+        target.call("CLUSTER", "SETSLOT", slot, "IMPORTING", source.node_id)
+        source.call("CLUSTER", "SETSLOT", slot, "MIGRATING", target.node_id)
+
+    def move_keys(self, count: int | None = None, keys: list | None = None) -> list:
+        """MIGRATE keys (default: up to count of the slot's keys still on the source, all when None) to the
+        target; returns the keys moved."""
+        if keys is None:
+            keys = self.source.call("CLUSTER", "GETKEYSINSLOT", self.slot, count if count is not None else 1 << 30)
+        if keys:
+            reply = self.source.call("MIGRATE", HOST, self.target.port, "", 0, int(5000 * SCALE), "KEYS", *keys)
+            if reply not in ("OK", True):
+                raise RuntimeError(f"MIGRATE of {len(keys)} keys: {reply!r}")
+        return list(keys)
+
+    def finish(self, timeout: float = CONVERGE_TIMEOUT) -> None:
+        """Move the remaining keys, give the slot to the target (CLUSTER SETSLOT NODE on the target, the source,
+        then every other primary) and wait until the cluster converged."""
+        while self.move_keys(1000):
+            pass
+        for node in [self.target, self.source] + [p for p in self.cluster.primaries()
+                                                  if p not in (self.target, self.source)]:
+            node.call("CLUSTER", "SETSLOT", self.slot, "NODE", self.target.node_id)
+        self.cluster.wait_converged(timeout)

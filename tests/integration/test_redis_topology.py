@@ -9,7 +9,8 @@
 - Cluster (3 primaries, 3 replicas, made by redis-cli --cluster create): a key is accepted by its slot's primary and
   answered with MOVED (exact text) by the other primaries and by replicas; slot_of matches CLUSTER KEYSLOT for plain
   and hash-tag keys; CLUSTER FAILOVER and a primary's kill -9 converge within bounds, with the data, and report
-  their durations (printed); the killed node restarted rejoins as a replica.
+  their durations (printed); the killed node restarted rejoins as a replica; a slot migration answers -ASK for
+  the keys already moved (and the target serves them after ASKING only), then -MOVED to its new owner.
 """
 from __future__ import annotations
 
@@ -298,6 +299,36 @@ class ClusterTest(OnTopology):
         self.assertNotEqual(rt.slot_of("foo{}{bar}"), rt.slot_of("bar"))  # empty tag: the whole key is hashed
         self.assertEqual(rt.slot_of("foo{{bar}}zap"), rt.slot_of("{bar"))
         self.assertEqual(rt.slot_of("foo{bar}{zap}"), rt.slot_of("bar"))
+
+    def test_slot_migration(self):
+        c = self.topo
+        slot = c.slot_of("{migrating}")
+        keys = [f"{{migrating}}:{i}" for i in range(10)]
+        source = c.node_for_slot(slot)
+        target = next(p for p in c.primaries() if p is not source)
+        with source.client() as cl:
+            for k in keys:
+                cl.set(k, k.upper())
+        m = c.start_slot_migration(slot, target)
+        moved = m.move_keys(4)
+        self.assertEqual(len(moved), 4)
+        stayed = [k for k in keys if k not in moved]
+        ask = f"-ASK {slot} 127.0.0.1:{target.port}\r\n".encode()
+        self.assertEqual(source.raw("GET", moved[0]), ask)
+        self.assertEqual(source.raw("GET", stayed[0]), f"${len(stayed[0])}\r\n{stayed[0].upper()}\r\n".encode())
+        self.assertEqual(target.raw("GET", moved[0]), f"-MOVED {slot} 127.0.0.1:{source.port}\r\n".encode())
+        with harness.RespConn(target.port) as conn:
+            self.assertEqual(conn.call("ASKING"), b"+OK\r\n")
+            self.assertEqual(conn.call("GET", moved[0]), f"${len(moved[0])}\r\n{moved[0].upper()}\r\n".encode())
+        self.assertIs(c.node_for_slot(slot), source)  # still the owner until finish
+        m.finish()
+        self.assertIs(c.node_for_slot(slot), target)
+        self.assertEqual(source.raw("GET", stayed[0]), f"-MOVED {slot} 127.0.0.1:{target.port}\r\n".encode())
+        with target.client() as cl:
+            self.assertEqual([cl.get(k) for k in keys], [k.upper() for k in keys])
+        self.assertEqual(source.call("CLUSTER", "COUNTKEYSINSLOT", slot), 0)
+        self.assert_healthy()
+        self.assertEqual(rt.slot_of(rt.key_in_slot(slot, "x")), slot)
 
     def _keys_on(self, primary, n=5):
         keys = []
