@@ -160,10 +160,13 @@ def main() -> int:
     with redis_topology.Shards(3) as shards:
         proxies: dict[str, harness.ServerProcess] = {}
         try:
-            proxies["nutcracker"] = Nutcracker(shards.endpoints, args.server_connections)
-            if template:
-                config = render_config(template, shards.ports)
-                proxies["turretd"] = harness.TurretServer(config, binary=binary)
+            try:
+                proxies["nutcracker"] = Nutcracker(shards.endpoints, args.server_connections)
+                if template:
+                    proxies["turretd"] = harness.TurretServer(render_config(template, shards.ports), binary=binary)
+            except RuntimeError as e:
+                print(f"ERROR: {e}", file=sys.stderr)
+                return 1
             print(f"shards: {', '.join(f'{s.address} pid {s.pid}' for s in shards.servers)}")
             for name, p in proxies.items():
                 print(f"{name}: 127.0.0.1:{p.port} pid {p.pid}")
