@@ -142,6 +142,25 @@ class ServerProcess:
         self.proc = subprocess.Popen(argv, stdout=self._log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                      cwd=self.tmpdir, start_new_session=True)
 
+    def start_on_free_ports(self, argv, ready, what: str, attempts: int = 5) -> None:
+        """Spawn argv() (which picks the free ports, e.g. self.port = free_port()) and call ready() (raises
+        RuntimeError when the server does not come up). A free port can be taken between the probe and the server
+        binding it: on failure, retry with new ports; after `attempts`, clean up and raise RuntimeError with the log."""
+        last_err: Exception | None = None
+        for _ in range(attempts):
+            self.signalled = self._checked = False
+            self._spawn(argv())
+            try:
+                ready()
+                return
+            except RuntimeError as e:
+                last_err = e
+                self.signalled = True
+                self.stop()
+        message = f"{what} failed to start: {last_err}\n{self.log_text()}"
+        self.cleanup()
+        raise RuntimeError(message)
+
     def log_text(self, limit: int = 20000) -> str:
         try:
             data = Path(self.log_path).read_bytes()
@@ -228,21 +247,17 @@ class RedisServer(ServerProcess):
 
     def __init__(self, extra: list[str] | None = None) -> None:
         super().__init__()
-        last_err: Exception | None = None
-        for _ in range(5):  # a free port can be taken between the probe and redis binding it: retry
+
+        def argv():
             self.port = free_port()
-            self._spawn([REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly",
-                         "no", "--dir", self.tmpdir, "--daemonize", "no", "--logfile", ""] + list(extra or []))
-            try:
-                wait_accepting(self.port, self.proc)
-                return
-            except RuntimeError as e:
-                last_err = e
-                self.signalled = True
-                self.stop()
-        message = f"redis-server failed to start: {last_err}\n{self.log_text()}"
-        self.cleanup()
-        raise RuntimeError(message)
+            return redis_server_argv(self.port, self.tmpdir, extra)
+        self.start_on_free_ports(argv, lambda: wait_accepting(self.port, self.proc), "redis-server")
+
+
+def redis_server_argv(port: int, directory: str, extra: list[str] | None = None) -> list[str]:
+    """redis-server on 127.0.0.1:port in the foreground, logging to stdout, without persistence, in directory."""
+    return [REDIS_SERVER, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+            "--dir", directory, "--daemonize", "no", "--logfile", ""] + list(extra or [])
 
 
 LISTEN_RE = re.compile(rb"listening\s+(?:on\s+)?resp\S*\s+\S*?:(\d+)")
