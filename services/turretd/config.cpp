@@ -58,9 +58,13 @@ store_section parse_store(const config_node& n) {
   store_section s;
   if (n.is_null()) return s;
   n.expect_map();
-  n.reject_unknown_keys({"kind", "databases", "requirepass", "notify_keyspace_events", "hz"});
   s.kind = n.get_string("kind", "memory");
-  if (s.kind != "memory") n.child("kind").fail("unknown store kind '" + s.kind + "' (supported: memory)");
+  if (s.kind == "upstream") {
+    s.upstream = upstream::parse_shard_options(n);
+    return s;
+  }
+  n.reject_unknown_keys({"kind", "databases", "requirepass", "notify_keyspace_events", "hz"});
+  if (s.kind != "memory") n.child("kind").fail("unknown store kind '" + s.kind + "' (supported: memory, upstream)");
   s.options.databases = static_cast<int>(n.get_int("databases", 16, 1, 1024));
   s.options.requirepass = n.get_string("requirepass", "");
   s.options.notify_keyspace_events = n.get_string("notify_keyspace_events", "");
