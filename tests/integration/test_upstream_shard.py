@@ -27,6 +27,58 @@ except ImportError:  # pragma: no cover
     redis = None
 
 
+M64 = (1 << 64) - 1
+P1, P2, P3, P4, P5 = (0x9E3779B185EBCA87, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9, 0x85EBCA77C2B2AE63,
+                      0x27D4EB2F165667C5)
+
+
+def _rotl(x: int, r: int) -> int:
+    return ((x << r) | (x >> (64 - r))) & M64
+
+
+def _round(acc: int, lane: int) -> int:
+    return (_rotl((acc + lane * P2) & M64, 31) * P1) & M64
+
+
+def xxh64(data: bytes, seed: int = 0) -> int:
+    """XXH64, the reference algorithm (what load_balance_placement.hpp places keys with)."""
+    n, i = len(data), 0
+    if n >= 32:
+        v = [(seed + P1 + P2) & M64, (seed + P2) & M64, seed, (seed - P1) & M64]
+        while i + 32 <= n:
+            for j in range(4):
+                v[j] = _round(v[j], int.from_bytes(data[i + 8 * j:i + 8 * j + 8], "little"))
+            i += 32
+        h = (_rotl(v[0], 1) + _rotl(v[1], 7) + _rotl(v[2], 12) + _rotl(v[3], 18)) & M64
+        for x in v:
+            h = ((h ^ _round(0, x)) * P1 + P4) & M64
+    else:
+        h = (seed + P5) & M64
+    h = (h + n) & M64
+    while i + 8 <= n:
+        h = (_rotl(h ^ _round(0, int.from_bytes(data[i:i + 8], "little")), 27) * P1 + P4) & M64
+        i += 8
+    if i + 4 <= n:
+        h = (_rotl(h ^ (int.from_bytes(data[i:i + 4], "little") * P1 & M64), 23) * P2 + P3) & M64
+        i += 4
+    while i < n:
+        h = (_rotl(h ^ (data[i] * P5 & M64), 11) * P1) & M64
+        i += 1
+    h = ((h ^ (h >> 33)) * P2) & M64
+    h = ((h ^ (h >> 29)) * P3) & M64
+    return h ^ (h >> 32)
+
+
+def ring_owner(names: list[str], key: bytes, vnodes: int = 160) -> int:
+    """The endpoint owning `key` under ring_hash (load_balance_placement.hpp): points XXH64("NAME_j"), first >= h."""
+    points = sorted((xxh64(f"{n}_{j}".encode()), n, i) for i, n in enumerate(names) for j in range(vnodes))
+    h = xxh64(key)
+    for p, _, i in points:
+        if p >= h:
+            return i
+    return points[0][2]
+
+
 def shard_config(ports: list[int], grpc: bool) -> str:
     listeners = [("resp", "resp"), ("http", "http")] + ([("grpc", "grpc")] if grpc else [])
     lines = ["server:", "  threads: 1", "  shutdown_grace: 2s", "logging:", "  level: info", "listeners:"]
@@ -59,6 +111,7 @@ class UpstreamShard(unittest.TestCase):
         names = ["resp", "http"] + (["grpc"] if cls.grpc else [])
         cls.ports = listener_ports(cls.srv, names)
         cls.proxy = redis.Redis(port=cls.ports["resp"], socket_timeout=5)
+        cls.names = [f"127.0.0.1:{r.port}" for r in cls.redises]
         cls.direct = [redis.Redis(port=r.port, socket_timeout=5) for r in cls.redises]
         cls.addClassCleanup(cls.proxy.close)
 
@@ -83,6 +136,7 @@ class UpstreamShard(unittest.TestCase):
             self.assertEqual(len(on), 1, f"{k!r} is on {on}")
             self.assertEqual(self.direct[on[0]].get(k), b"v-" + k)
             placement[k] = on[0]
+            self.assertEqual(on[0], ring_owner(self.names, k), f"{k!r} is not where ring_hash places it")
         self.assertEqual(set(placement.values()), {0, 1, 2}, "keys do not spread over the three servers")
         # Placement is stable: the same key goes to the same server again.
         for k in keys[:10]:
@@ -195,6 +249,12 @@ class UpstreamShard(unittest.TestCase):
                 time.sleep(0.1)
         self.assertTrue(ok, "the restarted shard did not come back")
         self.assertEqual(self.direct[victim].get(dead[0]), b"2")
+
+
+class Placement(unittest.TestCase):
+    def test_xxh64_reference_values(self):
+        self.assertEqual(xxh64(b""), 0xEF46DB3751D8E999)
+        self.assertEqual(xxh64(b"abc"), 0x44BC2CF5AD770999)
 
 
 class UpstreamConfig(unittest.TestCase):
