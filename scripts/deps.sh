@@ -15,7 +15,7 @@ PKGS=(
   libgtest-dev libgmock-dev libbenchmark-dev
   # peers and clients used by tests and benchmarks
   redis-server redis-tools python3-redis python3-grpcio python3-grpc-tools python3-protobuf
-  curl nginx-light wrk nghttp2-client
+  curl nginx-light wrk nghttp2-client nutcracker
 )
 
 missing=()
