@@ -285,6 +285,8 @@ class UpstreamConfig(unittest.TestCase):
         out = self.check("  kind: upstream\n  endpoints: [127.0.0.1:1]\n"
                          "  pipeline: [{layer: load_balance, policy: p2c}]\n")
         self.assertIn("store.pipeline[0].policy: shard mode places keys by ring_hash or maglev", out)
+        out = self.check("  kind: upstream\n  endpoints: [127.0.0.1:1]\n  pipeline: [{layer: retry, max_atempts: 3}]\n")
+        self.assertIn("store.pipeline[0].max_atempts: unknown key", out)
 
 
 if __name__ == "__main__":
