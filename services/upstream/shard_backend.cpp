@@ -5,6 +5,13 @@
 #include <turret/middleware/load_balance.hpp>
 #include <turret/middleware/load_balance_placement.hpp>
 
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
 #include <atomic>
 #include <charconv>
 #include <mutex>
@@ -253,17 +260,51 @@ class router {
       for (std::size_t j = 0; j < step; ++j) p->args.push_back(req.args[i + j]);
       p->positions.push_back(nkeys);
     }
-    // Each part in turn, on the request's own context (its deadline and cancellation).
+    // Every part at once, each on a fork of the request (its own context and sink: kv::attempt_fork), on this
+    // executor; a cancellation of the request cancels every part. The parts are awaited whatever happens: they
+    // refer to this frame.
+    struct child {
+      std::unique_ptr<kv::attempt_fork> fork;
+      kv::resolved_command rc;
+      result<response> r = make_error_code(boost::asio::error::operation_aborted);
+    };
+    if (req.ctx.cancelled()) co_return make_error_code(boost::asio::error::operation_aborted);
+    std::vector<child> kids(parts.size());
+    auto ex = co_await boost::asio::this_coro::executor;
+    boost::asio::steady_timer all_done(ex, boost::asio::steady_timer::time_point::max());
+    std::size_t remaining = parts.size();
+    for (std::size_t i = 0; i < parts.size(); ++i) {
+      child& k = kids[i];
+      k.fork = kv::fork_attempt(req);
+      k.rc = kv::resolve(*s.table, parts[i].args);
+      k.fork->req.args = parts[i].args;
+      k.fork->req.cmd = &k.rc;
+      boost::asio::co_spawn(
+          ex,
+          [&k, &remaining, &all_done, svc = s.shards[parts[i].shard]]() mutable -> awaitable<void> {
+            k.r = co_await ready_and_call(svc, k.fork->req);
+            if (--remaining == 0) all_done.cancel();
+          },
+          boost::asio::detached);
+    }
+    if (!req.ctx.cancelled()) {
+      req.ctx.cancel_slot().assign([&kids](boost::asio::cancellation_type t) {
+        for (auto& k : kids) k.fork->ctx.cancel(t);
+      });
+    }
+    while (remaining > 0) co_await all_done.async_wait(boost::asio::as_tuple(boost::asio::use_awaitable));
+    req.ctx.cancel_slot().clear();
+    if (req.ctx.cancelled()) co_return make_error_code(boost::asio::error::operation_aborted);
+
     std::vector<kv::reply_value> mget(kind == split_kind::mget ? nkeys : 0);
     long long sum = 0;
-    for (auto& p : parts) {
-      kv::value_reply_builder sink(2);
-      auto rc = kv::resolve(*s.table, p.args);
-      request sub(req.ctx, req.sess, p.args, sink, &rc);
-      auto r = co_await ready_and_call(s.shards[p.shard], sub);
+    for (std::size_t i = 0; i < parts.size(); ++i) {
+      const part& p = parts[i];
+      const auto& r = kids[i].r;
       if (!r) co_return r.error();
-      if (sink.replies().size() != 1) co_return error_reply(req, "ERR unexpected reply from upstream " + s.names[p.shard]);
-      const kv::reply_value& v = sink.replies().front();
+      const auto& replies = kids[i].fork->out.replies();
+      if (replies.size() != 1) co_return error_reply(req, "ERR unexpected reply from upstream " + s.names[p.shard]);
+      const kv::reply_value& v = replies.front();
       if (v.is_error()) {
         kv::replay(v, req.out);
         response e;

@@ -232,6 +232,11 @@ class UpstreamShard(unittest.TestCase):
             for k in alive[:3]:
                 self.assertEqual(self.proxy.get(k), b"1")
         self.assertTrue(all(e.startswith("unavailable") for e in errors), errors)
+        # A split request with a part on the dead server fails as a whole, with one reply: the next request on the
+        # same connection gets its own.
+        with self.assertRaises(redis.exceptions.ResponseError):
+            self.proxy.mget([alive[0], dead[0], alive[1]])
+        self.assertEqual(self.proxy.get(alive[0]), b"1")
         self.assertIn("unavailable: circuit open", errors[-1])
         # Restart on the same port: once the breaker lets a probe through, the shard's keys work again.
         proc = subprocess.Popen([harness.REDIS_SERVER, "--port", str(port), "--bind", "127.0.0.1", "--save", "",

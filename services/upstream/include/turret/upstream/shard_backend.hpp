@@ -25,7 +25,7 @@
 // endpoint's one upstream client (its outlier ejection and health checks then act per server; never failover: a
 // shard does not answer for another's keys). The innermost service is the endpoint's resp::upstream_client.
 // - Commands with keys: every key on one endpoint -> that endpoint. MGET, MSET, DEL, EXISTS, UNLINK and TOUCH whose
-//   keys span endpoints are split per endpoint (one sub-request each, in turn) and merged in request order (MGET's
+//   keys span endpoints are split per endpoint (one sub-request each, all at once) and merged in request order (MGET's
 //   array, the sum of the integers, +OK for MSET); any failed part fails the request (its error). Any other command
 //   whose keys span endpoints: `-CROSSSLOT Keys in request don't hash to the same slot`.
 // - Keyless commands (TIME, INFO, COMMAND, PUBLISH, unknown commands...) go to the endpoints in turn; PING, ECHO and
