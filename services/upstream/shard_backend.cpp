@@ -81,12 +81,6 @@ enum class split_kind { none, mget, mset, sum };
 
 }  // namespace
 
-const std::vector<std::string_view>& shard_option_keys() {
-  static const std::vector<std::string_view> keys{"kind", "mode", "endpoints", "connections", "connect_timeout",
-                                                  "pipeline"};
-  return keys;
-}
-
 shard_options parse_shard_options(const config_node& n) {
   n.reject_unknown_keys({"kind", "mode", "endpoints", "connections", "connect_timeout", "pipeline"});
   shard_options o;

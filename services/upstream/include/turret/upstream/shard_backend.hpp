@@ -73,8 +73,6 @@ struct shard_options {
 /// Parses a `store:` section of kind upstream (every key but `kind` is checked here). Throws config_error naming
 /// file, line and key (e.g. `mode: replicas`: "only 'shard' is supported so far").
 shard_options parse_shard_options(const config_node& store);
-/// The keys a `store:` section of kind upstream may hold.
-const std::vector<std::string_view>& shard_option_keys();
 
 class shard_backend final : public kv::backend {
  public:
