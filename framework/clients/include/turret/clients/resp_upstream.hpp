@@ -107,8 +107,8 @@ class upstream_client {
 
   awaitable<result<permit_type>> ready(request_context& ctx);
   awaitable<result<upstream_reply>> call(permit_type p, upstream_request& req);
-  /// The fast path is never available (every command is a round trip): nullopt.
-  /// try_ready: a permit at once, or upstream_errc::down when the chosen connection is down.
+  /// Never suspends: a permit for the next connection in turn, or upstream_errc::down / stopped when it is down.
+  /// (No try_call_now: every command is a round trip.)
   std::optional<result<permit_type>> try_ready(request_context& ctx);
 
   /// "host:port" as configured.
