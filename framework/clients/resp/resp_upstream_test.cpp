@@ -167,10 +167,14 @@ TEST_F(RespUpstream, ErrorRepliesAreValuesAndLargeRepliesArriveWhole) {
     r = co_await exec(c, cmd("SET", "big", big));
     r = co_await exec(c, cmd("GET", "big"));
     EXPECT_TRUE(r && r->v.str == big);
-    if (r) EXPECT_EQ(r->raw.size(), big.size() + 2 + 2 + std::to_string(big.size()).size() + 1);
+    if (r) {
+      EXPECT_EQ(r->raw.size(), big.size() + 2 + 2 + std::to_string(big.size()).size() + 1);
+    }
     r = co_await exec(c, cmd("MGET", "s", "nope"));
     EXPECT_TRUE(r && r->v.elements.size() == 2 && r->v.elements[1].is_null());
-    if (r) EXPECT_EQ(r->raw, "*2\r\n$3\r\nabc\r\n$-1\r\n");
+    if (r) {
+      EXPECT_EQ(r->raw, "*2\r\n$3\r\nabc\r\n$-1\r\n");
+    }
   });
 }
 
@@ -187,7 +191,9 @@ TEST_F(RespUpstream, ACancelledRequestsReplyIsReadAndDiscarded) {
     ctx.cancel();
     co_await sleep(5ms);
     EXPECT_TRUE(blocked.has_value());
-    if (blocked) EXPECT_EQ(blocked->error(), asio::error::operation_aborted);
+    if (blocked) {
+      EXPECT_EQ(blocked->error(), asio::error::operation_aborted);
+    }
     // Queued behind BLPOP on the same connection: gets its own reply, not BLPOP's.
     auto r = co_await exec(c, cmd("GET", "x"));
     EXPECT_TRUE(r && r->v.str == "1");
