@@ -5,6 +5,7 @@
 #include <turret/kv/command_table.hpp>
 #include <turret/metrics.hpp>
 #include <turret/middleware/builtin.hpp>
+#include <turret/middleware/load_balance.hpp>
 
 #include <charconv>
 #include <set>
@@ -58,9 +59,13 @@ store_section parse_store(const config_node& n) {
   store_section s;
   if (n.is_null()) return s;
   n.expect_map();
-  n.reject_unknown_keys({"kind", "databases", "requirepass", "notify_keyspace_events", "hz"});
   s.kind = n.get_string("kind", "memory");
-  if (s.kind != "memory") n.child("kind").fail("unknown store kind '" + s.kind + "' (supported: memory)");
+  if (s.kind == "upstream") {
+    s.upstream = upstream::parse_shard_options(n);
+    return s;
+  }
+  n.reject_unknown_keys({"kind", "databases", "requirepass", "notify_keyspace_events", "hz"});
+  if (s.kind != "memory") n.child("kind").fail("unknown store kind '" + s.kind + "' (supported: memory, upstream)");
   s.options.databases = static_cast<int>(n.get_int("databases", 16, 1, 1024));
   s.options.requirepass = n.get_string("requirepass", "");
   s.options.notify_keyspace_events = n.get_string("notify_keyspace_events", "");
@@ -225,6 +230,17 @@ std::shared_ptr<const config> parse_config(const config_node& root, const regist
   cfg->server = parse_server(root.child("server"));
   if (root.has("logging") && !root.child("logging").is_null()) cfg->logging = parse_logging_config(root.child("logging"));
   cfg->store = parse_store(root.child("store"));
+  if (cfg->store.kind == "upstream" && !cfg->store.upstream.pipeline.is_null()) {
+    // The endpoints' pipeline, validated like the others (its load_balance takes the endpoint the backend provides).
+    metrics::registry scratch;
+    layer_context ctx;
+    ctx.metric_registry = &scratch;
+    if (regs.commands) ctx.set_commands(regs.commands);
+    auto provider = std::make_shared<lb_endpoint_provider<kv::request, kv::response>>();
+    provider->has = [](std::string_view set) { return set.empty(); };
+    ctx.set_extension<lb_endpoint_provider<kv::request, kv::response>>(provider);
+    regs.layers.make_all(cfg->store.upstream.pipeline, ctx.for_pipeline("upstream"));
+  }
   cfg->pipelines = parse_pipelines(root, regs);
 
   // --- listeners ---

@@ -46,6 +46,7 @@
 #include <turret/kv/local.hpp>
 #include <turret/kv/plugin.hpp>
 #include <turret/kv/request.hpp>
+#include <turret/upstream/shard_backend.hpp>
 #include <turret/any_service.hpp>
 #include <turret/config.hpp>
 #include <turret/layer_context.hpp>
@@ -105,7 +106,8 @@ struct pipeline_config {
 };
 
 struct store_section {
-  std::string kind = "memory";
+  std::string kind = "memory";             ///< memory | upstream
+  upstream::shard_options upstream;        ///< kind upstream: endpoints, connections, the endpoints' pipeline
   kv::store_options options;               ///< databases, requirepass, notify-keyspace-events, hz, client limits
 };
 

@@ -59,6 +59,7 @@ server::~server() {
   reload_signal_.reset();
   listeners_.clear();
   draining_.clear();
+  serving_.reset();  // an upstream backend stops its connections while their io_contexts exist
   rt_.reset();
 }
 
@@ -87,8 +88,19 @@ void server::start() {
   layer_ctx_.set_commands<kv::command_table>(
       std::shared_ptr<const kv::command_table>(backend_, &backend_->commands()));  // keeps the backend alive
   layer_ctx_.states = std::make_shared<layer_state_store>();  // the first generation: reloads carry it over
+  serving_ = backend_;
+  if (cfg_->store.kind == "upstream") {
+    // The in-process store stays (INFO, expiry timer) but serves nothing; the command table is the same.
+    std::vector<boost::asio::any_io_executor> executors;
+    for (std::size_t i = 0; i < rt_->size(); ++i) executors.push_back(rt_->context(i).get_executor());
+    layer_context uctx = layer_ctx_;
+    uctx.set_extension<kv_layer_registry>(std::shared_ptr<const kv_layer_registry>(regs_, &regs_->layers));
+    serving_ = std::make_shared<upstream::shard_backend>(
+        cfg_->store.upstream, std::shared_ptr<const kv::command_table>(backend_, &backend_->commands()),
+        regs_->layers, uctx, std::move(executors));
+  }
   admin_ = std::make_shared<const kv::admin_handler>([this](kv::request& req) { return admin_request(req); });
-  core_ = kv_pipeline(kv::admin_service(backend_->service(), admin_));
+  core_ = kv_pipeline(kv::admin_service(serving_->service(), admin_));
   for (const auto& [name, pc] : cfg_->pipelines) {
     auto layers = build_layers(pc, *regs_, layer_ctx_);
     pipelines_.emplace(name, kv_pipeline_handle(kv_layer_registry::wrap_all(layers, core_)));
@@ -186,7 +198,7 @@ std::optional<asio::ip::tcp::endpoint> server::endpoint(std::string_view name) c
 
 std::unique_ptr<listener> server::start_listener(const listener_config& lc, const kv_pipeline_handle& pipeline) {
   const frontend* fe = regs_->frontends.find(lc.protocol);
-  listener_env env{lc.name, lc.endpoint, lc.options, *rt_, shutdown_, backend_, pipeline, &state_};
+  listener_env env{lc.name, lc.endpoint, lc.options, *rt_, shutdown_, serving_, pipeline, &state_};
   auto l = fe->create(std::move(env));
   try {
     l->start();

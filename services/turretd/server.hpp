@@ -151,6 +151,8 @@ class server {
   // coordinator and the store they refer to.
   shutdown_coordinator shutdown_;
   std::shared_ptr<kv::local_backend> backend_;
+  /// What the front ends and pipelines serve: backend_, or the upstream backend of `store: {kind: upstream}`.
+  std::shared_ptr<kv::backend> serving_;
   kv::store* store_ = nullptr;  ///< backend_'s engine
   std::unique_ptr<runtime> rt_;
   layer_context layer_ctx_;

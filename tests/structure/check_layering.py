@@ -13,6 +13,8 @@
                           own folder; never the in-process core (services/kv/...), another front end, or turretd
     services/kv/          (the in-process core) the contracts and itself; never the operations, a front end or
                           turretd
+    services/upstream/    (the upstream backend, <turret/upstream/...>) the contracts, the framework and its clients,
+                          middleware headers and itself; never the core, the operations, a front end or turretd
     examples/, tests/package/  (what a third party writes: programs and plugins) public headers only: never services/
 
 Exits 1 and lists every violation (file:line: include).
@@ -48,6 +50,8 @@ def allowed(rel: str, inc: str) -> bool:
             if inc.startswith("services/"):
                 return inc.startswith(f"services/{fe}/")
             return True
+    if rel.startswith("services/upstream/"):
+        return not inc.startswith(("services/", "turret/ops/"))
     if rel.startswith("services/kv/"):
         return not inc.startswith(tuple(f"services/{x}/" for x in FRONT_ENDS + ("turretd", "ops")) + ("turret/ops/",))
     if rel.startswith(("examples/", "tests/package/")):

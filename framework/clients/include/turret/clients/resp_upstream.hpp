@@ -1,0 +1,129 @@
+#pragma once
+// resp::upstream_client: a RESP server (redis-server, turretd) as a Service, for proxies. Requests are pipelined over
+// few long-lived connections and their replies matched in order.
+//
+//   resp::upstream_client c({executor}, {.host = "127.0.0.1", .port = 6379});
+//   resp::upstream_request req{ctx, args};                       // args: command name + arguments
+//   auto r = co_await turret::ready_and_call(c, req);            // result<upstream_reply>
+//   // r->v: the reply as a value (error replies are values); r->raw: its RESP2 bytes as the server sent them
+//
+// # Connections
+// `connections` connections per endpoint (default 1), each on one of the executors given (connection i on
+// executors[i % size]); ready() picks one in turn. On each connection:
+// - one writer coroutine sends every command queued since its last write in one write (a burst of concurrent
+//   requests, from any thread, becomes one send());
+// - one reader coroutine parses replies as they arrive and hands each to the oldest pending request (a FIFO: RESP
+//   answers in order);
+// - TCP_NODELAY; the connection speaks RESP2 (no HELLO is sent): `raw` is RESP2.
+//
+// # Failures and reconnection
+// A connect that fails or takes longer than `connect_timeout`, a read or write error, the server closing, or a reply
+// that is not RESP (the connection cannot be trusted after it) take the connection down: every request written or
+// queued on it fails with upstream_errc::connection_lost (condition unavailable) and the connection reconnects after
+// a backoff that doubles from `backoff_initial` to at most `backoff_max` (reset by a successful connect). While a
+// connection is down (between a failure and the next successful connect), ready() and call() fail at once with
+// upstream_errc::down: callers fail fast instead of queueing behind a dead server. Requests made while the very first
+// connect is in progress wait for it.
+//
+// # Cancellation
+// call() binds to the request's `ctx.cancel_slot()`: a cancelled request completes at once with operation_aborted.
+// Its command may already be on the wire: its reply is still read, matched and discarded, so the replies of the
+// requests after it stay matched. A request is answered exactly once.
+//
+// # Threads
+// ready() and call() may be called from any thread, concurrently; each completion runs on the executor of the
+// caller's coroutine. The client object is cheap to copy (copies share the connections). stop() (or the last copy
+// going away) closes the connections; pending requests then fail with upstream_errc::stopped.
+#include <turret/clock.hpp>
+#include <turret/context.hpp>
+#include <turret/resp/parser.hpp>
+#include <turret/resp/value.hpp>
+#include <turret/result.hpp>
+#include <turret/service.hpp>
+
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/system/error_category.hpp>
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace turret::resp {
+
+enum class upstream_errc {
+  down = 1,         ///< the connection is down (reconnecting after a failure): unavailable, at once
+  connection_lost,  ///< the connection failed while the request was queued or written: unavailable
+  stopped,          ///< the client was stopped: unavailable
+};
+/// The category "turret.resp_upstream"; every code maps to the condition errc::unavailable.
+const boost::system::error_category& upstream_category() noexcept;
+inline boost::system::error_code make_error_code(upstream_errc e) noexcept {
+  return {static_cast<int>(e), upstream_category()};
+}
+
+struct upstream_options {
+  std::string host = "127.0.0.1";  ///< an IP address or a name (resolved at each connect)
+  std::uint16_t port = 6379;
+  std::size_t connections = 1;
+  std::chrono::milliseconds connect_timeout{1000};
+  std::chrono::milliseconds backoff_initial{50};
+  std::chrono::milliseconds backoff_max{2000};
+  std::size_t max_bulk_len = 512ull * 1024 * 1024;  ///< largest bulk reply accepted
+};
+
+/// One command: its context (cancellation) and its arguments (name first), which need to live only until call()
+/// has started (they are encoded at once).
+struct upstream_request {
+  request_context& ctx;
+  std::span<const std::string_view> args;
+  request_context& context() noexcept { return ctx; }
+};
+
+/// A reply: as a value (error replies included) and as the RESP2 bytes the server sent.
+struct upstream_reply {
+  value v;
+  std::string raw;
+};
+
+namespace detail {
+class upstream_connection;
+}
+
+class upstream_client {
+ public:
+  using response_type = upstream_reply;
+  /// The connection ready() chose for the request.
+  struct permit_type {
+    std::shared_ptr<detail::upstream_connection> conn;
+  };
+
+  /// Starts connecting at once. `executors` must not be empty.
+  upstream_client(std::vector<boost::asio::any_io_executor> executors, upstream_options opts);
+
+  awaitable<result<permit_type>> ready(request_context& ctx);
+  awaitable<result<upstream_reply>> call(permit_type p, upstream_request& req);
+  /// Never suspends: a permit for the next connection in turn, or upstream_errc::down / stopped when it is down.
+  /// (No try_call_now: every command is a round trip.)
+  std::optional<result<permit_type>> try_ready(request_context& ctx);
+
+  /// "host:port" as configured.
+  const std::string& name() const noexcept;
+  /// Whether some connection is up.
+  bool connected() const noexcept;
+  /// Closes every connection; pending and later requests fail with upstream_errc::stopped. Idempotent.
+  void stop();
+
+ private:
+  struct shared;
+  std::shared_ptr<shared> shared_;
+};
+
+}  // namespace turret::resp
+
+template <>
+struct boost::system::is_error_code_enum<turret::resp::upstream_errc> : std::true_type {};

@@ -1,0 +1,248 @@
+// resp::upstream_client against a real redis-server (started on a free port by each test, stopped even when the test
+// fails): pipelining, error replies as values, cancellation, fail-fast while down, reconnection.
+#include <turret/clients/resp_upstream.hpp>
+#include <turret/error.hpp>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <csignal>
+#include <optional>
+#include <spawn.h>
+#include <string>
+#include <sys/wait.h>
+#include <thread>
+#include <unistd.h>
+#include <vector>
+
+extern char** environ;
+
+namespace {
+
+namespace asio = boost::asio;
+using namespace std::chrono_literals;
+using turret::resp::upstream_client;
+using turret::resp::upstream_reply;
+using turret::resp::upstream_request;
+
+std::uint16_t free_port() {
+  asio::io_context io;
+  asio::ip::tcp::acceptor a(io, {asio::ip::make_address("127.0.0.1"), 0});
+  return a.local_endpoint().port();
+}
+
+bool can_connect(std::uint16_t port) {
+  asio::io_context io;
+  asio::ip::tcp::socket s(io);
+  boost::system::error_code ec;
+  s.connect({asio::ip::make_address("127.0.0.1"), port}, ec);
+  return !ec;
+}
+
+/// redis-server without persistence on `port`; killed (SIGKILL) by stop() or the destructor.
+class redis_process {
+ public:
+  explicit redis_process(std::uint16_t port) : port_(port) { start(); }
+  ~redis_process() { stop(); }
+  void start() {
+    const std::string p = std::to_string(port_);
+    std::vector<std::string> argv_s{"redis-server", "--port", p, "--bind", "127.0.0.1", "--save", "",
+                                    "--appendonly", "no", "--dir", "/tmp", "--loglevel", "warning", "--logfile", ""};
+    std::vector<char*> argv;
+    for (auto& a : argv_s) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    if (posix_spawnp(&pid_, "redis-server", nullptr, nullptr, argv.data(), environ) != 0) pid_ = -1;
+    for (int i = 0; i < 500 && pid_ > 0 && !can_connect(port_); ++i) std::this_thread::sleep_for(10ms);
+  }
+  void stop() {
+    if (pid_ <= 0) return;
+    ::kill(pid_, SIGKILL);
+    int st = 0;
+    ::waitpid(pid_, &st, 0);
+    pid_ = -1;
+  }
+  bool running() const { return pid_ > 0 && can_connect(port_); }
+
+ private:
+  std::uint16_t port_;
+  pid_t pid_ = -1;
+};
+
+struct RespUpstream : ::testing::Test {
+  std::uint16_t port = free_port();
+  std::optional<redis_process> redis;
+  asio::io_context io;
+
+  void SetUp() override {
+    redis.emplace(port);
+    ASSERT_TRUE(redis->running()) << "redis-server did not start";
+  }
+  upstream_client make(std::size_t connections = 1) {
+    turret::resp::upstream_options o;
+    o.port = port;
+    o.connections = connections;
+    o.backoff_initial = 20ms;
+    o.backoff_max = 100ms;
+    return upstream_client({io.get_executor()}, o);
+  }
+  /// Runs `f` (a coroutine) to completion on io, at most `limit`.
+  template <class F>
+  void run(F f, std::chrono::milliseconds limit = 10s) {
+    bool done = false;
+    asio::co_spawn(io, [&]() -> asio::awaitable<void> {
+      co_await f();
+      done = true;
+    }, asio::detached);
+    const auto until = std::chrono::steady_clock::now() + limit;
+    while (!done && std::chrono::steady_clock::now() < until) io.run_for(10ms);
+    ASSERT_TRUE(done) << "did not complete in time";
+  }
+};
+
+asio::awaitable<turret::result<upstream_reply>> exec(upstream_client& c, std::vector<std::string> args,
+                                                     turret::request_context* ctx = nullptr) {
+  turret::request_context own;
+  std::vector<std::string_view> views(args.begin(), args.end());
+  upstream_request req{ctx ? *ctx : own, views};
+  co_return co_await turret::ready_and_call(c, req);
+}
+
+template <class... A>
+std::vector<std::string> cmd(const A&... a) {
+  return std::vector<std::string>{std::string(a)...};
+}
+
+asio::awaitable<void> sleep(std::chrono::milliseconds d) {
+  asio::steady_timer t(co_await asio::this_coro::executor, d);
+  co_await t.async_wait(asio::use_awaitable);
+}
+
+TEST_F(RespUpstream, ManyConcurrentRequestsArePipelinedAndMatchedInOrder) {
+  auto c = make(2);
+  int ok = 0;
+  run([&]() -> asio::awaitable<void> {
+    // 200 writers at once over two connections, then 200 readers.
+    int pending = 200;
+    for (int i = 0; i < 200; ++i) {
+      asio::co_spawn(io, [&, i]() -> asio::awaitable<void> {
+        auto r = co_await exec(c, cmd("SET", "k" + std::to_string(i), "v" + std::to_string(i)));
+        if (r && r->v.str == "OK" && r->raw == "+OK\r\n") ++ok;
+        --pending;
+      }, asio::detached);
+    }
+    while (pending > 0) co_await sleep(1ms);
+    pending = 200;
+    for (int i = 0; i < 200; ++i) {
+      asio::co_spawn(io, [&, i]() -> asio::awaitable<void> {
+        auto r = co_await exec(c, cmd("GET", "k" + std::to_string(i)));
+        const std::string want = "v" + std::to_string(i);
+        if (r && r->v.str == want && r->raw == "$" + std::to_string(want.size()) + "\r\n" + want + "\r\n") ++ok;
+        --pending;
+      }, asio::detached);
+    }
+    while (pending > 0) co_await sleep(1ms);
+  });
+  EXPECT_EQ(ok, 400);
+}
+
+TEST_F(RespUpstream, ErrorRepliesAreValuesAndLargeRepliesArriveWhole) {
+  auto c = make();
+  run([&]() -> asio::awaitable<void> {
+    auto r = co_await exec(c, cmd("SET", "s", "abc"));
+    EXPECT_TRUE(r.has_value());
+    r = co_await exec(c, cmd("INCR", "s"));
+    EXPECT_TRUE(r && r->v.is_error());
+    if (r) {
+      EXPECT_EQ(r->v.str, "ERR value is not an integer or out of range");
+      EXPECT_EQ(r->raw, "-ERR value is not an integer or out of range\r\n");
+    }
+    const std::string big(3 * 1024 * 1024 + 7, 'x');
+    r = co_await exec(c, cmd("SET", "big", big));
+    r = co_await exec(c, cmd("GET", "big"));
+    EXPECT_TRUE(r && r->v.str == big);
+    if (r) {
+      EXPECT_EQ(r->raw.size(), big.size() + 2 + 2 + std::to_string(big.size()).size() + 1);
+    }
+    r = co_await exec(c, cmd("MGET", "s", "nope"));
+    EXPECT_TRUE(r && r->v.elements.size() == 2 && r->v.elements[1].is_null());
+    if (r) {
+      EXPECT_EQ(r->raw, "*2\r\n$3\r\nabc\r\n$-1\r\n");
+    }
+  });
+}
+
+TEST_F(RespUpstream, ACancelledRequestsReplyIsReadAndDiscarded) {
+  auto c = make();
+  run([&]() -> asio::awaitable<void> {
+    co_await exec(c, cmd("SET", "x", "1"));
+    turret::request_context ctx;
+    std::optional<turret::result<upstream_reply>> blocked;
+    asio::co_spawn(io, [&]() -> asio::awaitable<void> {
+      blocked = co_await exec(c, cmd("BLPOP", "empty", "0.3"), &ctx);
+    }, asio::detached);
+    co_await sleep(50ms);
+    ctx.cancel();
+    co_await sleep(5ms);
+    EXPECT_TRUE(blocked.has_value());
+    if (blocked) {
+      EXPECT_EQ(blocked->error(), asio::error::operation_aborted);
+    }
+    // Queued behind BLPOP on the same connection: gets its own reply, not BLPOP's.
+    auto r = co_await exec(c, cmd("GET", "x"));
+    EXPECT_TRUE(r && r->v.str == "1");
+  });
+}
+
+TEST_F(RespUpstream, FailsFastWhileDownAndReconnects) {
+  auto c = make();
+  run([&]() -> asio::awaitable<void> {
+    auto r = co_await exec(c, cmd("PING"));
+    EXPECT_TRUE(r && r->v.str == "PONG");
+  });
+  redis->stop();
+  int unavailable = 0;
+  run([&]() -> asio::awaitable<void> {
+    for (int i = 0; i < 50; ++i) {
+      const auto t0 = std::chrono::steady_clock::now();
+      auto r = co_await exec(c, cmd("PING"));
+      EXPECT_FALSE(r.has_value());
+      if (!r && r.error() == turret::errc::unavailable) ++unavailable;
+      EXPECT_LT(std::chrono::steady_clock::now() - t0, 500ms);
+      co_await sleep(2ms);
+    }
+  });
+  EXPECT_EQ(unavailable, 50);
+  redis->start();
+  ASSERT_TRUE(redis->running());
+  run([&]() -> asio::awaitable<void> {
+    bool back = false;
+    for (int i = 0; i < 200 && !back; ++i) {
+      auto r = co_await exec(c, cmd("PING"));
+      back = r && r->v.str == "PONG";
+      if (!back) co_await sleep(10ms);
+    }
+    EXPECT_TRUE(back);
+  });
+}
+
+TEST_F(RespUpstream, NothingListeningIsUnavailable) {
+  redis->stop();
+  auto c = make();
+  run([&]() -> asio::awaitable<void> {
+    for (int i = 0; i < 5; ++i) {
+      auto r = co_await exec(c, cmd("PING"));
+      EXPECT_TRUE(!r && r.error() == turret::errc::unavailable);
+      co_await sleep(5ms);
+    }
+  });
+  EXPECT_FALSE(c.connected());
+}
+
+}  // namespace

@@ -1,0 +1,101 @@
+#pragma once
+// shard_backend: turretd in front of real Redis servers, keys spread over them (`store: {kind: upstream, mode:
+// shard}`). Implements the backend facade, so the front ends (RESP, HTTP, gRPC) do not change.
+//
+// ```yaml
+// store:
+//   kind: upstream
+//   mode: shard                 # only shard so far (replicas, cluster: a config error)
+//   endpoints: [127.0.0.1:7001, 127.0.0.1:7002, 127.0.0.1:7003]
+//   connections: 1              # pipelined connections per endpoint (resp::upstream_client)
+//   connect_timeout: 1s
+//   pipeline:                   # layers in front of EACH endpoint (first outermost), built with the layer registry
+//     - {layer: retry, max_attempts: 3}
+//     - {layer: circuit_breaker, consecutive_failures: 5}
+//     - {layer: load_balance, policy: ring_hash}
+// ```
+//
+// # Routing
+// The backend's service() is a router. It places each key with the placement of load_balance's `ring_hash` or
+// `maglev` (<turret/middleware/load_balance_placement.hpp>: endpoints named "host:port" as written, the parameters of
+// the pipeline's load_balance entry, ring_hash with its defaults when the pipeline has none; p2c and round_robin are
+// a config error: they do not place keys), then sends the request through THAT endpoint's pipeline. Every endpoint
+// has its own instance of `pipeline` (state and metrics labelled {pipeline="upstream/HOST:PORT"}), so a circuit
+// breaker opened by a dead server rejects only that server's keys; a load_balance entry in it balances over the
+// endpoint's one upstream client (its outlier ejection and health checks then act per server; never failover: a
+// shard does not answer for another's keys). The innermost service is the endpoint's resp::upstream_client.
+// - Commands with keys: every key on one endpoint -> that endpoint. MGET, MSET, DEL, EXISTS, UNLINK and TOUCH whose
+//   keys span endpoints are split per endpoint (one sub-request each, all at once) and merged in request order (MGET's
+//   array, the sum of the integers, +OK for MSET); any failed part fails the request (its error). Any other command
+//   whose keys span endpoints: `-CROSSSLOT Keys in request don't hash to the same slot`.
+// - Keyless commands (TIME, INFO, COMMAND, PUBLISH, unknown commands...) go to the endpoints in turn; PING, ECHO and
+//   QUIT are answered here.
+// - Not proxied (an error reply "ERR <CMD> is not supported in shard mode"): SELECT of another database than 0 (SELECT
+//   0 is +OK), MULTI/EXEC/DISCARD/WATCH/UNWATCH, the SUBSCRIBE family, HELLO (the upstream connections are shared
+//   RESP2 connections), AUTH, CLIENT, CONFIG, DEBUG, SHUTDOWN, MONITOR, FLUSHALL, FLUSHDB, SWAPDB, MOVE, MIGRATE,
+//   KEYS, SCAN, RANDOMKEY, DBSIZE, CLUSTER, RESET, replication and persistence commands.
+// # Replies
+// An upstream reply goes into the request's reply_builder as the bytes the server sent (reply_builder::raw): the RESP
+// front end appends them (no re-encoding), HTTP and gRPC parse them into their value tree. The upstream connections
+// speak RESP2, so a RESP3 client (HELLO is refused anyway) would see RESP2 shapes. Error replies set
+// kv::response::set_error, so retry and circuit_breaker classify them. Transport failures are pipeline errors of
+// condition unavailable (the front end's error mapping).
+// # Sessions and gauges
+// open/close_session count clients and assign ids; auth is never required; limits() and counters() are the
+// defaults; commands() is the table given. summary(): clients only (keys, expires and memory are 0: unknown here).
+#include <turret/config.hpp>
+#include <turret/kv/backend.hpp>
+#include <turret/kv/plugin.hpp>
+#include <turret/layer_context.hpp>
+
+#include <boost/asio/any_io_executor.hpp>
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace turret::upstream {
+
+struct shard_options {
+  struct endpoint {
+    std::string host;
+    std::uint16_t port = 0;
+    std::string name;  ///< "host:port" as written
+  };
+  std::vector<endpoint> endpoints;
+  std::size_t connections = 1;
+  std::chrono::milliseconds connect_timeout{1000};
+  config_node pipeline;  ///< the `pipeline:` list (null: none)
+};
+
+/// Parses a `store:` section of kind upstream (every key but `kind` is checked here). Throws config_error naming
+/// file, line and key (e.g. `mode: replicas`: "only 'shard' is supported so far").
+shard_options parse_shard_options(const config_node& store);
+
+class shard_backend final : public kv::backend {
+ public:
+  /// Builds each endpoint's pipeline with `layers` and `ctx` (throws config_error) and starts connecting, connection
+  /// i of each endpoint on executors[i % size].
+  shard_backend(const shard_options& opts, std::shared_ptr<const kv::command_table> table,
+                const kv::layer_registry_type& layers, const layer_context& ctx,
+                std::vector<boost::asio::any_io_executor> executors);
+  ~shard_backend() override;
+
+  std::uint64_t open_session(kv::session& s) override;
+  void close_session(kv::session& s) noexcept override;
+  bool auth_required(const kv::session&) const noexcept override { return false; }
+  const kv::client_limits& limits() const noexcept override;
+  kv::connection_stats& counters() noexcept override;
+  const kv::command_table& commands() const noexcept override;
+  kv::backend_summary summary() const override;
+  kv::pipeline_service service() override;
+
+  struct state;
+
+ private:
+  std::shared_ptr<state> state_;
+};
+
+}  // namespace turret::upstream

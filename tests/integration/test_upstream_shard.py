@@ -1,0 +1,298 @@
+"""turretd in front of three real redis-servers in shard mode (store kind upstream, mode shard).
+
+One turretd with RESP, HTTP and gRPC listeners over three redis-servers on free ports; its store pipeline is
+[retry, circuit_breaker{consecutive_failures: 5, open_for: 1s}, load_balance{ring_hash}], one instance per server:
+- SET/GET/DEL/MGET/MSET through RESP (redis-py), HTTP (the REST API) and gRPC; every key is on exactly one
+  redis-server (read directly), the keys spread over all three, and multi-key commands are split and merged in order;
+- a command whose keys span servers (RENAME) gets Redis's CROSSSLOT error; SELECT 1 and MULTI are refused;
+- kill -9 of one redis-server: its keys fail fast (unavailable, then "circuit open"), the other servers' keys keep
+  working; once it is restarted on the same port its keys work again.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+import unittest
+import urllib.parse
+
+import harness
+from test_http import request
+from test_pipelines import kv_stub, listener_ports
+
+try:
+    import redis
+except ImportError:  # pragma: no cover
+    redis = None
+
+
+M64 = (1 << 64) - 1
+P1, P2, P3, P4, P5 = (0x9E3779B185EBCA87, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9, 0x85EBCA77C2B2AE63,
+                      0x27D4EB2F165667C5)
+
+
+def _rotl(x: int, r: int) -> int:
+    return ((x << r) | (x >> (64 - r))) & M64
+
+
+def _round(acc: int, lane: int) -> int:
+    return (_rotl((acc + lane * P2) & M64, 31) * P1) & M64
+
+
+def xxh64(data: bytes, seed: int = 0) -> int:
+    """XXH64, the reference algorithm (what load_balance_placement.hpp places keys with)."""
+    n, i = len(data), 0
+    if n >= 32:
+        v = [(seed + P1 + P2) & M64, (seed + P2) & M64, seed, (seed - P1) & M64]
+        while i + 32 <= n:
+            for j in range(4):
+                v[j] = _round(v[j], int.from_bytes(data[i + 8 * j:i + 8 * j + 8], "little"))
+            i += 32
+        h = (_rotl(v[0], 1) + _rotl(v[1], 7) + _rotl(v[2], 12) + _rotl(v[3], 18)) & M64
+        for x in v:
+            h = ((h ^ _round(0, x)) * P1 + P4) & M64
+    else:
+        h = (seed + P5) & M64
+    h = (h + n) & M64
+    while i + 8 <= n:
+        h = (_rotl(h ^ _round(0, int.from_bytes(data[i:i + 8], "little")), 27) * P1 + P4) & M64
+        i += 8
+    if i + 4 <= n:
+        h = (_rotl(h ^ (int.from_bytes(data[i:i + 4], "little") * P1 & M64), 23) * P2 + P3) & M64
+        i += 4
+    while i < n:
+        h = (_rotl(h ^ (data[i] * P5 & M64), 11) * P1) & M64
+        i += 1
+    h = ((h ^ (h >> 33)) * P2) & M64
+    h = ((h ^ (h >> 29)) * P3) & M64
+    return h ^ (h >> 32)
+
+
+def ring_owner(names: list[str], key: bytes, vnodes: int = 160) -> int:
+    """The endpoint owning `key` under ring_hash (load_balance_placement.hpp): points XXH64("NAME_j"), first >= h."""
+    points = sorted((xxh64(f"{n}_{j}".encode()), n, i) for i, n in enumerate(names) for j in range(vnodes))
+    h = xxh64(key)
+    for p, _, i in points:
+        if p >= h:
+            return i
+    return points[0][2]
+
+
+def shard_config(ports: list[int], grpc: bool) -> str:
+    listeners = [("resp", "resp"), ("http", "http")] + ([("grpc", "grpc")] if grpc else [])
+    lines = ["server:", "  threads: 1", "  shutdown_grace: 2s", "logging:", "  level: info", "listeners:"]
+    for name, protocol in listeners:
+        lines += [f"  - name: {name}", f"    protocol: {protocol}", "    address: 127.0.0.1:0"]
+    lines += ["store:", "  kind: upstream", "  mode: shard",
+              "  endpoints: [" + ", ".join(f"127.0.0.1:{p}" for p in ports) + "]",
+              "  connect_timeout: 500ms",
+              "  pipeline:",
+              "    - {layer: retry, max_attempts: 3}",
+              "    - {layer: circuit_breaker, consecutive_failures: 5, open_for: 1s}",
+              "    - {layer: load_balance, policy: ring_hash}"]
+    return "\n".join(lines) + "\n"
+
+
+class UpstreamShard(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        harness.require_turretd(cls)
+        if redis is None:
+            raise unittest.SkipTest("python3-redis is not installed")
+        cls.redises = [harness.start_redis(cls) for _ in range(3)]
+        cls.grpc = True
+        try:
+            import grpc_support
+            grpc_support.stubs()
+        except unittest.SkipTest:
+            cls.grpc = False
+        cls.srv = harness.start_target(cls, shard_config([r.port for r in cls.redises], cls.grpc))
+        names = ["resp", "http"] + (["grpc"] if cls.grpc else [])
+        cls.ports = listener_ports(cls.srv, names)
+        cls.proxy = redis.Redis(port=cls.ports["resp"], socket_timeout=5)
+        cls.names = [f"127.0.0.1:{r.port}" for r in cls.redises]
+        cls.direct = [redis.Redis(port=r.port, socket_timeout=5) for r in cls.redises]
+        cls.addClassCleanup(cls.proxy.close)
+
+    def setUp(self):
+        for d in self.direct:
+            try:
+                d.flushall()
+            except redis.exceptions.ConnectionError:
+                pass
+
+    def where(self, key: bytes) -> list[int]:
+        return [i for i, d in enumerate(self.direct) if d.exists(key)]
+
+    def test_set_get_del_spread_over_every_shard(self):
+        keys = [f"user:{i}".encode() for i in range(60)]
+        for k in keys:
+            self.assertTrue(self.proxy.set(k, b"v-" + k))
+        placement = {}
+        for k in keys:
+            self.assertEqual(self.proxy.get(k), b"v-" + k)
+            on = self.where(k)
+            self.assertEqual(len(on), 1, f"{k!r} is on {on}")
+            self.assertEqual(self.direct[on[0]].get(k), b"v-" + k)
+            placement[k] = on[0]
+            self.assertEqual(on[0], ring_owner(self.names, k), f"{k!r} is not where ring_hash places it")
+        self.assertEqual(set(placement.values()), {0, 1, 2}, "keys do not spread over the three servers")
+        # Placement is stable: the same key goes to the same server again.
+        for k in keys[:10]:
+            self.proxy.set(k, b"again")
+            self.assertEqual(self.where(k), [placement[k]])
+        self.assertEqual(self.proxy.delete(*keys), len(keys))
+        self.assertEqual(sum(d.dbsize() for d in self.direct), 0)
+
+    def test_multi_key_commands_are_split_and_merged_in_order(self):
+        mapping = {f"m{i}".encode(): f"val{i}".encode() for i in range(30)}
+        self.assertTrue(self.proxy.mset(mapping))
+        self.assertEqual({i for k in mapping for i in self.where(k)}, {0, 1, 2})
+        keys = list(mapping) + [b"missing"]
+        order = keys[::-1]
+        self.assertEqual(self.proxy.mget(order), [mapping.get(k) for k in order])
+        self.assertEqual(self.proxy.exists(*keys), 30)
+        self.assertEqual(self.proxy.touch(*keys), 30)
+        self.assertEqual(self.proxy.unlink(*keys[:10]), 10)
+        self.assertEqual(self.proxy.delete(*keys), 20)
+        self.assertEqual(sum(d.dbsize() for d in self.direct), 0)
+
+    def two_keys_on_different_shards(self) -> tuple[bytes, bytes]:
+        seen = {}
+        for i in range(100):
+            k = f"x{i}".encode()
+            self.proxy.set(k, b"1")
+            seen.setdefault(self.where(k)[0], k)
+            if len(seen) >= 2:
+                break
+        a, b = list(seen.values())[:2]
+        return a, b
+
+    def test_crossslot_and_refused_commands(self):
+        a, b = self.two_keys_on_different_shards()
+        with self.assertRaises(redis.exceptions.ResponseError) as e:
+            self.proxy.rename(a, b)
+        self.assertEqual(str(e.exception), "CROSSSLOT Keys in request don't hash to the same slot")
+        with self.assertRaises(redis.exceptions.ResponseError) as e:
+            self.proxy.execute_command("SELECT", "1")
+        self.assertIn("not supported in shard mode", str(e.exception))
+        self.assertTrue(self.proxy.execute_command("SELECT", "0"))
+        with self.assertRaises(redis.exceptions.ResponseError):
+            self.proxy.execute_command("MULTI")
+        self.assertTrue(self.proxy.ping())
+        self.assertEqual(self.proxy.echo(b"hi"), b"hi")
+        # Keyless commands reach an upstream.
+        self.assertEqual(len(self.proxy.time()), 2)
+
+    def test_http_and_grpc_reach_the_shards(self):
+        keys = [f"h{i}" for i in range(20)]
+        for k in keys:
+            r = request(self.ports["http"], "PUT", "/v1/kv/" + urllib.parse.quote(k), b"from-http-" + k.encode())
+            self.assertIn(r.status, (200, 201), r.body)
+        self.assertEqual({i for k in keys for i in self.where(k.encode())}, {0, 1, 2})
+        for k in keys:
+            r = request(self.ports["http"], "GET", "/v1/kv/" + urllib.parse.quote(k))
+            self.assertEqual(r.status, 200)
+            self.assertEqual(r.body, b"from-http-" + k.encode())
+        self.assertEqual(request(self.ports["http"], "GET", "/v1/kv/nope").status, 404)
+        if not self.grpc:
+            return
+        pb, kv = kv_stub(self, self.ports["grpc"])
+        m = pb["kv"]
+        for k in keys:
+            self.assertEqual(kv.Get(m.GetRequest(key=k.encode()), timeout=5).value, b"from-http-" + k.encode())
+        kv.Set(m.SetRequest(key=b"g1", value=b"grpc"), timeout=5)
+        self.assertEqual(self.proxy.get(b"g1"), b"grpc")
+        self.assertEqual(len(self.where(b"g1")), 1)
+        deleted = kv.Delete(m.DeleteRequest(keys=[k.encode() for k in keys] + [b"g1", b"nope"]), timeout=5).deleted
+        self.assertEqual(deleted, 21)
+        self.assertEqual(sum(d.dbsize() for d in self.direct), 0)
+
+    def test_zz_kill_one_shard_fails_fast_and_recovers(self):
+        keys = [f"k{i}".encode() for i in range(30)]
+        for k in keys:
+            self.proxy.set(k, b"1")
+        victim = 1
+        dead = [k for k in keys if self.where(k) == [victim]]
+        alive = [k for k in keys if k not in dead]
+        self.assertTrue(dead and alive)
+        port = self.redises[victim].port
+        self.redises[victim].signalled = True  # killed on purpose: not a crash
+        os.kill(self.redises[victim].proc.pid, signal.SIGKILL)
+        self.redises[victim].proc.wait()
+        errors = []
+        for _ in range(20):
+            for k in dead[:1]:
+                t0 = time.monotonic()
+                with self.assertRaises(redis.exceptions.ResponseError) as e:
+                    self.proxy.get(k)
+                self.assertLess(time.monotonic() - t0, 1.0)
+                errors.append(str(e.exception))
+            for k in alive[:3]:
+                self.assertEqual(self.proxy.get(k), b"1")
+        self.assertTrue(all(e.startswith("unavailable") for e in errors), errors)
+        # A split request with a part on the dead server fails as a whole, with one reply: the next request on the
+        # same connection gets its own.
+        with self.assertRaises(redis.exceptions.ResponseError):
+            self.proxy.mget([alive[0], dead[0], alive[1]])
+        self.assertEqual(self.proxy.get(alive[0]), b"1")
+        self.assertIn("unavailable: circuit open", errors[-1])
+        # Restart on the same port: once the breaker lets a probe through, the shard's keys work again.
+        proc = subprocess.Popen([harness.REDIS_SERVER, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                                 "--appendonly", "no", "--logfile", "", "--loglevel", "warning"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.addCleanup(lambda: (proc.kill(), proc.wait()))
+        self.direct[victim] = redis.Redis(port=port, socket_timeout=5)
+        deadline = time.monotonic() + 15
+        ok = False
+        while time.monotonic() < deadline and not ok:
+            try:
+                self.proxy.set(dead[0], b"2")
+                ok = self.proxy.get(dead[0]) == b"2"
+            except redis.exceptions.ResponseError:
+                time.sleep(0.1)
+        self.assertTrue(ok, "the restarted shard did not come back")
+        self.assertEqual(self.direct[victim].get(dead[0]), b"2")
+
+
+class Placement(unittest.TestCase):
+    def test_xxh64_reference_values(self):
+        self.assertEqual(xxh64(b""), 0xEF46DB3751D8E999)
+        self.assertEqual(xxh64(b"abc"), 0x44BC2CF5AD770999)
+
+
+class UpstreamConfig(unittest.TestCase):
+    """Modes other than shard, and balancing policies that do not place keys, are config errors naming file:line."""
+
+    def check(self, store: str) -> str:
+        harness.require_turretd(self)
+        path = os.path.join(self.tmp, "turret.yaml")
+        with open(path, "w") as f:
+            f.write("listeners:\n  - {name: resp, protocol: resp, address: 127.0.0.1:0}\nstore:\n" + store)
+        r = subprocess.run([harness.TURRETD, "--check-config", path], capture_output=True, text=True, timeout=30)
+        self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+        return r.stdout + r.stderr
+
+    def setUp(self):
+        import tempfile
+        self.tmp = tempfile.mkdtemp()
+
+    def test_replicas_and_cluster_are_rejected(self):
+        for mode in ("replicas", "cluster"):
+            out = self.check(f"  kind: upstream\n  mode: {mode}\n  endpoints: [127.0.0.1:7001]\n")
+            self.assertIn("turret.yaml:5:9: store.mode: mode '" + mode + "' is not supported yet (supported: shard)",
+                          out)
+
+    def test_bad_endpoint_and_policy(self):
+        out = self.check("  kind: upstream\n  endpoints: [localhost]\n")
+        self.assertIn("store.endpoints[0]: expected HOST:PORT", out)
+        out = self.check("  kind: upstream\n  endpoints: [127.0.0.1:1]\n"
+                         "  pipeline: [{layer: load_balance, policy: p2c}]\n")
+        self.assertIn("store.pipeline[0].policy: shard mode places keys by ring_hash or maglev", out)
+        out = self.check("  kind: upstream\n  endpoints: [127.0.0.1:1]\n  pipeline: [{layer: retry, max_atempts: 3}]\n")
+        self.assertIn("store.pipeline[0].max_atempts: unknown key", out)
+
+
+if __name__ == "__main__":
+    unittest.main()
