@@ -104,7 +104,7 @@ std::optional<kv::response> answer_locally(std::string_view family, kv::request&
       "punsubscribe", "sunsubscribe", "hello", "auth", "client", "config", "debug", "shutdown", "monitor",
       "swapdb", "move", "migrate", "cluster", "reset", "sync", "psync", "replicaof", "slaveof", "failover", "save",
       "bgsave", "bgrewriteaof", "acl", "module", "script", "function", "readonly", "readwrite", "asking", "wait"};
-  // What concerns every server.
+  // What concerns every server: one dataset in replicas mode, not in shard mode.
   static constexpr std::string_view every_server[] = {"flushall", "flushdb", "keys", "scan", "randomkey", "dbsize"};
   bool refuse = false;
   for (auto r : refused) refuse = refuse || family == r;

@@ -1,7 +1,7 @@
 #pragma once
 // What the upstream backends' modes share (private to services/upstream/): the endpoint service at the bottom of
 // every pipeline, the commands answered here or refused, the pipelines built around provider endpoints, and the
-// session bookkeeping of the backend facade. The contracts are at shard_backend.hpp.
+// session bookkeeping of the backend facade. The contracts are at shard_backend.hpp and replicas_backend.hpp.
 #include <turret/upstream/backend_base.hpp>
 #include <turret/upstream/upstream_options.hpp>
 #include <turret/clients/resp_upstream.hpp>

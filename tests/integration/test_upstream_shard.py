@@ -273,7 +273,7 @@ class Placement(unittest.TestCase):
 
 
 class UpstreamConfig(unittest.TestCase):
-    """Modes other than shard, and balancing policies that do not place keys, are config errors naming file:line."""
+    """Modes not built (cluster), and balancing policies that do not place keys, are config errors naming file:line."""
 
     def check(self, store: str) -> str:
         harness.require_turretd(self)
@@ -288,11 +288,12 @@ class UpstreamConfig(unittest.TestCase):
         import tempfile
         self.tmp = tempfile.mkdtemp()
 
-    def test_replicas_and_cluster_are_rejected(self):
-        for mode in ("replicas", "cluster"):
-            out = self.check(f"  kind: upstream\n  mode: {mode}\n  endpoints: [127.0.0.1:7001]\n")
-            self.assertIn("turret.yaml:5:9: store.mode: mode '" + mode + "' is not supported yet (supported: shard)",
-                          out)
+    def test_cluster_and_unknown_modes_are_rejected(self):
+        out = self.check("  kind: upstream\n  mode: cluster\n  endpoints: [127.0.0.1:7001]\n")
+        self.assertIn("turret.yaml:5:9: store.mode: mode 'cluster' is not supported yet (supported: shard, replicas)",
+                      out)
+        out = self.check("  kind: upstream\n  mode: mirror\n  endpoints: [127.0.0.1:7001]\n")
+        self.assertIn("store.mode: unknown mode 'mirror' (supported: shard, replicas)", out)
 
     def test_bad_endpoint_and_policy(self):
         out = self.check("  kind: upstream\n  endpoints: [localhost]\n")

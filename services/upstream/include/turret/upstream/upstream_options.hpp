@@ -1,15 +1,18 @@
 #pragma once
 // The `store:` section of kind upstream, parsed once at start-up (every key but `kind` is checked here), and the
 // factory of the backend it describes. The modes' contracts are at their backends: shard_backend.hpp (`mode: shard`,
-// keys spread over the endpoints).
+// keys spread over the endpoints) and replicas_backend.hpp (`mode: replicas`, one primary and its replicas).
 //
 // ```yaml
 // store:
 //   kind: upstream
-//   mode: shard                 # only shard so far (replicas, cluster: a config error)
+//   mode: shard                 # shard | replicas (cluster: a config error, not built yet)
 //   endpoints: [127.0.0.1:7001, 127.0.0.1:7002, 127.0.0.1:7003]
 //   connections: 1              # pipelined connections per endpoint (resp::upstream_client)
 //   connect_timeout: 1s
+//   refresh_interval: 1s        # replicas mode only: how often roles are read (INFO replication)
+//   refresh_timeout: 500ms      # replicas mode only: an endpoint that does not answer within it is unusable
+//   max_lag: 1mb                # replicas mode only: replication offset bytes a readable replica may lag
 //   pipeline: [...]             # layers in front of the endpoints, built with the layer registry
 // ```
 #include <turret/config.hpp>
@@ -32,7 +35,7 @@ class command_table;
 namespace turret::upstream {
 
 struct upstream_options {
-  enum class mode_kind { shard };
+  enum class mode_kind { shard, replicas };
   struct endpoint {
     std::string host;
     std::uint16_t port = 0;
@@ -43,9 +46,13 @@ struct upstream_options {
   std::size_t connections = 1;
   std::chrono::milliseconds connect_timeout{1000};
   config_node pipeline;  ///< the `pipeline:` list (null: none)
+  // replicas mode
+  std::chrono::milliseconds refresh_interval{1000};
+  std::chrono::milliseconds refresh_timeout{500};
+  std::uint64_t max_lag = 1024 * 1024;  ///< bytes of replication offset
 };
 
-/// "shard".
+/// "shard" | "replicas".
 std::string_view to_string(upstream_options::mode_kind m) noexcept;
 
 /// Parses a `store:` section of kind upstream. Throws config_error naming file, line and key (an unknown key, a key
