@@ -203,7 +203,9 @@ class UpstreamReplicas(unittest.TestCase):
         self.assertEqual(primary_gets, 0)
         # (a hedged read counts twice; hedges are a few percent at most)
         self.assertTrue(len(reads) <= sum(replica_gets) <= len(reads) * 1.05, (len(reads), replica_gets))
-        self.assertTrue(all(g >= len(reads) // 20 for g in replica_gets), replica_gets)
+        # p2c on peak EWMA is not an even split (a latency spike of one replica keeps most reads away from it for
+        # a while), but both replicas serve.
+        self.assertTrue(all(g >= len(reads) // 100 for g in replica_gets), replica_gets)
         # KEYS and DBSIZE are reads too (one dataset), SCAN goes to the primary (its cursor is one server's).
         self.assertEqual(self.proxy.dbsize(), 50)
         self.assertEqual(len(self.proxy.keys("key:*")), 50)
@@ -255,6 +257,8 @@ class UpstreamReplicas(unittest.TestCase):
         self.assertGreater(len(stopped), 200)
         self.assertGreaterEqual(success(stopped), 0.999, load.errors[:10])
         self.assertLess(p99(stopped), 0.2)
+        # No read waited for the replica to resume (hedged, then avoided once the refresh took it out).
+        self.assertLess(max(s[2] for s in stopped), 1.0)
         self.assertEqual(load.errors, [])
 
     def test_kill9_primary_then_promotion(self):
