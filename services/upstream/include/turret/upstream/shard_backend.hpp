@@ -63,6 +63,8 @@ class shard_backend final : public upstream_backend_base {
   shard_backend(const upstream_options& opts, std::shared_ptr<const kv::command_table> table,
                 const kv::layer_registry_type& layers, const layer_context& ctx,
                 std::vector<boost::asio::any_io_executor> executors);
+  /// Stops the clients and lets them go: destroy the backend after its executors stopped running and before
+  /// their io_contexts go (turretd's shutdown order), not from one of their threads.
   ~shard_backend() override;
 
   kv::pipeline_service service() override;
