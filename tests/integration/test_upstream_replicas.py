@@ -6,6 +6,7 @@ come from INFO replication, refreshed every 200 ms. The store pipeline is [retry
 load_balance{p2c}]:
 - writes land on the primary and are readable through RESP (redis-py), HTTP (the REST API) and gRPC; reads are
   spread over both replicas (INFO commandstats) and never reach the primary while a replica is usable;
+- a replica whose link to the primary is down takes no reads until it is in sync again;
 - kill -9 of one replica under continuous read load: at least 99.9% of the reads succeed, each with its own value;
 - SIGSTOP of one replica under read load: the reads keep succeeding and their p99 stays bounded;
 - kill -9 of the primary: reads keep working, writes fail fast with "no primary"; after REPLICAOF NO ONE on a replica,
@@ -212,6 +213,32 @@ class UpstreamReplicas(unittest.TestCase):
         self.assertEqual(commandstat(self.topo.primary, "dbsize"), 0)
         self.proxy.scan(0)
         self.assertEqual(commandstat(self.topo.primary, "scan"), 1)
+
+    def test_replica_with_link_down_is_out_until_in_sync_again(self):
+        keys = self.preload(20)
+        out, other = self.topo.replicas
+        out.call("REPLICAOF", rt.HOST, str(harness.free_port()))  # a primary that does not exist: link down
+
+        def gets(server) -> int:
+            return commandstat(server, "get")
+
+        def only_other():
+            before = (gets(out), gets(other))
+            for k, v in keys.items():
+                self.assertEqual(self.proxy.get(k), v)
+            return (gets(out) == before[0], f"GET calls on the replica whose link is down: {gets(out) - before[0]}")
+        self.wait_roles("the replica whose link is down out of the reads", only_other)
+        # Back in sync with the primary: it takes reads again.
+        out.call("REPLICAOF", rt.HOST, str(self.topo.primary.port))
+        self.topo.wait_synced()
+
+        def both_serve():
+            before = gets(out)
+            with ReadLoad(self.ports["resp"], keys) as load:
+                time.sleep(0.3)
+            self.assertEqual(load.errors, [])
+            return gets(out) > before, f"{len(load.between(0))} reads, none on the replica back in sync"
+        self.wait_roles("the replica back in sync serves reads", both_serve)
 
     def test_kill9_replica_under_read_load(self):
         keys = self.preload(200)
