@@ -90,6 +90,7 @@ bool lb_balancer::ejected(std::size_t i, clock::time_point now) const noexcept {
 }
 
 bool lb_balancer::available(std::size_t i, lazy_now& now) {
+  if (!gates_.empty() && gates_[i] && !gates_[i]->load(std::memory_order_acquire)) return false;
   lb_endpoint_state& s = *states_[i];
   if (!s.healthy.load(std::memory_order_relaxed)) return false;
   const std::int64_t until = s.ejected_until.load(std::memory_order_acquire);

@@ -50,7 +50,7 @@ struct LoadBalanceTest : ::testing::Test, testing::layer_harness {
     std::vector<lb_endpoint<mock_service>> eps;
     for (std::size_t i = 0; i < n; ++i) {
       states.push_back(std::make_shared<mock_state>(clk));
-      eps.push_back({"e" + std::to_string(i), mock_service{states.back()}, {}});
+      eps.push_back({"e" + std::to_string(i), mock_service{states.back()}, {}, {}});
     }
     return eps;
   }
@@ -417,6 +417,43 @@ TEST_F(LoadBalanceTest, KeyedWithoutFailoverFailsWhenTheOwnerIsOut) {
   expect_no_leaks(fo.balancer());
 }
 
+TEST_F(LoadBalanceTest, ClosedGatesAreNeverPicked) {
+  auto eps = endpoints(3);
+  std::vector<std::shared_ptr<std::atomic<bool>>> gates;
+  for (auto& e : eps) {
+    gates.push_back(std::make_shared<std::atomic<bool>>(true));
+    e.gate = gates.back();
+  }
+  gates[0]->store(false);
+  gates[2]->store(false);
+  auto svc = load_balance_layer(config(lb_config::policy::p2c), lctx).balance(std::move(eps));
+  for (int k = 0; k < 20; ++k) ASSERT_TRUE(run(svc));
+  EXPECT_EQ(calls(), (std::vector<int>{0, 20, 0}));
+  EXPECT_EQ(svc.balancer().in_service(), 1u);
+  EXPECT_EQ(ejections(), 0u);  // a closed gate is not an ejection
+  // Closing the last open gate: no endpoint, at once; opening one brings it back.
+  gates[1]->store(false);
+  auto r = run(svc);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error(), lb_errc::no_endpoint);
+  gates[2]->store(true);
+  for (int k = 0; k < 5; ++k) ASSERT_TRUE(run(svc));
+  EXPECT_EQ(calls(), (std::vector<int>{0, 20, 5}));
+  // Keyed policies fail over past a closed gate.
+  states.clear();
+  auto keyed_eps = endpoints(3);
+  const hash_ring ring({"e0", "e1", "e2"}, 160);
+  keyed_request req;
+  req.key = "user:7";
+  const std::size_t owner = ring.owner(routing_hash("user:7"));
+  auto closed = std::make_shared<std::atomic<bool>>(false);
+  keyed_eps[owner].gate = closed;
+  auto keyed = load_balance_layer(config(lb_config::policy::ring_hash), lctx).balance(std::move(keyed_eps));
+  ASSERT_TRUE(run(keyed, req));
+  EXPECT_EQ(states[owner]->calls, 0);
+  expect_no_leaks(keyed.balancer());
+}
+
 TEST_F(LoadBalanceTest, HealthChecksTakeOutAndBringBack) {
   lb_config c = config(lb_config::policy::round_robin);
   c.health_check = lb_config::health_check_options{5s, 1s, 2, 2};
@@ -494,8 +531,8 @@ TEST_F(LoadBalanceTest, PermitsNeverLeak) {
   // An erased balancer over erased endpoints: the same.
   using erased = any_service<mock_request, int>;
   std::vector<lb_endpoint<erased>> eps;
-  eps.push_back({"a", erased(mock_service{states[0]}), {}});
-  eps.push_back({"b", erased(mock_service{states[1]}), {}});
+  eps.push_back({"a", erased(mock_service{states[0]}), {}, {}});
+  eps.push_back({"b", erased(mock_service{states[1]}), {}, {}});
   erased top(load_balance_layer(config(lb_config::policy::round_robin), lctx).balance(std::move(eps)));
   mock_request r2;
   std::optional<result<int>> out2;
@@ -609,7 +646,7 @@ TEST_F(LoadBalanceFactoryTest, EndpointsFromTheHostsProvider) {
   provider.has = [](std::string_view set) { return set.empty() || set == "upstream"; };
   provider.make = [remote](std::string_view set, erased) {
     std::vector<lb_endpoint<erased>> eps;
-    eps.push_back({"127.0.0.1:7001", erased(mock_service{remote}), {}});
+    eps.push_back({"127.0.0.1:7001", erased(mock_service{remote}), {}, {}});
     return eps;
   };
   lctx.set_extension(std::make_shared<const lb_endpoint_provider<mock_request, int>>(provider));

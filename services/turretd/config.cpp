@@ -61,7 +61,7 @@ store_section parse_store(const config_node& n) {
   n.expect_map();
   s.kind = n.get_string("kind", "memory");
   if (s.kind == "upstream") {
-    s.upstream = upstream::parse_shard_options(n);
+    s.upstream = upstream::parse_upstream_options(n);
     return s;
   }
   n.reject_unknown_keys({"kind", "databases", "requirepass", "notify_keyspace_events", "hz"});

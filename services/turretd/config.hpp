@@ -46,7 +46,7 @@
 #include <turret/kv/local.hpp>
 #include <turret/kv/plugin.hpp>
 #include <turret/kv/request.hpp>
-#include <turret/upstream/shard_backend.hpp>
+#include <turret/upstream/upstream_options.hpp>
 #include <turret/any_service.hpp>
 #include <turret/config.hpp>
 #include <turret/layer_context.hpp>
@@ -107,7 +107,7 @@ struct pipeline_config {
 
 struct store_section {
   std::string kind = "memory";             ///< memory | upstream
-  upstream::shard_options upstream;        ///< kind upstream: endpoints, connections, the endpoints' pipeline
+  upstream::upstream_options upstream;     ///< kind upstream: mode, endpoints, connections, the endpoints' pipeline
   kv::store_options options;               ///< databases, requirepass, notify-keyspace-events, hz, client limits
 };
 

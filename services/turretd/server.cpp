@@ -95,7 +95,7 @@ void server::start() {
     for (std::size_t i = 0; i < rt_->size(); ++i) executors.push_back(rt_->context(i).get_executor());
     layer_context uctx = layer_ctx_;
     uctx.set_extension<kv_layer_registry>(std::shared_ptr<const kv_layer_registry>(regs_, &regs_->layers));
-    serving_ = std::make_shared<upstream::shard_backend>(
+    serving_ = upstream::make_upstream_backend(
         cfg_->store.upstream, std::shared_ptr<const kv::command_table>(backend_, &backend_->commands()),
         regs_->layers, uctx, std::move(executors));
   }

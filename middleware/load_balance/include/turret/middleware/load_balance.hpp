@@ -32,6 +32,13 @@
 //   maglev placement is the one documented in load_balance_placement.hpp (the upstream store sets `failover: false`
 //   for shard mode). Provider endpoints do not call the inner service.
 //
+// # Gates
+// An endpoint may carry a gate (lb_endpoint::gate), an atomic flag its host sets: while it is false the endpoint is
+// out of service exactly as if ejected (not picked; ring_hash/maglev fail over past it), without counting as an
+// ejection or an unhealthy verdict and without touching its statistics. An upstream store in replicas mode uses it
+// to follow replication roles (its primary for writes, its usable replicas for reads) with one balancer whose
+// endpoints never change. The healthy gauge does not follow gates.
+//
 // # Policies
 // - p2c: power of two choices (Mitzenmacher): two distinct endpoints in service drawn at random (the thread's
 //   splitmix64 sequence), the less loaded wins. Load = tower's PeakEwma cost (an RTT estimate that jumps to any
@@ -92,6 +99,7 @@
 #include <boost/asio/this_coro.hpp>
 #include <boost/system/error_category.hpp>
 
+#include <atomic>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -120,12 +128,17 @@ namespace turret {
 /// request_context, cancelled (ctx.cancel_slot()) when the check's timeout elapses.
 using lb_probe = std::function<awaitable<error_code>(request_context&)>;
 
-/// One endpoint: a service, its stable name (placement, metrics and statistics go by it), and an optional probe.
+/// One endpoint: a service, its stable name (placement, metrics and statistics go by it), an optional probe and an
+/// optional gate.
 template <class S>
 struct lb_endpoint {
   std::string name;
   S service;
   lb_probe probe;  ///< empty: probe by readiness (a permit from service.ready(), dropped at once)
+  /// Host-controlled: while it reads false the endpoint is out of service (never picked), whatever its health;
+  /// null: always open. An upstream store in replicas mode opens only the endpoints whose replication role suits
+  /// the pipeline (see "Gates" above).
+  std::shared_ptr<const std::atomic<bool>> gate;
 };
 
 /// The host's endpoint sets for load_balance entries that do not list their endpoints (`endpoints: NAME`, or no
@@ -330,6 +343,13 @@ class load_balance_layer {
     for (const auto& e : endpoints) names.push_back(e.name);
     using core = typename load_balance_service<S>::core;
     auto c = std::make_shared<core>(std::move(endpoints), cfg_, std::move(names), state_, clk_, *metrics_, pipeline_);
+    bool gated = false;
+    std::vector<std::shared_ptr<const std::atomic<bool>>> gates;
+    for (const auto& e : c->endpoints) {
+      gates.push_back(e.gate);
+      gated = gated || e.gate != nullptr;
+    }
+    if (gated) c->balancer.set_gates(std::move(gates));  // ungated balancers check nothing per pick
     load_balance_service<S> svc(std::move(c));
     if (!ex && default_executor_) ex = default_executor_;
     if (ex) svc.start_health_checks(*ex);
@@ -339,7 +359,7 @@ class load_balance_layer {
   template <class S>
   load_balance_service<S> wrap(S inner) const {
     std::vector<lb_endpoint<S>> eps;
-    for (std::size_t i = 0; i < replicas_; ++i) eps.push_back({std::to_string(i), inner, {}});
+    for (std::size_t i = 0; i < replicas_; ++i) eps.push_back({std::to_string(i), inner, {}, {}});
     return balance(std::move(eps));
   }
 
@@ -393,11 +413,11 @@ any_layer<Request, Response> make_load_balance_layer(const config_node& entry, c
         switch (spec.source) {
           case lb_endpoints_spec::kind::provided: eps = provider->make(spec.set, inner); break;
           case lb_endpoints_spec::kind::replicas:
-            for (std::size_t i = 0; i < spec.replicas; ++i) eps.push_back({std::to_string(i), inner, {}});
+            for (std::size_t i = 0; i < spec.replicas; ++i) eps.push_back({std::to_string(i), inner, {}, {}});
             break;
           case lb_endpoints_spec::kind::listed:
             for (std::size_t i = 0; i < spec.listed.size(); ++i)
-              eps.push_back({spec.listed[i].name, registry_type::wrap_all(pipelines[i], inner), {}});
+              eps.push_back({spec.listed[i].name, registry_type::wrap_all(pipelines[i], inner), {}, {}});
             break;
         }
         return service_type(layer.balance(std::move(eps)));

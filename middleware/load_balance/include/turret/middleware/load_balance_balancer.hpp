@@ -143,6 +143,9 @@ class lb_balancer {
   const std::shared_ptr<clock>& clock_ptr() const noexcept { return clk_; }
   lb_endpoint_state& state(std::size_t i) const noexcept { return *states_[i]; }
 
+  /// The endpoints' gates (load_balance.hpp, "Gates"), by index; null or absent: open. Set once, before any pick.
+  void set_gates(std::vector<std::shared_ptr<const std::atomic<bool>>> gates) { gates_ = std::move(gates); }
+
   /// ring_hash or maglev: the pick needs the request (see load_balance.hpp, "Readiness").
   bool keyed() const noexcept {
     return cfg_->pol == lb_config::policy::ring_hash || cfg_->pol == lb_config::policy::maglev;
@@ -200,6 +203,7 @@ class lb_balancer {
   std::vector<std::string> names_;
   std::shared_ptr<lb_state> state_;
   std::vector<std::shared_ptr<lb_endpoint_state>> states_;
+  std::vector<std::shared_ptr<const std::atomic<bool>>> gates_;  ///< empty when no endpoint has one
   std::shared_ptr<clock> clk_;
   std::optional<hash_ring> ring_;
   std::optional<maglev_table> maglev_;

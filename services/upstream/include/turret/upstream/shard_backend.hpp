@@ -5,7 +5,7 @@
 // ```yaml
 // store:
 //   kind: upstream
-//   mode: shard                 # only shard so far (replicas, cluster: a config error)
+//   mode: shard                 # replicas: replicas_backend.hpp; cluster: a config error
 //   endpoints: [127.0.0.1:7001, 127.0.0.1:7002, 127.0.0.1:7003]
 //   connections: 1              # pipelined connections per endpoint (resp::upstream_client)
 //   connect_timeout: 1s
@@ -41,55 +41,32 @@
 // kv::response::set_error, so retry and circuit_breaker classify them. Transport failures are pipeline errors of
 // condition unavailable (the front end's error mapping).
 // # Sessions and gauges
-// open/close_session count clients and assign ids; auth is never required; limits() and counters() are the
-// defaults; commands() is the table given. summary(): clients only (keys, expires and memory are 0: unknown here).
-#include <turret/config.hpp>
+// upstream_backend_base's (backend_base.hpp).
+#include <turret/upstream/backend_base.hpp>
+#include <turret/upstream/upstream_options.hpp>
 #include <turret/kv/backend.hpp>
 #include <turret/kv/plugin.hpp>
 #include <turret/layer_context.hpp>
 
 #include <boost/asio/any_io_executor.hpp>
 
-#include <chrono>
-#include <cstdint>
 #include <memory>
-#include <string>
 #include <vector>
 
 namespace turret::upstream {
 
-struct shard_options {
-  struct endpoint {
-    std::string host;
-    std::uint16_t port = 0;
-    std::string name;  ///< "host:port" as written
-  };
-  std::vector<endpoint> endpoints;
-  std::size_t connections = 1;
-  std::chrono::milliseconds connect_timeout{1000};
-  config_node pipeline;  ///< the `pipeline:` list (null: none)
-};
-
-/// Parses a `store:` section of kind upstream (every key but `kind` is checked here). Throws config_error naming
-/// file, line and key (e.g. `mode: replicas`: "only 'shard' is supported so far").
-shard_options parse_shard_options(const config_node& store);
-
-class shard_backend final : public kv::backend {
+/// `mode: shard` (see the top of this file).
+class shard_backend final : public upstream_backend_base {
  public:
   /// Builds each endpoint's pipeline with `layers` and `ctx` (throws config_error) and starts connecting, connection
   /// i of each endpoint on executors[i % size].
-  shard_backend(const shard_options& opts, std::shared_ptr<const kv::command_table> table,
+  shard_backend(const upstream_options& opts, std::shared_ptr<const kv::command_table> table,
                 const kv::layer_registry_type& layers, const layer_context& ctx,
                 std::vector<boost::asio::any_io_executor> executors);
+  /// Stops the clients and lets them go: destroy the backend after its executors stopped running and before
+  /// their io_contexts go (turretd's shutdown order), not from one of their threads.
   ~shard_backend() override;
 
-  std::uint64_t open_session(kv::session& s) override;
-  void close_session(kv::session& s) noexcept override;
-  bool auth_required(const kv::session&) const noexcept override { return false; }
-  const kv::client_limits& limits() const noexcept override;
-  kv::connection_stats& counters() noexcept override;
-  const kv::command_table& commands() const noexcept override;
-  kv::backend_summary summary() const override;
   kv::pipeline_service service() override;
 
   struct state;

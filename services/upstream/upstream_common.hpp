@@ -1,0 +1,70 @@
+#pragma once
+// What the upstream backends' modes share (private to services/upstream/): the endpoint service at the bottom of
+// every pipeline, the commands answered here or refused, the pipelines built around provider endpoints, and the
+// session bookkeeping of the backend facade. The contracts are at shard_backend.hpp and replicas_backend.hpp.
+#include <turret/upstream/backend_base.hpp>
+#include <turret/upstream/upstream_options.hpp>
+#include <turret/clients/resp_upstream.hpp>
+#include <turret/kv/backend.hpp>
+#include <turret/kv/command_info.hpp>
+#include <turret/kv/plugin.hpp>
+#include <turret/layer_context.hpp>
+#include <turret/middleware/load_balance.hpp>
+
+#include <atomic>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace turret::upstream {
+
+/// The innermost service of an endpoint: the upstream client, its reply written into the request's sink as the
+/// bytes the server sent (reply_builder::raw; error replies also set response::set_error). `on_unavailable`, when
+/// set, is told of every transport failure (an error of condition unavailable from ready() or call()).
+class endpoint_service {
+ public:
+  using response_type = kv::response;
+  using permit_type = resp::upstream_client::permit_type;
+
+  explicit endpoint_service(resp::upstream_client c, std::function<void()> on_unavailable = {})
+      : client_(std::move(c)), on_unavailable_(std::move(on_unavailable)) {}
+
+  awaitable<result<permit_type>> ready(request_context& ctx);
+  std::optional<result<permit_type>> try_ready(request_context& ctx);
+  awaitable<result<kv::response>> call(permit_type p, kv::request& req);
+
+ private:
+  void failed(const error_code& ec) const;
+
+  resp::upstream_client client_;
+  std::function<void()> on_unavailable_;
+};
+
+/// Writes `text` as an error reply and returns the matching response (its error set).
+kv::response error_reply(kv::request& req, std::string_view text);
+
+/// The command resolved (req.cmd, else resolved into `own`).
+const kv::resolved_command& resolved(const kv::command_table& table, kv::request& req,
+                                     std::optional<kv::resolved_command>& own);
+
+/// PING, ECHO, QUIT and SELECT 0 answered here; the commands no mode proxies refused with "ERR <CMD> is not supported
+/// in <mode> mode" (connection state, transactions, subscriptions, server administration), and in shard mode also
+/// those that concern every server (FLUSHALL, KEYS, SCAN, DBSIZE...). nullopt: the command goes upstream.
+std::optional<kv::response> answer_locally(std::string_view family, kv::request& req, upstream_options::mode_kind mode);
+
+/// One upstream client for `e` with the options' connections and connect timeout.
+resp::upstream_client make_client(const upstream_options::endpoint& e, const upstream_options& opts,
+                                  const std::vector<boost::asio::any_io_executor>& executors);
+
+/// `opts.pipeline` built in front of `endpoints` as the endpoint set its load_balance entries balance over (the
+/// provider of load_balance.hpp), metrics labelled {pipeline="upstream/NAME"}; with `implicit_balancer`, a pipeline
+/// without a load_balance entry gets `{layer: load_balance, policy: p2c}` as its innermost layer. Without a
+/// pipeline: the first endpoint's service. Throws config_error.
+kv::pipeline_service build_pipeline(const upstream_options& opts, std::vector<lb_endpoint<kv::pipeline_service>> endpoints,
+                                    const kv::layer_registry_type& layers, const layer_context& ctx,
+                                    const std::string& name, bool implicit_balancer);
+
+}  // namespace turret::upstream
