@@ -183,26 +183,38 @@ class router {
 
   awaitable<result<permit_type>> ready(request_context&) { co_return permit_type{}; }
 
+  std::optional<result<permit_type>> try_ready(request_context&) { return result<permit_type>(permit_type{}); }
+
+  // Not a coroutine once the roles are known: the chosen pipeline's awaitable is returned (forward_to), so no frame
+  // of the router's stays alive while the reply is awaited.
   awaitable<result<kv::response>> call(permit_type, kv::request& req) {
-    auto s = s_;
-    if (req.args.empty()) co_return error_reply(req, "ERR empty command");
+    if (!s_->discovered.load(std::memory_order_acquire)) return route_after_first_refresh(s_, req);
+    return route(*s_, req);
+  }
+
+ private:
+  static awaitable<result<kv::response>> route(state& s, kv::request& req) {
+    if (req.args.empty()) return answered(error_reply(req, "ERR empty command"));
     std::optional<kv::resolved_command> own;
-    const kv::resolved_command& cmd = resolved(*s->table, req, own);
+    const kv::resolved_command& cmd = resolved(*s.table, req, own);
     bool read = false;
     if (cmd.info) {
       const std::string_view name = cmd.info->name;
       const std::string_view family = name.substr(0, name.find('|'));
-      if (auto local = answer_locally(family, req, upstream_options::mode_kind::replicas)) co_return *local;
+      if (auto local = answer_locally(family, req, upstream_options::mode_kind::replicas)) return answered(*local);
       read = is_read(*cmd.info, family);
     }
-    if (!s->discovered.load(std::memory_order_acquire)) co_await first_refresh(*s);
-    if (s->stopped.load(std::memory_order_acquire)) co_return make_error_code(resp::upstream_errc::stopped);
-    if (read) co_return co_await ready_and_call(*s->reads, req);
-    if (!s->has_primary.load(std::memory_order_acquire)) co_return make_error_code(replicas_errc::no_primary);
-    co_return co_await ready_and_call(*s->writes, req);
+    if (s.stopped.load(std::memory_order_acquire)) return answered(make_error_code(resp::upstream_errc::stopped));
+    if (read) return forward_to(*s.reads, req);
+    if (!s.has_primary.load(std::memory_order_acquire)) return answered(make_error_code(replicas_errc::no_primary));
+    return forward_to(*s.writes, req);
   }
 
- private:
+  static awaitable<result<kv::response>> route_after_first_refresh(std::shared_ptr<state> keep, kv::request& req) {
+    co_await first_refresh(*keep);
+    co_return co_await route(*keep, req);
+  }
+
   /// Requests that arrive before the first refresh completes wait for it (at most connect + refresh timeout).
   static awaitable<void> first_refresh(state& s) {
     auto ex = co_await boost::asio::this_coro::executor;

@@ -57,30 +57,34 @@ class router {
   explicit router(std::shared_ptr<shard_backend::state> s) : s_(std::move(s)) {}
 
   awaitable<result<permit_type>> ready(request_context&) { co_return permit_type{}; }
+  std::optional<result<permit_type>> try_ready(request_context&) { return result<permit_type>(permit_type{}); }
 
+  // Not a coroutine: a command for one server returns that server's pipeline's awaitable (forward_to), so no frame
+  // of the router's stays alive while the reply is awaited; split commands get a coroutine.
   awaitable<result<response>> call(permit_type, request& req) {
-    auto s = s_;
-    if (req.args.empty()) co_return error_reply(req, "ERR empty command");
+    shard_backend::state& s = *s_;
+    if (req.args.empty()) return answered(error_reply(req, "ERR empty command"));
     std::optional<kv::resolved_command> own;
-    const kv::resolved_command* cmd = &resolved(*s->table, req, own);
-    if (!cmd->info) co_return co_await forward(*s, any_shard(*s), req);  // the upstream answers unknown commands
+    const kv::resolved_command* cmd = &resolved(*s.table, req, own);
+    if (!cmd->info) return forward(s, any_shard(s), req);  // the upstream answers unknown commands
     std::string_view name = cmd->info->name;
     const std::string_view family = name.substr(0, name.find('|'));
-    if (auto local = answer_locally(family, req, upstream_options::mode_kind::shard)) co_return *local;
+    if (auto local = answer_locally(family, req, upstream_options::mode_kind::shard)) return answered(*local);
 
     const auto& refs = cmd->keys.refs;
-    if (refs.empty()) co_return co_await forward(*s, any_shard(*s), req);
-    const std::size_t first = s->owner(req.args[refs.front().index]);
+    if (refs.empty()) return forward(s, any_shard(s), req);
+    const std::size_t first = s.owner(req.args[refs.front().index]);
     bool same = true;
-    for (const auto& r : refs) same = same && s->owner(req.args[r.index]) == first;
-    if (same) co_return co_await forward(*s, first, req);
+    for (const auto& r : refs) same = same && s.owner(req.args[r.index]) == first;
+    if (same) return forward(s, first, req);
 
     split_kind kind = split_kind::none;
     if (family == "mget") kind = split_kind::mget;
     else if (family == "mset") kind = split_kind::mset;
     else if (family == "del" || family == "exists" || family == "unlink" || family == "touch") kind = split_kind::sum;
-    if (kind == split_kind::none) co_return error_reply(req, "CROSSSLOT Keys in request don't hash to the same slot");
-    co_return co_await split(*s, kind, req);
+    if (kind == split_kind::none)
+      return answered(error_reply(req, "CROSSSLOT Keys in request don't hash to the same slot"));
+    return split(s_, kind, req);
   }
 
  private:
@@ -89,7 +93,7 @@ class router {
   }
 
   static awaitable<result<response>> forward(shard_backend::state& s, std::size_t i, request& req) {
-    co_return co_await ready_and_call(s.shards[i], req);
+    return forward_to(s.shards[i], req);
   }
 
   /// One part of a split request: its shard, its arguments, and where its keys were in the original.
@@ -99,7 +103,9 @@ class router {
     std::vector<std::size_t> positions;  ///< index of each key among the original's keys
   };
 
-  static awaitable<result<response>> split(shard_backend::state& s, split_kind kind, request& req) {
+  static awaitable<result<response>> split(std::shared_ptr<shard_backend::state> keep, split_kind kind,
+                                           request& req) {
+    shard_backend::state& s = *keep;
     const std::size_t step = kind == split_kind::mset ? 2 : 1;
     if ((req.args.size() - 1) % step != 0 || req.args.size() < 2)
       co_return co_await forward(s, any_shard(s), req);  // the upstream answers the arity error

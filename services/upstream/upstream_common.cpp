@@ -175,4 +175,14 @@ kv::backend_summary upstream_backend_base::summary() const {
   return b;
 }
 
+awaitable<result<kv::response>> forward_to(kv::pipeline_service& pipeline, kv::request& req) {
+  if (auto p = pipeline.try_ready(req.ctx)) {
+    if (!*p) return answered(p->error());
+    return pipeline.call(std::move(**p), req);
+  }
+  return ready_and_call(pipeline, req);
+}
+
+awaitable<result<kv::response>> answered(result<kv::response> r) { co_return r; }
+
 }  // namespace turret::upstream

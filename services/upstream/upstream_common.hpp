@@ -43,6 +43,12 @@ class endpoint_service {
   std::function<void()> on_unavailable_;
 };
 
+/// `pipeline`'s awaitable for `req`: its call() itself when try_ready() gives a permit at once (the caller's frame is
+/// the only one above it while the reply is awaited), else ready_and_call. For routers that are not coroutines.
+awaitable<result<kv::response>> forward_to(kv::pipeline_service& pipeline, kv::request& req);
+/// An awaitable that completes at once with `r` (a router's locally answered command or early error).
+awaitable<result<kv::response>> answered(result<kv::response> r);
+
 /// Writes `text` as an error reply and returns the matching response (its error set).
 kv::response error_reply(kv::request& req, std::string_view text);
 
