@@ -75,13 +75,12 @@ lb_balancer::lb_balancer(std::shared_ptr<const lb_config> cfg, std::vector<std::
                             "Endpoints of load_balance layers in service (neither ejected nor failing health checks)",
                             {"pipeline"})
                   .with({pipeline});
+  measures_latency_ = cfg_->p2c.load == lb_config::load_metric::peak_ewma &&
+                      (cfg_->pol == lb_config::policy::p2c || keyed());  // keyed policies fall back to p2c without a key
+  round_robin_ = cfg_->pol == lb_config::policy::round_robin;
+  if (!names_.empty()) rr_magic_ = ~std::uint64_t{0} / names_.size() + 1;  // n = 1: 0, and turn() is 0
   std::lock_guard lock(state_->mu);
   update_gauge_locked(clk_->now());
-}
-
-bool lb_balancer::measures_latency() const noexcept {
-  return cfg_->p2c.load == lb_config::load_metric::peak_ewma &&
-         (cfg_->pol == lb_config::policy::p2c || keyed());  // keyed policies fall back to p2c without a key
 }
 
 bool lb_balancer::ejected(std::size_t i, clock::time_point now) const noexcept {
@@ -136,9 +135,9 @@ double lb_balancer::load(std::size_t i, clock::time_point now) const {
   return rtt * (pending + 1);
 }
 
-std::size_t lb_balancer::pick(const std::optional<std::string_view>& key, bool reserve, std::uint64_t* round) {
+std::size_t lb_balancer::pick_slow(const std::optional<std::string_view>& key, bool reserve, std::uint64_t* round) {
   lazy_now now{*clk_, {}};
-  if (measures_latency()) now.get();
+  if (measures_latency_) now.get();
   if (keyed() && key) return pick_keyed(*key, now);
   if (cfg_->pol == lb_config::policy::round_robin) {
     const std::uint64_t r =
@@ -152,7 +151,7 @@ std::size_t lb_balancer::pick(const std::optional<std::string_view>& key, bool r
 std::size_t lb_balancer::pick_round_robin(lazy_now& now, std::uint64_t round) {
   const std::size_t n = names_.size();
   if (n == 0) return no_endpoint_index;
-  const std::size_t first = static_cast<std::size_t>(round % n);
+  const std::size_t first = turn(round);
   if (available(first, now)) return first;
   // Some endpoints are out: the cycle runs over those in service only.
   index_list in;
@@ -185,7 +184,7 @@ std::size_t lb_balancer::pick_p2c(lazy_now& now) {
     a = in[ka];
     b = in[kb];
   }
-  const clock::time_point t = measures_latency() ? now.get() : clock::time_point{};
+  const clock::time_point t = measures_latency_ ? now.get() : clock::time_point{};
   return load(b, t) < load(a, t) ? b : a;
 }
 
@@ -200,13 +199,11 @@ std::size_t lb_balancer::pick_keyed(std::string_view key, lazy_now& now) {
   return ring_ ? ring_->find(h, ok) : maglev_->find(h, ok);
 }
 
-void lb_balancer::count_pick(std::size_t i) noexcept { picks_[i]->inc(); }
-
-void lb_balancer::record(std::size_t i, const error_code& ec, const std::optional<clock::duration>& latency) {
+void lb_balancer::record_outcome(std::size_t i, const error_code& ec, const std::optional<clock::duration>& latency) {
   lb_endpoint_state& s = *states_[i];
   const auto c = ec ? classify(ec) : std::nullopt;
   const bool failure = c == errc::unavailable || c == errc::timed_out || c == errc::internal;
-  if (latency && measures_latency()) {
+  if (latency && measures_latency_) {
     double rtt = static_cast<double>(std::chrono::duration_cast<std::chrono::nanoseconds>(*latency).count());
     const std::int64_t at = ns(clk_->now());
     std::lock_guard lock(s.ewma_mu);
@@ -225,8 +222,7 @@ void lb_balancer::record(std::size_t i, const error_code& ec, const std::optiona
   }
   if (!cfg_->outlier) return;
   if (!ec) {
-    if (s.consecutive_failures.load(std::memory_order_relaxed) != 0)
-      s.consecutive_failures.store(0, std::memory_order_relaxed);
+    reset_failures(s);
     return;
   }
   if (!failure) return;  // overloaded, cancelled...: neither success nor failure

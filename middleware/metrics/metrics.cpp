@@ -53,23 +53,13 @@ metrics_config parse_metrics_config(const config_node& entry) {
 
 namespace detail {
 
-void metrics_shared::record_ok(clock::time_point start) const noexcept {
-  ok->inc();
-  if (latency) duration->observe(std::chrono::duration<double>(now() - start).count());
-}
-
-void metrics_shared::record_error_reply(clock::time_point start) const noexcept {
-  error->inc();
-  if (latency) duration->observe(std::chrono::duration<double>(now() - start).count());
-}
-
 void metrics_shared::record_failure(const error_code& ec, clock::time_point start,
                                     clock::time_point deadline) const noexcept {
   const bool deadline_passed =
       deadline != clock::time_point::max() && (real_clock ? std::chrono::steady_clock::now() : clk->now()) >= deadline;
   const errc c = classify(ec, deadline_passed).value_or(errc::internal);
   failed[static_cast<std::size_t>(c)]->inc();
-  if (latency) duration->observe(std::chrono::duration<double>(now() - start).count());
+  observe_since(start);
 }
 
 }  // namespace detail

@@ -71,7 +71,9 @@
 //
 // # Fast path
 // try_call_now picks as ready() would (without advancing round robin), forwards to the endpoint's try_call_now, and
-// records the outcome; when the endpoint declines it returns nullopt with nothing changed.
+// records the outcome; when the endpoint declines it returns nullopt with nothing changed. Round robin's pick there
+// is inline (the endpoint in turn, taken when it is healthy and not ejected, without a clock read; else the full
+// pick) and its advance is a load and a store (lb_balancer::commit): no locked instruction per request.
 //
 // # Errors, metrics, state
 // `lb_errc::no_endpoint` (condition unavailable) when no endpoint is in service, or, without failover, when the

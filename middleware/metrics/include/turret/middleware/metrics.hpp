@@ -35,6 +35,7 @@
 #include <turret/fast_clock.hpp>
 #include <turret/error.hpp>
 #include <turret/layer_context.hpp>
+#include <turret/metrics.hpp>
 #include <turret/service.hpp>
 
 #include <array>
@@ -44,12 +45,6 @@
 #include <string>
 
 namespace turret {
-
-namespace metrics {
-class counter;
-class histogram;
-class registry;
-}  // namespace metrics
 
 class config_node;
 
@@ -86,8 +81,17 @@ struct metrics_shared {
     if (!latency) return {};
     return real_clock ? clock::time_point(std::chrono::nanoseconds(fast_now_ns())) : clk->now();
   }
-  void record_ok(clock::time_point start) const noexcept;
-  void record_error_reply(clock::time_point start) const noexcept;
+  void record_ok(clock::time_point start) const noexcept {
+    ok->inc();
+    observe_since(start);
+  }
+  void record_error_reply(clock::time_point start) const noexcept {
+    error->inc();
+    observe_since(start);
+  }
+  void observe_since(clock::time_point start) const noexcept {
+    if (latency) duration->observe_ns(std::chrono::duration_cast<std::chrono::nanoseconds>(now() - start).count());
+  }
   void record_failure(const error_code& ec, clock::time_point start, clock::time_point deadline) const noexcept;
 
   template <class Response>
