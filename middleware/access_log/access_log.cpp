@@ -210,9 +210,7 @@ namespace detail {
 access_log_shared::access_log_shared(access_log_config c, std::shared_ptr<access_log_sink> sink,
                                      const layer_context& ctx,
                                      std::function<std::chrono::system_clock::time_point()> wall_clock)
-    : cfg(std::move(c)), clk(ctx.clk), sink_(std::move(sink)), wall_(std::move(wall_clock)) {
-  real_clock = is_steady_clock(clk);
-  if (real_clock) warm_fast_clock();
+    : cfg(std::move(c)), clk(ctx.clk), timing(ctx.clk), sink_(std::move(sink)), wall_(std::move(wall_clock)) {
   if (cfg.sample >= 1) always = true;
   else if (cfg.sample > 0) threshold = static_cast<std::uint64_t>(cfg.sample * 18446744073709551616.0);
   if (!wall_) wall_ = [] { return std::chrono::system_clock::now(); };

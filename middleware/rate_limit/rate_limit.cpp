@@ -251,8 +251,7 @@ rate_limit_layer::rate_limit_layer(rate_limit_config cfg, const layer_context& c
   auto sh = std::make_shared<detail::rate_limit_shared>();
   sh->cfg = cfg;
   sh->clk = ctx.clk;
-  sh->real_clock = is_steady_clock(ctx.clk);
-  if (sh->real_clock) warm_fast_clock();
+  sh->timing = duration_clock(ctx.clk);
   sh->state = state ? std::move(state) : std::make_shared<rate_limit_state>(cfg);
   sh->max_wait = cfg.max_wait.count();
   sh->rejected = &ctx.metrics()

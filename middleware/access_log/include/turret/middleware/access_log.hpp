@@ -115,12 +115,10 @@ class access_log_shared {
 
   const access_log_config cfg;
   std::shared_ptr<clock> clk;
-  bool real_clock = false;  ///< clk is steady_clock(): durations from fast_now_ns() (turret/fast_clock.hpp)
+  duration_clock timing;  ///< on clk, for durations (turret/fast_clock.hpp)
 
-  /// A time point for durations only (on the real clock its origin is fast_now_ns()'s, not steady_clock's).
-  clock::time_point now() const noexcept {
-    return real_clock ? clock::time_point(std::chrono::nanoseconds(fast_now_ns())) : clk->now();
-  }
+  /// A time point for durations only (duration_clock).
+  clock::time_point now() const noexcept { return timing.now(); }
   std::uint64_t threshold = 0;  ///< sample * 2^64
   bool always = false;          ///< sample >= 1
   std::uint64_t salt = 0;

@@ -235,14 +235,11 @@ struct rate_limit_shared {
     std::uint8_t cls = 0;
   };
 
-  bool real_clock = false;  ///< clk is steady_clock(): the buckets' time is fast_now_ns() (turret/fast_clock.hpp)
+  duration_clock timing{steady_clock()};  ///< on clk (set with it): the buckets' time base (turret/fast_clock.hpp)
 
   /// The buckets' time base: every arrival time a bucket keeps is on it (waits are relative durations, so a
-  /// bucket never mixes it with steady_clock time points).
-  std::int64_t now_ns() const noexcept {
-    if (real_clock) return fast_now_ns();
-    return std::chrono::duration_cast<std::chrono::nanoseconds>(clk->now().time_since_epoch()).count();
-  }
+  /// bucket never mixes it with the clock's time points).
+  std::int64_t now_ns() const noexcept { return timing.now_ns(); }
   /// The bucket of a request known only by its context (global, per_client).
   bucket_ref ref_for(request_context& ctx) const {
     if (cfg.scope == rate_limit_config::scope_kind::per_client) return {client_key(ctx), 0};
