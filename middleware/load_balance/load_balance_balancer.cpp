@@ -256,10 +256,13 @@ void lb_balancer::eject_locked(std::size_t i, clock::time_point now) {
   }
   ++s.times_ejected;
   const auto length = std::min<std::chrono::nanoseconds>(o.base_ejection * s.times_ejected, o.max_ejection);
-  s.ejected_until.store(ns(now) + std::max<std::int64_t>(1, length.count()), std::memory_order_release);
+  const std::int64_t until = ns(now) + std::max<std::int64_t>(1, length.count());
+  s.ejected_until.store(until, std::memory_order_release);
   s.consecutive_failures.store(0, std::memory_order_relaxed);
   ejections_->inc();
   update_gauge_locked(now);
+  if (schedule_readmission_)
+    schedule_readmission_(i, clock::time_point(std::chrono::duration_cast<clock::duration>(std::chrono::nanoseconds(until))));
 }
 
 void lb_balancer::bring_back(std::size_t i, clock::time_point now) {
@@ -271,6 +274,11 @@ void lb_balancer::bring_back(std::size_t i, clock::time_point now) {
   s.returned_at = ns(now);
   s.consecutive_failures.store(0, std::memory_order_relaxed);
   update_gauge_locked(now);
+}
+
+void lb_balancer::readmit_if_due(std::size_t i) {
+  lazy_now now{*clk_, {}};
+  (void)available(i, now);  // brings it back when its time is up
 }
 
 void lb_balancer::record_probe(std::size_t i, bool ok) {

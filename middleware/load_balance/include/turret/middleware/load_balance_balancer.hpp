@@ -11,6 +11,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -183,6 +184,15 @@ class lb_balancer {
   /// One probe's outcome (health checks).
   void record_probe(std::size_t i, bool ok);
 
+  /// Called (under the state lock: it must only schedule) with endpoint i and the time it returns, at each
+  /// ejection: the service schedules readmit_if_due(i) then, so that the endpoint and the healthy gauge come back
+  /// on time without waiting for a pick. Set once, before the balancer is shared.
+  void set_readmission_scheduler(std::function<void(std::size_t, clock::time_point)> f) {
+    schedule_readmission_ = std::move(f);
+  }
+  /// Brings endpoint i back (and updates the healthy gauge) when its ejection is over; nothing otherwise.
+  void readmit_if_due(std::size_t i);
+
   /// Endpoints in service (neither ejected nor unhealthy) now.
   std::size_t in_service();
   /// p2c's load of endpoint i now (tests).
@@ -241,6 +251,7 @@ class lb_balancer {
   std::vector<metrics::counter*> picks_;  ///< turret_lb_picks_total{pipeline, endpoint}
   metrics::counter* ejections_;           ///< turret_lb_ejections_total{pipeline}
   metrics::gauge* healthy_;               ///< turret_lb_endpoints_healthy{pipeline}
+  std::function<void(std::size_t, clock::time_point)> schedule_readmission_;
 };
 
 }  // namespace detail
