@@ -165,7 +165,14 @@ std::string resp_error(const error_code& ec, bool deadline_passed) {
 
 http_error to_http_error(const error_code& ec, bool deadline_passed) {
   const condition_mapping& m = mapping_of(condition_of(ec, deadline_passed));
-  return http_error{m.http_status, m.http_code, error_message(ec, deadline_passed), m.retry_after};
+  int retry_after = m.retry_after;
+  if (retry_after > 0) {
+    if (const auto* c = dynamic_cast<const retry_after_category*>(&ec.category())) {
+      const int hint = c->retry_after(ec.value());
+      if (hint > 0) retry_after = hint;
+    }
+  }
+  return http_error{m.http_status, m.http_code, error_message(ec, deadline_passed), retry_after};
 }
 
 grpc_error to_grpc_error(const error_code& ec, bool deadline_passed) {

@@ -106,4 +106,8 @@ bool is_steady_clock(const std::shared_ptr<clock>& c) noexcept {
   return c.get() == real;
 }
 
+duration_clock::duration_clock(std::shared_ptr<clock> c) : clk_(std::move(c)), real_(is_steady_clock(clk_)) {
+  if (real_) warm_fast_clock();
+}
+
 }  // namespace turret

@@ -2,19 +2,60 @@
 
 #include <algorithm>
 #include <functional>
+#include <limits>
 #include <map>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <mutex>
 #include <stdexcept>
 
 namespace turret::metrics {
 
-std::size_t this_thread_shard() noexcept {
-  static std::atomic<std::size_t> next{0};
-  thread_local const std::size_t shard = next.fetch_add(1, std::memory_order_relaxed) % shard_count;
-  return shard;
+namespace detail {
+
+namespace {
+
+/// Owners of the exclusive shards (bit i: shard i is taken).
+std::mutex shard_owners_mu;
+std::uint32_t shard_owners = 0;
+std::atomic<std::uint32_t> next_shared{0};
+
+/// Frees the thread's exclusive shard when it exits; records after that (other thread_local destructors) go to a
+/// shared shard.
+struct shard_release {
+  std::uint32_t index = 0;
+  ~shard_release() {
+    {
+      std::lock_guard lock(shard_owners_mu);
+      shard_owners &= ~(1u << index);
+    }
+    thread_shard_tag = assigned_bit | static_cast<std::uint32_t>(exclusive_shard_count);
+  }
+};
+
+}  // namespace
+
+std::uint32_t assign_thread_shard() noexcept {
+  {
+    std::lock_guard lock(shard_owners_mu);
+    for (std::uint32_t i = 0; i < exclusive_shard_count; ++i) {
+      if ((shard_owners & (1u << i)) == 0) {
+        shard_owners |= 1u << i;
+        thread_local shard_release release;  // constructed here, once per thread
+        release.index = i;
+        thread_shard_tag = exclusive_bit | assigned_bit | i;
+        return thread_shard_tag;
+      }
+    }
+  }
+  constexpr std::uint32_t shared = shard_count - exclusive_shard_count;
+  const std::uint32_t i = exclusive_shard_count + next_shared.fetch_add(1, std::memory_order_relaxed) % shared;
+  thread_shard_tag = assigned_bit | i;
+  return thread_shard_tag;
 }
+
+}  // namespace detail
 
 std::uint64_t counter::value() const noexcept {
   std::uint64_t v = 0;
@@ -39,6 +80,13 @@ void gauge::add(double d) noexcept {
 }
 
 histogram::histogram(const std::vector<double>* bounds) : bounds_(bounds) {
+  bounds_ns_.reserve(bounds_->size());
+  for (double b : *bounds_) {
+    const double ns = std::floor(b * 1e9);
+    bounds_ns_.push_back(ns >= 9.2e18 ? std::numeric_limits<std::int64_t>::max()
+                         : ns <= -9.2e18 ? std::numeric_limits<std::int64_t>::min()
+                                         : static_cast<std::int64_t>(ns));
+  }
   for (auto& s : shards_) {
     s.buckets.reset(new std::atomic<std::uint64_t>[bounds_->size() + 1]);
     for (std::size_t i = 0; i <= bounds_->size(); ++i) s.buckets[i].store(0, std::memory_order_relaxed);
@@ -50,9 +98,20 @@ void histogram::observe(double v) noexcept {
   const auto& b = *bounds_;
   std::size_t i = 0;
   while (i < b.size() && v > b[i]) ++i;
-  auto& s = shards_[this_thread_shard()];
-  s.buckets[i].fetch_add(1, std::memory_order_relaxed);
-  s.sum_nano.fetch_add(static_cast<std::int64_t>(v * 1e9), std::memory_order_relaxed);
+  const std::uint32_t tag = detail::thread_shard();
+  auto& s = shards_[detail::shard_index(tag)];
+  detail::shard_add<std::uint64_t>(s.buckets[i], 1, tag);
+  detail::shard_add<std::int64_t>(s.sum_nano, static_cast<std::int64_t>(v * 1e9), tag);
+}
+
+void histogram::observe_ns(std::int64_t ns) noexcept {
+  const auto& b = bounds_ns_;
+  std::size_t i = 0;
+  while (i < b.size() && ns > b[i]) ++i;
+  const std::uint32_t tag = detail::thread_shard();
+  auto& s = shards_[detail::shard_index(tag)];
+  detail::shard_add<std::uint64_t>(s.buckets[i], 1, tag);
+  detail::shard_add<std::int64_t>(s.sum_nano, ns, tag);
 }
 
 histogram::snapshot histogram::collect() const {

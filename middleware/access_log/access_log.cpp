@@ -210,9 +210,7 @@ namespace detail {
 access_log_shared::access_log_shared(access_log_config c, std::shared_ptr<access_log_sink> sink,
                                      const layer_context& ctx,
                                      std::function<std::chrono::system_clock::time_point()> wall_clock)
-    : cfg(std::move(c)), clk(ctx.clk), sink_(std::move(sink)), wall_(std::move(wall_clock)) {
-  real_clock = is_steady_clock(clk);
-  if (real_clock) warm_fast_clock();
+    : cfg(std::move(c)), clk(ctx.clk), timing(ctx.clk), sink_(std::move(sink)), wall_(std::move(wall_clock)) {
   if (cfg.sample >= 1) always = true;
   else if (cfg.sample > 0) threshold = static_cast<std::uint64_t>(cfg.sample * 18446744073709551616.0);
   if (!wall_) wall_ = [] { return std::chrono::system_clock::now(); };
@@ -317,10 +315,24 @@ access_log_layer::access_log_layer(access_log_config cfg, const layer_context& c
                                    std::shared_ptr<access_log_sink> sink,
                                    std::function<std::chrono::system_clock::time_point()> wall_clock,
                                    std::optional<std::uint64_t> seed)
-    : background_(ctx.rt != nullptr) {
+    : shared_(make_shared_state(std::move(cfg), ctx, std::move(sink), std::move(wall_clock), seed)),
+      background_(ctx.rt != nullptr) {}
+
+std::shared_ptr<detail::access_log_shared> access_log_layer::make_shared_state(
+    access_log_config cfg, const layer_context& ctx, std::shared_ptr<access_log_sink> sink,
+    std::function<std::chrono::system_clock::time_point()> wall_clock, std::optional<std::uint64_t> seed) {
   if (!sink) sink = make_access_log_sink(cfg.path);
-  shared_ = std::make_shared<detail::access_log_shared>(std::move(cfg), std::move(sink), ctx, std::move(wall_clock));
-  shared_->salt = request_context::mix64((seed ? *seed : random_seed()) ^ 0x2545f4914f6cdd1dULL);
+  auto shared =
+      std::make_shared<detail::access_log_shared>(std::move(cfg), std::move(sink), ctx, std::move(wall_clock));
+  shared->salt = request_context::mix64((seed ? *seed : random_seed()) ^ 0x2545f4914f6cdd1dULL);
+  return shared;
+}
+
+access_log_layer access_log_layer::from_entry(const config_node& entry, const layer_context& ctx) {
+  access_log_config cfg = parse_access_log_config(entry);
+  auto shared = ctx.shared_state<detail::access_log_shared>(
+      entry, [&] { return make_shared_state(std::move(cfg), ctx, nullptr, {}, std::nullopt); });
+  return access_log_layer(std::move(shared), ctx.rt != nullptr);
 }
 
 }  // namespace turret

@@ -1,4 +1,5 @@
 #include <turret/any_service.hpp>
+#include <turret/layer_state.hpp>
 #include <turret/metrics.hpp>
 #include <turret/middleware/access_log.hpp>
 #include <turret/middleware/builtin.hpp>
@@ -8,7 +9,9 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdio>
+#include <iterator>
 #include <fstream>
 #include <random>
 #include <sstream>
@@ -243,6 +246,60 @@ TEST_F(AccessLogTest, TheWriterThreadDrainsTheQueue) {
   for (int i = 0; i < 200 && sink->lines().size() < 100; ++i) std::this_thread::sleep_for(5ms);
   EXPECT_EQ(sink->lines().size(), 100u);
   EXPECT_EQ(reg.counter("turret_access_log_lines_total", "", {"pipeline"}).with({"p1"}).value(), 100u);
+}
+
+// A reload with the entry unchanged keeps the writer and its open file: after the file is renamed (as a log rotation
+// without a reopen signal would), both the old pipeline's last lines and the new pipeline's go to the renamed file,
+// each once, and nothing reopens the path. A changed entry gets a writer of its own.
+TEST_F(AccessLogTest, AReloadOfAnUnchangedEntryKeepsTheWriter) {
+  char tmpl[] = "/tmp/turret_access_log_XXXXXX";
+  ASSERT_NE(::mkdtemp(tmpl), nullptr);
+  const std::string path = std::string(tmpl) + "/access.log";
+  const std::string rotated = path + ".1";
+  const std::string yaml = "pipeline:\n  - layer: access_log\n    path: " + path + "\n    sample: 1\n";
+  auto entry_of = [](const std::string& text) { return load_config_string(text, "turret.yaml").child("pipeline").at(0); };
+  auto send = [&](auto& svc, const char* id) {
+    named_request req;
+    req.ctx.set_request_id(id);
+    ASSERT_TRUE(svc.try_call_now(req));
+  };
+  auto gen1 = std::make_shared<layer_state_store>();
+  lctx.states = gen1;
+  auto before = access_log_layer::from_entry(entry_of(yaml), lctx);
+  auto old_svc = before.wrap(coded_service{clk});
+  send(old_svc, "a");
+  before.flush();
+  ASSERT_EQ(std::rename(path.c_str(), rotated.c_str()), 0);
+
+  auto gen2 = std::make_shared<layer_state_store>(gen1);  // the reload: the next generation
+  lctx.states = gen2;
+  auto after = access_log_layer::from_entry(entry_of(yaml), lctx);
+  auto new_svc = after.wrap(coded_service{clk});
+  send(old_svc, "b");  // a request finishing on the old pipeline
+  send(new_svc, "c");
+  after.flush();
+  before.flush();  // nothing left: one queue
+  std::ifstream f(rotated);
+  std::string text((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  EXPECT_EQ(std::count(text.begin(), text.end(), '\n'), 3) << text;
+  for (const char* id : {"a", "b", "c"})
+    EXPECT_NE(text.find(std::string(R"("request_id":")") + id + "\""), std::string::npos) << id << ": " << text;
+  EXPECT_FALSE(std::ifstream(path).good());  // not reopened
+
+  // A changed entry (errors: always added): a writer of its own, which opens the path anew.
+  auto gen3 = std::make_shared<layer_state_store>(gen2);
+  lctx.states = gen3;
+  auto changed = access_log_layer::from_entry(entry_of(yaml + "    errors: always\n"), lctx);
+  auto changed_svc = changed.wrap(coded_service{clk});
+  send(changed_svc, "d");
+  changed.flush();
+  std::ifstream g(path);
+  std::string line;
+  ASSERT_TRUE(std::getline(g, line));
+  EXPECT_NE(line.find(R"("request_id":"d")"), std::string::npos) << line;
+  std::remove(path.c_str());
+  std::remove(rotated.c_str());
+  ::rmdir(tmpl);
 }
 
 TEST_F(AccessLogTest, JsonEscapingOfBinaryAndControlBytes) {

@@ -75,13 +75,12 @@ lb_balancer::lb_balancer(std::shared_ptr<const lb_config> cfg, std::vector<std::
                             "Endpoints of load_balance layers in service (neither ejected nor failing health checks)",
                             {"pipeline"})
                   .with({pipeline});
+  measures_latency_ = cfg_->p2c.load == lb_config::load_metric::peak_ewma &&
+                      (cfg_->pol == lb_config::policy::p2c || keyed());  // keyed policies fall back to p2c without a key
+  round_robin_ = cfg_->pol == lb_config::policy::round_robin;
+  if (!names_.empty()) rr_magic_ = ~std::uint64_t{0} / names_.size() + 1;  // n = 1: 0, and turn() is 0
   std::lock_guard lock(state_->mu);
   update_gauge_locked(clk_->now());
-}
-
-bool lb_balancer::measures_latency() const noexcept {
-  return cfg_->p2c.load == lb_config::load_metric::peak_ewma &&
-         (cfg_->pol == lb_config::policy::p2c || keyed());  // keyed policies fall back to p2c without a key
 }
 
 bool lb_balancer::ejected(std::size_t i, clock::time_point now) const noexcept {
@@ -137,9 +136,9 @@ double lb_balancer::load(std::size_t i, clock::time_point now) const {
   return rtt * (pending + 1);
 }
 
-std::size_t lb_balancer::pick(const std::optional<std::string_view>& key, bool reserve, std::uint64_t* round) {
+std::size_t lb_balancer::pick_slow(const std::optional<std::string_view>& key, bool reserve, std::uint64_t* round) {
   lazy_now now{*clk_, {}};
-  if (measures_latency()) now.get();
+  if (measures_latency_) now.get();
   if (keyed() && key) return pick_keyed(*key, now);
   if (cfg_->pol == lb_config::policy::round_robin) {
     const std::uint64_t r =
@@ -153,7 +152,7 @@ std::size_t lb_balancer::pick(const std::optional<std::string_view>& key, bool r
 std::size_t lb_balancer::pick_round_robin(lazy_now& now, std::uint64_t round) {
   const std::size_t n = names_.size();
   if (n == 0) return no_endpoint_index;
-  const std::size_t first = static_cast<std::size_t>(round % n);
+  const std::size_t first = turn(round);
   if (available(first, now)) return first;
   // Some endpoints are out: the cycle runs over those in service only.
   index_list in;
@@ -186,7 +185,7 @@ std::size_t lb_balancer::pick_p2c(lazy_now& now) {
     a = in[ka];
     b = in[kb];
   }
-  const clock::time_point t = measures_latency() ? now.get() : clock::time_point{};
+  const clock::time_point t = measures_latency_ ? now.get() : clock::time_point{};
   return load(b, t) < load(a, t) ? b : a;
 }
 
@@ -201,13 +200,11 @@ std::size_t lb_balancer::pick_keyed(std::string_view key, lazy_now& now) {
   return ring_ ? ring_->find(h, ok) : maglev_->find(h, ok);
 }
 
-void lb_balancer::count_pick(std::size_t i) noexcept { picks_[i]->inc(); }
-
-void lb_balancer::record(std::size_t i, const error_code& ec, const std::optional<clock::duration>& latency) {
+void lb_balancer::record_outcome(std::size_t i, const error_code& ec, const std::optional<clock::duration>& latency) {
   lb_endpoint_state& s = *states_[i];
   const auto c = ec ? classify(ec) : std::nullopt;
   const bool failure = c == errc::unavailable || c == errc::timed_out || c == errc::internal;
-  if (latency && measures_latency()) {
+  if (latency && measures_latency_) {
     double rtt = static_cast<double>(std::chrono::duration_cast<std::chrono::nanoseconds>(*latency).count());
     const std::int64_t at = ns(clk_->now());
     std::lock_guard lock(s.ewma_mu);
@@ -226,8 +223,7 @@ void lb_balancer::record(std::size_t i, const error_code& ec, const std::optiona
   }
   if (!cfg_->outlier) return;
   if (!ec) {
-    if (s.consecutive_failures.load(std::memory_order_relaxed) != 0)
-      s.consecutive_failures.store(0, std::memory_order_relaxed);
+    reset_failures(s);
     return;
   }
   if (!failure) return;  // overloaded, cancelled...: neither success nor failure
@@ -261,10 +257,13 @@ void lb_balancer::eject_locked(std::size_t i, clock::time_point now) {
   }
   ++s.times_ejected;
   const auto length = std::min<std::chrono::nanoseconds>(o.base_ejection * s.times_ejected, o.max_ejection);
-  s.ejected_until.store(ns(now) + std::max<std::int64_t>(1, length.count()), std::memory_order_release);
+  const std::int64_t until = ns(now) + std::max<std::int64_t>(1, length.count());
+  s.ejected_until.store(until, std::memory_order_release);
   s.consecutive_failures.store(0, std::memory_order_relaxed);
   ejections_->inc();
   update_gauge_locked(now);
+  if (schedule_readmission_)
+    schedule_readmission_(i, clock::time_point(std::chrono::duration_cast<clock::duration>(std::chrono::nanoseconds(until))));
 }
 
 void lb_balancer::bring_back(std::size_t i, clock::time_point now) {
@@ -276,6 +275,11 @@ void lb_balancer::bring_back(std::size_t i, clock::time_point now) {
   s.returned_at = ns(now);
   s.consecutive_failures.store(0, std::memory_order_relaxed);
   update_gauge_locked(now);
+}
+
+void lb_balancer::readmit_if_due(std::size_t i) {
+  lazy_now now{*clk_, {}};
+  (void)available(i, now);  // brings it back when its time is up
 }
 
 void lb_balancer::record_probe(std::size_t i, bool ok) {

@@ -311,6 +311,25 @@ TEST_F(LoadBalanceTest, OutlierEjectsAfterConsecutiveFailuresWithGrowingTime) {
   expect_no_leaks(svc.balancer());
 }
 
+// With an executor the ejected endpoint comes back when its time is up, and the gauge with it, without any pick.
+TEST_F(LoadBalanceTest, TheHealthyGaugeIsExactAtEjectionAndReturn) {
+  auto eps = endpoints(2);
+  states[1]->call_error = make_error_code(lb_errc::no_endpoint);
+  auto svc = load_balance_layer(with_outlier(config(lb_config::policy::round_robin), 3, 30s, 300s), lctx)
+                 .balance(std::move(eps), io.get_executor());
+  EXPECT_EQ(healthy(), 2);
+  for (int k = 0; k < 6; ++k) (void)run(svc);
+  EXPECT_EQ(ejections(), 1u);
+  EXPECT_EQ(healthy(), 1);  // at the ejection
+  advance(29s);
+  EXPECT_EQ(healthy(), 1);
+  advance(1s);
+  EXPECT_EQ(healthy(), 2);  // at the return, no request sent
+  EXPECT_FALSE(svc.balancer().ejected(1, clk->now()));
+  EXPECT_EQ(svc.balancer().in_service(), 2u);
+  expect_no_leaks(svc.balancer());
+}
+
 TEST_F(LoadBalanceTest, OutlierEjectionIsCappedAtMaxAndDecaysInService) {
   auto eps = endpoints(2);
   auto svc = load_balance_layer(with_outlier(config(lb_config::policy::round_robin), 1, 100s, 250s), lctx)

@@ -53,32 +53,19 @@ metrics_config parse_metrics_config(const config_node& entry) {
 
 namespace detail {
 
-void metrics_shared::record_ok(clock::time_point start) const noexcept {
-  ok->inc();
-  if (latency) duration->observe(std::chrono::duration<double>(now() - start).count());
-}
-
-void metrics_shared::record_error_reply(clock::time_point start) const noexcept {
-  error->inc();
-  if (latency) duration->observe(std::chrono::duration<double>(now() - start).count());
-}
-
 void metrics_shared::record_failure(const error_code& ec, clock::time_point start,
                                     clock::time_point deadline) const noexcept {
-  const bool deadline_passed =
-      deadline != clock::time_point::max() && (real_clock ? std::chrono::steady_clock::now() : clk->now()) >= deadline;
+  const bool deadline_passed = deadline != clock::time_point::max() &&
+                               (timing.fast() ? std::chrono::steady_clock::now() : timing.source()->now()) >= deadline;
   const errc c = classify(ec, deadline_passed).value_or(errc::internal);
   failed[static_cast<std::size_t>(c)]->inc();
-  if (latency) duration->observe(std::chrono::duration<double>(now() - start).count());
+  observe_since(start);
 }
 
 }  // namespace detail
 
 metrics_layer::metrics_layer(metrics_config cfg, const layer_context& ctx) : cfg_(std::move(cfg)) {
-  auto sh = std::make_shared<detail::metrics_shared>();
-  sh->clk = ctx.clk;
-  sh->real_clock = is_steady_clock(ctx.clk);
-  if (sh->real_clock) warm_fast_clock();
+  auto sh = std::make_shared<detail::metrics_shared>(ctx.clk);
   sh->latency = cfg_.latency;
   auto& requests = ctx.metrics().counter(
       requests_name, "Requests through a metrics layer (outcome: ok, error reply, or the pipeline error's condition)",

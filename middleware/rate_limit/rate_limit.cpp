@@ -1,6 +1,9 @@
 #include <turret/middleware/rate_limit.hpp>
 #include <turret/config.hpp>
+#include <turret/error_mapping.hpp>
 #include <turret/metrics.hpp>
+
+#include <algorithm>
 
 #include <charconv>
 #include <cmath>
@@ -13,16 +16,25 @@ namespace turret {
 
 namespace {
 
-class rate_limit_category_impl final : public boost::system::error_category {
+/// Values: the rate_limit_errc in the low 8 bits, a Retry-After in seconds above (rate_limited_error).
+constexpr int errc_bits = 8;
+constexpr std::int64_t max_retry_after_s = (std::int64_t{1} << 23) - 1;
+
+rate_limit_errc errc_of(int ev) noexcept { return static_cast<rate_limit_errc>(ev & ((1 << errc_bits) - 1)); }
+
+class rate_limit_category_impl final : public retry_after_category {
  public:
   const char* name() const noexcept override { return "turret.rate_limit"; }
   std::string message(int ev) const override {
-    if (static_cast<rate_limit_errc>(ev) == rate_limit_errc::limited) return "rate limit exceeded";
+    if (errc_of(ev) == rate_limit_errc::limited) return "rate limit exceeded";
     return "unknown rate_limit error";
   }
   boost::system::error_condition default_error_condition(int ev) const noexcept override {
-    if (static_cast<rate_limit_errc>(ev) == rate_limit_errc::limited) return make_error_condition(errc::overloaded);
+    if (errc_of(ev) == rate_limit_errc::limited) return make_error_condition(errc::overloaded);
     return {ev, *this};
+  }
+  int retry_after(int ev) const noexcept override {
+    return errc_of(ev) == rate_limit_errc::limited ? (ev >> errc_bits) : 0;
   }
 };
 
@@ -41,6 +53,21 @@ rate_limit_config::rate parse_rate_node(const config_node& node) {
 }
 
 }  // namespace
+
+error_code rate_limited_error(std::int64_t wait_ns) noexcept {
+  constexpr std::int64_t second = 1'000'000'000;
+  std::int64_t s = wait_ns <= 0 ? 1 : wait_ns / second + (wait_ns % second != 0 ? 1 : 0);
+  s = std::clamp<std::int64_t>(s, 1, max_retry_after_s);
+  return {static_cast<int>(rate_limit_errc::limited) | static_cast<int>(s << errc_bits), rate_limit_category()};
+}
+
+bool is_rate_limited(const error_code& ec) noexcept {
+  return ec.category() == rate_limit_category() && errc_of(ec.value()) == rate_limit_errc::limited;
+}
+
+int rate_limit_retry_after(const error_code& ec) noexcept {
+  return ec.category() == rate_limit_category() ? static_cast<const retry_after_category&>(ec.category()).retry_after(ec.value()) : 0;
+}
 
 const boost::system::error_category& rate_limit_category() noexcept {
   static const rate_limit_category_impl instance;
@@ -251,8 +278,7 @@ rate_limit_layer::rate_limit_layer(rate_limit_config cfg, const layer_context& c
   auto sh = std::make_shared<detail::rate_limit_shared>();
   sh->cfg = cfg;
   sh->clk = ctx.clk;
-  sh->real_clock = is_steady_clock(ctx.clk);
-  if (sh->real_clock) warm_fast_clock();
+  sh->timing = duration_clock(ctx.clk);
   sh->state = state ? std::move(state) : std::make_shared<rate_limit_state>(cfg);
   sh->max_wait = cfg.max_wait.count();
   sh->rejected = &ctx.metrics()

@@ -69,6 +69,46 @@ TEST(RateLimitConfig, ParsesRates) {
   EXPECT_EQ(c.burst_of(*parse_rate("30/m")), 1u);
 }
 
+// A rejection carries the time until the bucket admits, rounded up to whole seconds (at least 1): HTTP's Retry-After.
+TEST_F(RateLimitTest, RejectionCarriesRetryAfterUntilTheBucketAdmits) {
+  auto svc = rate_limit_layer(make_config(global, "30/m", 1), lctx).wrap(mock_service{st});  // a token every 2 s
+  auto retry_after = [&] {
+    mock_request req;
+    auto r = svc.try_call_now(req);
+    EXPECT_TRUE(r && !*r);
+    if (!r || *r) return -1;
+    EXPECT_TRUE(is_rate_limited(r->error()));
+    EXPECT_EQ(r->error(), errc::overloaded);
+    EXPECT_EQ(resp_error(r->error()), "BUSY overloaded: rate limit exceeded");
+    EXPECT_EQ(to_http_error(r->error()).status, 429);
+    EXPECT_EQ(to_http_error(r->error()).retry_after, rate_limit_retry_after(r->error()));
+    return to_http_error(r->error()).retry_after;
+  };
+  mock_request first;
+  ASSERT_TRUE(*svc.try_call_now(first));
+  EXPECT_EQ(retry_after(), 2);  // due in 2 s
+  clk->advance(500ms);
+  EXPECT_EQ(retry_after(), 2);  // 1.5 s: rounded up
+  clk->advance(600ms);
+  EXPECT_EQ(retry_after(), 1);  // 0.9 s
+  clk->advance(899ms);
+  EXPECT_EQ(retry_after(), 1);  // 1 ms: at least 1
+  clk->advance(1ms);
+  mock_request due;
+  EXPECT_TRUE(*svc.try_call_now(due));
+  // An hour's bucket: the whole wait, in seconds.
+  auto hourly = rate_limit_layer(make_config(global, "2/h", 1), lctx).wrap(mock_service{st});
+  mock_request a, b;
+  ASSERT_TRUE(*hourly.try_call_now(a));
+  auto r = hourly.try_call_now(b);
+  ASSERT_TRUE(r && !*r);
+  EXPECT_EQ(to_http_error(r->error()).retry_after, 1800);
+  // Other errors carry no hint; a bare limited keeps the table's 1 s.
+  EXPECT_EQ(rate_limit_retry_after(error_code(boost::asio::error::operation_aborted)), 0);
+  EXPECT_EQ(to_http_error(make_error_code(rate_limit_errc::limited)).retry_after, 1);
+  EXPECT_TRUE(is_rate_limited(make_error_code(rate_limit_errc::limited)));
+}
+
 // The acceptance criterion: at 10x the rate for T seconds, admitted == R*T + burst (within 1%; here exactly).
 TEST_F(RateLimitTest, GlobalAdmitsRateTimesTimePlusBurstOnManualClock) {
   constexpr int rate = 1000, burst = 100, seconds = 10;
@@ -82,7 +122,7 @@ TEST_F(RateLimitTest, GlobalAdmitsRateTimesTimePlusBurstOnManualClock) {
     if (*r) {
       ++admitted;
     } else {
-      EXPECT_EQ(r->error(), rate_limit_errc::limited);
+      EXPECT_TRUE(is_rate_limited(r->error()));
       EXPECT_EQ(r->error(), errc::overloaded);
       ++refused;
     }
@@ -256,7 +296,7 @@ TEST_F(RateLimitTest, MaxWaitWaitsExactlyTheNeededTime) {
   start(svc, r[2], out[2]);        // due in 200ms
   start(svc, r[3], out[3]);        // would be due in 300ms > max_wait: rejected at once
   ASSERT_TRUE(out[3]);
-  EXPECT_EQ(out[3]->error(), rate_limit_errc::limited);
+  EXPECT_TRUE(is_rate_limited(out[3]->error()));
   EXPECT_EQ(rejected(), 1u);
   EXPECT_FALSE(out[1]);
   // try_call_now with max_wait > 0: nullopt without side effect (ready() will wait).
@@ -349,7 +389,7 @@ TEST_F(RateLimitTest, TryReady) {
   EXPECT_EQ(st->live_permits, 1);
   auto q = svc.try_ready(a.ctx);  // max_wait 0: the rejection
   ASSERT_TRUE(q);
-  EXPECT_EQ(q->error(), rate_limit_errc::limited);
+  EXPECT_TRUE(is_rate_limited(q->error()));
   EXPECT_EQ(rejected(), 1u);
   p.reset();  // token back
   auto waiting = rate_limit_layer(make_config(global, "1/s", 1, 5s), lctx).wrap(mock_service{st});

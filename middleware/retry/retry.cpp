@@ -121,7 +121,11 @@ retry_config parse_retry_config(const config_node& entry) {
 retry_budget::retry_budget(double ratio, unsigned min_per_second, std::chrono::nanoseconds window,
                            std::shared_ptr<clock> clk)
     : clock_(std::move(clk)), real_clock_(is_steady_clock(clock_)), slot_time_(std::max<std::chrono::nanoseconds>(window / slot_count, std::chrono::nanoseconds(1))) {
-  per_slot_ns_ = 1.0 / static_cast<double>(slot_time_.count());
+  // ceil(2^64 / slot): (t x this) >> 64 is t / slot rounded down, or one more in the last t x slot / 2^64 ns
+  // before a slot boundary (t = 10^15 ns, 11 days, slot = 1 s: 54 ns). Monotonic in t either way. (A 1 ns slot,
+  // which no configuration allows, would give t - 1.)
+  const auto slot_ns = static_cast<std::uint64_t>(slot_time_.count());
+  per_slot_fixed_ = (~std::uint64_t{0} / slot_ns) + (slot_ns == 1 ? 0 : 1);
   // tower's TpsBudget, in fixed point: 1000 units per request, 1000 / ratio per retry.
   if (ratio <= 0) {
     deposit_units_ = 0;
@@ -135,11 +139,7 @@ retry_budget::retry_budget(double ratio, unsigned min_per_second, std::chrono::n
   floor_units_ = static_cast<std::int64_t>(std::floor(min_per_second * slot_seconds * withdraw_units_));
 }
 
-std::int64_t retry_budget::generation_now() const noexcept {
-  // The slots' time base is coarse_now_ns() on the real clock (every generation comes from here: never mixed). A
-  // product rounded down is monotonic in the time like the quotient; the slots are a second or so long, the coarse
-  // clock's resolution a few ms.
-  if (real_clock_) return static_cast<std::int64_t>(static_cast<double>(coarse_now_ns()) * per_slot_ns_);
+std::int64_t retry_budget::generation_on_clock() const noexcept {
   return clock_->now().time_since_epoch() / slot_time_;
 }
 
@@ -149,15 +149,9 @@ void retry_budget::rotate(slot& s, std::int64_t generation) noexcept {
   s.generation.store(generation, std::memory_order_release);
 }
 
-void retry_budget::deposit() noexcept {
-  if (deposit_units_ == 0) return;
-  const std::int64_t g = generation_now();
-  slot& s = current(g);
-  if (s.generation.load(std::memory_order_acquire) != g) {
-    std::lock_guard lock(mutex_);
-    rotate(s, g);
-  }
-  s.units.fetch_add(deposit_units_, std::memory_order_relaxed);
+void retry_budget::begin_slot(slot& s, std::int64_t generation) noexcept {
+  std::lock_guard lock(mutex_);
+  rotate(s, generation);
 }
 
 std::int64_t retry_budget::balance(std::int64_t generation) const noexcept {
@@ -190,13 +184,6 @@ std::int64_t retry_budget::available() const noexcept {
 // --- retry_shared ---
 
 namespace detail {
-
-void retry_shared::count_attempt() const noexcept {
-  if (attempts) attempts->inc();
-}
-void retry_shared::count_exhausted() const noexcept {
-  if (exhausted) exhausted->inc();
-}
 
 bool retry_shared::retries_error(const error_code& ec) const noexcept {
   const std::optional<errc> c = classify(ec);

@@ -82,6 +82,16 @@ struct condition_mapping {
 /// The row of `c`.
 const condition_mapping& mapping_of(errc c) noexcept;
 
+/// A category whose error values may carry their own Retry-After: to_http_error sends retry_after(ev) seconds
+/// instead of the row's fixed value when it is positive and the row sends the header at all (429, 503-unavailable).
+/// A layer that knows when a retry may succeed (rate_limit: when its bucket admits again) derives its category
+/// from this one and encodes the seconds in the value (the value is all an error_code carries).
+class retry_after_category : public boost::system::error_category {
+ public:
+  /// Seconds for a Retry-After header for the error value `ev`; 0: no hint (the row's fixed value).
+  virtual int retry_after(int ev) const noexcept = 0;
+};
+
 /// The RESP error for a layer error, without the leading '-' and the CRLF, e.g. "ERR request timed out",
 /// "BUSY overloaded: request quota exhausted". Precondition: `ec` is an error.
 std::string resp_error(const error_code& ec, bool deadline_passed = false);

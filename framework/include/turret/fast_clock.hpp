@@ -17,6 +17,7 @@
 //   process, plugins included).
 #include <turret/clock.hpp>
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
 
@@ -40,5 +41,37 @@ bool fast_clock_uses_tsc() noexcept;
 /// True when `c` is the process's real steady clock (turret::steady_clock()): a layer may then measure with
 /// fast_now_ns(); with any other clock (a manual_clock in tests) it must use c->now().
 bool is_steady_clock(const std::shared_ptr<clock>& c) noexcept;
+
+/// A layer's time base for what it measures on every request (latencies, token buckets): fast_now_ns() when the
+/// layer's clock is the process's real steady clock, that clock's now() otherwise (a manual_clock in tests: the
+/// test moves time). The choice is made once, at construction.
+/// - Readings are for durations (the difference of two readings) and for time bases kept entirely on it (a token
+///   bucket's arrival times): on the real clock their origin is fast_now_ns()'s, so never compare them with the
+///   clock's own time points (timers, deadlines: use source()->now() for those).
+/// - Constructing one on the real clock calibrates fast_now_ns() (warm_fast_clock()), so no request pays for it.
+/// - Immutable after construction: callable from any thread; a read is fast_now_ns() or one virtual call.
+class duration_clock {
+ public:
+  /// On `c` (not null).
+  explicit duration_clock(std::shared_ptr<clock> c);
+
+  /// Nanoseconds on this time base.
+  std::int64_t now_ns() const noexcept {
+    if (real_) return fast_now_ns();
+    return std::chrono::duration_cast<std::chrono::nanoseconds>(clk_->now().time_since_epoch()).count();
+  }
+  /// now_ns() as a time point (for durations only, as above).
+  clock::time_point now() const noexcept {
+    return clock::time_point(std::chrono::duration_cast<clock::duration>(std::chrono::nanoseconds(now_ns())));
+  }
+  /// True when readings come from fast_now_ns() (the source is the real steady clock).
+  bool fast() const noexcept { return real_; }
+  /// The clock it was made on (for timers and deadlines).
+  const std::shared_ptr<clock>& source() const noexcept { return clk_; }
+
+ private:
+  std::shared_ptr<clock> clk_;
+  bool real_ = false;
+};
 
 }  // namespace turret

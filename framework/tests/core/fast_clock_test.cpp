@@ -40,5 +40,26 @@ TEST(FastClock, RealClockIsRecognised) {
   EXPECT_FALSE(is_steady_clock(std::make_shared<manual_clock>()));
 }
 
+// duration_clock: the layer's own clock when it is not the real one (tests move time), fast_now_ns() when it is.
+TEST(FastClock, DurationClockFollowsAManualClockAndUsesTheFastClockOnTheRealOne) {
+  auto manual = std::make_shared<manual_clock>();
+  const duration_clock on_manual(manual);
+  EXPECT_FALSE(on_manual.fast());
+  EXPECT_EQ(on_manual.source(), manual);
+  const std::int64_t t0 = on_manual.now_ns();
+  EXPECT_EQ(t0, std::chrono::duration_cast<std::chrono::nanoseconds>(manual->now().time_since_epoch()).count());
+  manual->advance(std::chrono::milliseconds(3));
+  EXPECT_EQ(on_manual.now_ns() - t0, 3'000'000);
+  EXPECT_EQ(on_manual.now() - clock::time_point(std::chrono::nanoseconds(t0)), std::chrono::milliseconds(3));
+
+  const duration_clock on_real(steady_clock());
+  EXPECT_TRUE(on_real.fast());
+  const std::int64_t a = on_real.now_ns();
+  const std::int64_t f = fast_now_ns();
+  const std::int64_t b = on_real.now_ns();
+  EXPECT_LE(a, f);
+  EXPECT_LE(f, b);
+}
+
 }  // namespace
 }  // namespace turret

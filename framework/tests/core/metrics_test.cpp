@@ -54,6 +54,43 @@ TEST(MetricsTest, CounterShardsSumAcrossThreads) {
   EXPECT_EQ(c.value(), 80000u);
 }
 
+// More threads than exclusive shards, at once (the rest share shards with atomic adds), then again after they exit
+// (their shards are reused): no count is lost either way.
+TEST(MetricsTest, CountsStayExactBeyondTheExclusiveShardsAndAfterThreadsExit) {
+  registry reg;
+  auto& c = reg.counter("t_total", "Total.").with({});
+  auto& h = reg.histogram("t_seconds", "Latency.", {}, {0.001}).with({});
+  constexpr int threads_n = static_cast<int>(shard_count) + 4;
+  for (int round = 0; round < 2; ++round) {
+    std::vector<std::thread> threads;
+    for (int t = 0; t < threads_n; ++t)
+      threads.emplace_back([&] {
+        for (int i = 0; i < 20000; ++i) {
+          c.inc();
+          h.observe_ns(i % 2 == 0 ? 1'000'000 : 1'000'001);  // the bound itself, and just above it
+        }
+      });
+    for (auto& t : threads) t.join();
+  }
+  EXPECT_EQ(c.value(), 2u * threads_n * 20000u);
+  const auto snap = h.collect();
+  EXPECT_EQ(snap.count, 2u * threads_n * 20000u);
+  EXPECT_EQ(snap.cumulative[0], 1u * threads_n * 20000u);  // ns <= 1 ms
+  EXPECT_NEAR(snap.sum, 2.0 * threads_n * 10000 * (0.001 + 0.001000001), 1e-6);
+}
+
+TEST(MetricsTest, ObserveNsBucketsAsObserveDoes) {
+  registry reg;
+  auto& a = reg.histogram("t_a_seconds", "A.", {}).with({});
+  auto& b = reg.histogram("t_b_seconds", "B.", {}).with({});
+  for (std::int64_t ns : {0LL, 49'999LL, 50'000LL, 50'001LL, 999'999LL, 1'000'000LL, 2'500'000LL, 10'000'000'000LL,
+                          10'000'000'001LL}) {
+    a.observe(static_cast<double>(ns) / 1e9);
+    b.observe_ns(ns);
+  }
+  EXPECT_EQ(a.collect().cumulative, b.collect().cumulative);
+}
+
 TEST(MetricsTest, RejectsBadNamesAndTypeClashes) {
   registry reg;
   EXPECT_THROW(reg.counter("1bad", "x"), std::invalid_argument);

@@ -39,6 +39,12 @@
 // The file is opened by the writer (first write), not by the factory: the factory only checks that the directory
 // exists. An open or write failure is logged once and the lines are counted as dropped.
 //
+// Reload: the factory (access_log_layer::from_entry) takes the queue, the writer thread and the open file from
+// layer_context::shared_state, so a configuration reload that leaves the entry unchanged (same pipeline, same place,
+// same settings, path included) keeps them: the file is not reopened, and the lines of requests finishing on the old
+// pipeline and those of the new one go through the one queue, each written once. A changed entry gets a queue, a
+// writer and a file handle of its own; the old ones write what is queued and stop when the old pipeline is gone.
+//
 // Fast path: try_call_now forwards; when it declines nothing is logged (ready()/call() log the request).
 #include <turret/clock.hpp>
 #include <turret/fast_clock.hpp>
@@ -115,12 +121,10 @@ class access_log_shared {
 
   const access_log_config cfg;
   std::shared_ptr<clock> clk;
-  bool real_clock = false;  ///< clk is steady_clock(): durations from fast_now_ns() (turret/fast_clock.hpp)
+  duration_clock timing;  ///< on clk, for durations (turret/fast_clock.hpp)
 
-  /// A time point for durations only (on the real clock its origin is fast_now_ns()'s, not steady_clock's).
-  clock::time_point now() const noexcept {
-    return real_clock ? clock::time_point(std::chrono::nanoseconds(fast_now_ns())) : clk->now();
-  }
+  /// A time point for durations only (duration_clock).
+  clock::time_point now() const noexcept { return timing.now(); }
   std::uint64_t threshold = 0;  ///< sample * 2^64
   bool always = false;          ///< sample >= 1
   std::uint64_t salt = 0;
@@ -241,6 +245,10 @@ class access_log_layer {
     return access_log_service<S>(std::move(inner), shared_);
   }
 
+  /// The layer of the configuration entry `entry` as the factory builds it: parsed (throws config_error), its
+  /// queue, writer and file taken from ctx.shared_state (carried over a reload while the entry is unchanged).
+  static access_log_layer from_entry(const config_node& entry, const layer_context& ctx);
+
   const access_log_config& config() const noexcept { return shared_->cfg; }
   /// Starts the writer thread now (a static pipeline outside turretd).
   void start_writer() const { shared_->start_writer(); }
@@ -249,6 +257,12 @@ class access_log_layer {
   std::uint64_t dropped() const noexcept { return shared_->dropped(); }
 
  private:
+  access_log_layer(std::shared_ptr<detail::access_log_shared> shared, bool background)
+      : shared_(std::move(shared)), background_(background) {}
+  static std::shared_ptr<detail::access_log_shared> make_shared_state(
+      access_log_config cfg, const layer_context& ctx, std::shared_ptr<access_log_sink> sink,
+      std::function<std::chrono::system_clock::time_point()> wall_clock, std::optional<std::uint64_t> seed);
+
   std::shared_ptr<detail::access_log_shared> shared_;
   bool background_ = false;
 };

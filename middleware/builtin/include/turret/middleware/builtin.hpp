@@ -37,7 +37,7 @@ void register_builtin_layers(layer_registry<Req, Resp>& reg) {
     return metrics_layer(parse_metrics_config(entry), ctx);
   });
   reg.add("access_log", [](const config_node& entry, const layer_context& ctx) -> any_layer<Req, Resp> {
-    return access_log_layer(parse_access_log_config(entry), ctx);
+    return access_log_layer::from_entry(entry, ctx);
   });
   reg.add("auth", [](const config_node& entry, const layer_context& ctx) -> any_layer<Req, Resp> {
     return auth_layer(parse_auth_config(entry), ctx);

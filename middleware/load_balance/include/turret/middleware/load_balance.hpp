@@ -66,7 +66,9 @@
 // neither. `consecutive_failures` in a row eject the endpoint for base_ejection x k (k = its ejections so far,
 // counting this one, less one for each base_ejection spent in service since it last came back), at most
 // max_ejection. While `max_ejected_percent` of the endpoints are ejected no other is (one always may be). An
-// ejected endpoint returns when its time is up (checked when picking: the healthy gauge follows then).
+// ejected endpoint returns when its time is up: at that time, by a timer, when the balancer has an executor
+// (balance()'s; from config the pipeline's runtime), so turret_lb_endpoints_healthy is exact at every ejection and
+// every return; without an executor, when a pick finds its time up (the gauge follows then).
 //
 // # Active health checks
 // With `health_check`, every `interval` (the first round at once) each endpoint's probe runs with a timeout;
@@ -78,7 +80,9 @@
 //
 // # Fast path
 // try_call_now picks as ready() would (without advancing round robin), forwards to the endpoint's try_call_now, and
-// records the outcome; when the endpoint declines it returns nullopt with nothing changed.
+// records the outcome; when the endpoint declines it returns nullopt with nothing changed. Round robin's pick there
+// is inline (the endpoint in turn, taken when it is healthy and not ejected, without a clock read; else the full
+// pick) and its advance is a load and a store (lb_balancer::commit): no locked instruction per request.
 //
 // # Errors, metrics, state
 // `lb_errc::no_endpoint` (condition unavailable) when no endpoint is in service, or, without failover, when the
@@ -261,6 +265,22 @@ class load_balance_service {
     return true;
   }
 
+  /// Brings ejected endpoints back on time with timers on `ex` (the healthy gauge follows at once), for as long as
+  /// this service (any copy) lives. balance() calls it; without it, a pick brings them back.
+  void schedule_readmissions(boost::asio::any_io_executor ex) {
+    if (!core_->balancer.config().outlier) return;
+    std::weak_ptr<core> weak = core_;
+    core_->balancer.set_readmission_scheduler([weak, ex](std::size_t i, clock::time_point at) {
+      auto c = weak.lock();
+      if (!c) return;
+      std::shared_ptr<timer> t = c->balancer.clock_ptr()->make_timer(ex);
+      t->async_wait_until(at, [weak, i, t](error_code ec) {  // t: kept until it fires
+        if (ec) return;
+        if (auto alive = weak.lock()) alive->balancer.readmit_if_due(i);
+      });
+    });
+  }
+
   /// Runs the active health checks on `ex` while this service (any copy) lives. balance() calls it.
   void start_health_checks(boost::asio::any_io_executor ex) {
     if (!core_->balancer.config().health_check || core_->endpoints.empty()) return;
@@ -352,7 +372,10 @@ class load_balance_layer {
     if (gated) c->balancer.set_gates(std::move(gates));  // ungated balancers check nothing per pick
     load_balance_service<S> svc(std::move(c));
     if (!ex && default_executor_) ex = default_executor_;
-    if (ex) svc.start_health_checks(*ex);
+    if (ex) {
+      svc.schedule_readmissions(*ex);
+      svc.start_health_checks(*ex);
+    }
     return svc;
   }
 

@@ -3,6 +3,7 @@
 // active health checks' bookkeeping. load_balance.hpp's service forwards requests; everything it decides, it asks
 // the balancer here. Contracts are documented at load_balance.hpp.
 #include <turret/clock.hpp>
+#include <turret/metrics.hpp>
 #include <turret/middleware/load_balance_placement.hpp>
 #include <turret/result.hpp>
 
@@ -10,6 +11,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -19,12 +21,6 @@
 #include <vector>
 
 namespace turret {
-
-namespace metrics {
-class counter;
-class gauge;
-class registry;
-}  // namespace metrics
 
 /// Immutable configuration of a load_balance layer (the `endpoints:` key is parsed apart: lb_endpoints_spec).
 struct lb_config {
@@ -151,28 +147,54 @@ class lb_balancer {
     return cfg_->pol == lb_config::policy::ring_hash || cfg_->pol == lb_config::policy::maglev;
   }
   /// p2c on peak EWMA: calls are timed.
-  bool measures_latency() const noexcept;
+  bool measures_latency() const noexcept { return measures_latency_; }
 
   /// Picks an available endpoint: by `key` for the keyed policies (no key: p2c), else by the policy. `reserve`:
   /// the pick is final (round robin advances now); without it (the fast path, which must have no side effect when
   /// it declines) round robin only reads its counter into `*round`: commit(*round) once the pick was used.
   /// Returns no_endpoint_index when none is available (or, without failover, the key's owner is not).
-  std::size_t pick(const std::optional<std::string_view>& key, bool reserve, std::uint64_t* round = nullptr);
+  std::size_t pick(const std::optional<std::string_view>& key, bool reserve, std::uint64_t* round = nullptr) {
+    if (round_robin_ && !reserve) {  // the fast path's pick, inline: the endpoint in turn, when it is in service
+      const std::uint64_t r = rr_.load(std::memory_order_relaxed);
+      if (round) *round = r;
+      const std::size_t i = turn(r);
+      if (i != no_endpoint_index && in_service_now(*states_[i])) return i;
+    }
+    return pick_slow(key, reserve, round);
+  }
   /// Round robin: advances past an unreserved pick that was used (no effect if another pick advanced meanwhile).
+  /// A load and a store, not a compare-exchange (no locked instruction on the fast path): when another thread
+  /// advances between the two, the counter may step back by one, so two concurrent picks go to one endpoint, as
+  /// they already may when both read the counter before either commits. One thread's picks stay exact.
   void commit(std::uint64_t round) noexcept {
-    rr_.compare_exchange_strong(round, round + 1, std::memory_order_relaxed);
+    if (rr_.load(std::memory_order_relaxed) == round) rr_.store(round + 1, std::memory_order_relaxed);
   }
   /// Counts a pick of endpoint i (turret_lb_picks_total).
-  void count_pick(std::size_t i) noexcept;
+  void count_pick(std::size_t i) noexcept { picks_[i]->inc(); }
   /// Is any endpoint available?
   bool any_available();
 
   /// The outcome of one request on endpoint i: `ec` empty = success (resets consecutive failures); an error of
   /// condition unavailable, timed_out or internal = a failure (may eject); any other error counts as neither.
   /// `latency`: how long the call took (peak EWMA).
-  void record(std::size_t i, const error_code& ec, const std::optional<clock::duration>& latency);
+  void record(std::size_t i, const error_code& ec, const std::optional<clock::duration>& latency) {
+    if (!ec && !measures_latency_) {  // the common case, inline: a success that is not timed
+      if (cfg_->outlier) reset_failures(*states_[i]);
+      return;
+    }
+    record_outcome(i, ec, latency);
+  }
   /// One probe's outcome (health checks).
   void record_probe(std::size_t i, bool ok);
+
+  /// Called (under the state lock: it must only schedule) with endpoint i and the time it returns, at each
+  /// ejection: the service schedules readmit_if_due(i) then, so that the endpoint and the healthy gauge come back
+  /// on time without waiting for a pick. Set once, before the balancer is shared.
+  void set_readmission_scheduler(std::function<void(std::size_t, clock::time_point)> f) {
+    schedule_readmission_ = std::move(f);
+  }
+  /// Brings endpoint i back (and updates the healthy gauge) when its ejection is over; nothing otherwise.
+  void readmit_if_due(std::size_t i);
 
   /// Endpoints in service (neither ejected nor unhealthy) now.
   std::size_t in_service();
@@ -190,6 +212,25 @@ class lb_balancer {
       return *v;
     }
   };
+  static void reset_failures(lb_endpoint_state& s) noexcept {
+    if (s.consecutive_failures.load(std::memory_order_relaxed) != 0)
+      s.consecutive_failures.store(0, std::memory_order_relaxed);
+  }
+  void record_outcome(std::size_t i, const error_code& ec, const std::optional<clock::duration>& latency);
+  std::size_t pick_slow(const std::optional<std::string_view>& key, bool reserve, std::uint64_t* round);
+  /// In service without reading the clock: healthy and not ejected (an ejection that has expired needs the clock:
+  /// available() brings the endpoint back).
+  static bool in_service_now(const lb_endpoint_state& s) noexcept {
+    return s.healthy.load(std::memory_order_relaxed) && s.ejected_until.load(std::memory_order_acquire) == 0;
+  }
+  /// round mod the number of endpoints (no_endpoint_index without any): Lemire's fastmod (a multiply instead of a
+  /// division) while both fit in 32 bits.
+  std::size_t turn(std::uint64_t round) const noexcept {
+    const std::size_t n = names_.size();
+    if (round <= 0xffffffffu && n <= 0xffffffffu)
+      return static_cast<std::size_t>((static_cast<unsigned __int128>(rr_magic_ * round) * n) >> 64);
+    return n == 0 ? no_endpoint_index : static_cast<std::size_t>(round % n);
+  }
   bool available(std::size_t i, lazy_now& now);
   std::size_t pick_p2c(lazy_now& now);
   std::size_t pick_round_robin(lazy_now& now, std::uint64_t round);
@@ -207,10 +248,14 @@ class lb_balancer {
   std::shared_ptr<clock> clk_;
   std::optional<hash_ring> ring_;
   std::optional<maglev_table> maglev_;
+  bool measures_latency_ = false;  ///< measures_latency(), computed once
+  bool round_robin_ = false;       ///< the policy is round_robin
+  std::uint64_t rr_magic_ = 0;     ///< 2^64 / n rounded up, for turn() (n = 0: unused)
   std::atomic<std::uint64_t> rr_{0};
   std::vector<metrics::counter*> picks_;  ///< turret_lb_picks_total{pipeline, endpoint}
   metrics::counter* ejections_;           ///< turret_lb_ejections_total{pipeline}
   metrics::gauge* healthy_;               ///< turret_lb_endpoints_healthy{pipeline}
+  std::function<void(std::size_t, clock::time_point)> schedule_readmission_;
 };
 
 }  // namespace detail

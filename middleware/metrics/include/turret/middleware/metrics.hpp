@@ -22,10 +22,10 @@
 //   the inner try_call_now. What it measures is therefore whatever is inside it: placed first, the whole pipeline;
 //   placed last, the service alone.
 //
-// Cost. The counters and the histogram are per-thread sharded (metrics.hpp): recording is a few relaxed atomic adds
-// on the thread's own cache line. The time is read twice per request with the layer's clock; when that clock is the
-// real steady clock the layer reads std::chrono::steady_clock directly (a vDSO call, no virtual call). `latency:
-// false` turns the histogram (and the clock reads) off.
+// Cost. The counters and the histogram are per-thread sharded (metrics.hpp): recording is a few plain stores on the
+// thread's own cache line. The time is read twice per request on the layer's duration_clock (turret/fast_clock.hpp:
+// the time-stamp counter on the real clock, the layer's clock in tests). `latency: false` turns the histogram (and
+// the clock reads) off.
 //
 // Fast path: try_call_now forwards to the inner service's; when that declines (nullopt) the layer records nothing
 // (no side effect) and ready()/call() measure the request.
@@ -35,6 +35,7 @@
 #include <turret/fast_clock.hpp>
 #include <turret/error.hpp>
 #include <turret/layer_context.hpp>
+#include <turret/metrics.hpp>
 #include <turret/service.hpp>
 
 #include <array>
@@ -44,12 +45,6 @@
 #include <string>
 
 namespace turret {
-
-namespace metrics {
-class counter;
-class histogram;
-class registry;
-}  // namespace metrics
 
 class config_node;
 
@@ -73,21 +68,30 @@ namespace detail {
 
 /// The series of one metrics layer, looked up once.
 struct metrics_shared {
-  std::shared_ptr<clock> clk;
-  bool real_clock = false;  ///< clk is steady_clock(): durations from fast_now_ns() (turret/fast_clock.hpp)
+  explicit metrics_shared(std::shared_ptr<clock> clk) : timing(std::move(clk)) {}
+  duration_clock timing;  ///< the layer's clock for durations (turret/fast_clock.hpp)
   bool latency = true;
   metrics::counter* ok = nullptr;
   metrics::counter* error = nullptr;
   std::array<metrics::counter*, 9> failed{};  ///< by errc value (1..8); [0] unused
   metrics::histogram* duration = nullptr;
 
-  /// A time point for durations only (on the real clock its origin is fast_now_ns()'s, not steady_clock's).
+  /// A time point for durations only (duration_clock); none without latency.
   clock::time_point now() const noexcept {
     if (!latency) return {};
-    return real_clock ? clock::time_point(std::chrono::nanoseconds(fast_now_ns())) : clk->now();
+    return timing.now();
   }
-  void record_ok(clock::time_point start) const noexcept;
-  void record_error_reply(clock::time_point start) const noexcept;
+  void record_ok(clock::time_point start) const noexcept {
+    ok->inc();
+    observe_since(start);
+  }
+  void record_error_reply(clock::time_point start) const noexcept {
+    error->inc();
+    observe_since(start);
+  }
+  void observe_since(clock::time_point start) const noexcept {
+    if (latency) duration->observe_ns(std::chrono::duration_cast<std::chrono::nanoseconds>(now() - start).count());
+  }
   void record_failure(const error_code& ec, clock::time_point start, clock::time_point deadline) const noexcept;
 
   template <class Response>

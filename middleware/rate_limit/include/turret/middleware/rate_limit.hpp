@@ -39,8 +39,9 @@
 // max_wait, and sleeps until then on the layer's clock, bound to ctx.cancel_slot(): a cancellation (a timeout
 // above, a client gone) ends the wait with operation_aborted and gives the reservation back. Otherwise it fails at
 // once with rate_limit_errc::limited, whose condition is turret::errc::overloaded: RESP "BUSY overloaded: rate limit
-// exceeded", HTTP 429 with Retry-After, gRPC RESOURCE_EXHAUSTED (turret/error_mapping.hpp; its Retry-After is the
-// table's fixed 1 s: an error_code carries no per-request hint). Counted in turret_rate_limit_rejected_total{pipeline}.
+// exceeded", HTTP 429 with Retry-After, gRPC RESOURCE_EXHAUSTED (turret/error_mapping.hpp). The rejection carries
+// its Retry-After as a value (rate_limited_error: the time until the bucket would admit the request, rounded up to
+// whole seconds, at least 1), which the HTTP mapping sends. Counted in turret_rate_limit_rejected_total{pipeline}.
 //
 // # Permits
 // The token is spent when call() starts. A permit dropped unspent (a timeout above, the inner ready() failing, a
@@ -87,9 +88,18 @@ enum class rate_limit_errc {
   limited = 1,  ///< "rate limit exceeded"; condition overloaded
 };
 
-/// The category "turret.rate_limit".
+/// The category "turret.rate_limit" (a retry_after_category: turret/error_mapping.hpp).
 const boost::system::error_category& rate_limit_category() noexcept;
 inline error_code make_error_code(rate_limit_errc e) noexcept { return {static_cast<int>(e), rate_limit_category()}; }
+
+/// The rejection of a request its bucket would admit in `wait_ns`: rate_limit_errc::limited (same message and
+/// condition) carrying Retry-After = wait rounded up to whole seconds, at least 1 (at most about 97 days). Its value
+/// is limited | seconds << 8, so compare rejections with is_rate_limited(), not == rate_limit_errc::limited.
+error_code rate_limited_error(std::int64_t wait_ns) noexcept;
+/// True for every rate_limit rejection (with a Retry-After or without).
+bool is_rate_limited(const error_code& ec) noexcept;
+/// The Retry-After seconds a rejection carries; 0 for any other error and for a bare rate_limit_errc::limited.
+int rate_limit_retry_after(const error_code& ec) noexcept;
 
 }  // namespace turret
 
@@ -235,14 +245,11 @@ struct rate_limit_shared {
     std::uint8_t cls = 0;
   };
 
-  bool real_clock = false;  ///< clk is steady_clock(): the buckets' time is fast_now_ns() (turret/fast_clock.hpp)
+  duration_clock timing{steady_clock()};  ///< on clk (set with it): the buckets' time base (turret/fast_clock.hpp)
 
   /// The buckets' time base: every arrival time a bucket keeps is on it (waits are relative durations, so a
-  /// bucket never mixes it with steady_clock time points).
-  std::int64_t now_ns() const noexcept {
-    if (real_clock) return fast_now_ns();
-    return std::chrono::duration_cast<std::chrono::nanoseconds>(clk->now().time_since_epoch()).count();
-  }
+  /// bucket never mixes it with the clock's time points).
+  std::int64_t now_ns() const noexcept { return timing.now_ns(); }
   /// The bucket of a request known only by its context (global, per_client).
   bucket_ref ref_for(request_context& ctx) const {
     if (cfg.scope == rate_limit_config::scope_kind::per_client) return {client_key(ctx), 0};
@@ -331,10 +338,11 @@ class rate_limit_service {
     permit_type p;
     if (sh.cfg.scope != scope_kind::per_command_class) {
       const auto b = sh.ref_for(ctx);
-      if (!sh.take(b, sh.now_ns(), 0).ok) {
+      const detail::gcra_step s = sh.take(b, sh.now_ns(), 0);
+      if (!s.ok) {
         if (sh.max_wait > 0) return std::nullopt;
         sh.count_reject();
-        return result<permit_type>(make_error_code(rate_limit_errc::limited));
+        return result<permit_type>(rate_limited_error(s.wait));
       }
       p.token = rate_token(&sh, b);
     }
@@ -353,10 +361,11 @@ class rate_limit_service {
     const detail::rate_limit_shared& sh = *shared_;
     const auto b = sh.cfg.scope == scope_kind::per_command_class ? sh.ref_for(request_rate_class(req))
                                                                   : sh.ref_for(req.context());
-    if (!sh.take(b, sh.now_ns(), 0).ok) {
+    const detail::gcra_step s = sh.take(b, sh.now_ns(), 0);
+    if (!s.ok) {
       if (sh.max_wait > 0) return std::nullopt;
       sh.count_reject();
-      return result<response_type>(make_error_code(rate_limit_errc::limited));
+      return result<response_type>(rate_limited_error(s.wait));
     }
     rate_token token(&sh, b);
     std::optional<result<response_type>> r = inner_.try_call_now(req);
@@ -387,7 +396,7 @@ class rate_limit_service {
     const detail::gcra_step s = sh.take(b, sh.now_ns(), sh.max_wait);
     if (!s.ok) {
       sh.count_reject();
-      co_return make_error_code(rate_limit_errc::limited);
+      co_return rate_limited_error(s.wait);
     }
     rate_token token(&sh, b);
     if (s.wait > 0) {

@@ -70,7 +70,9 @@
 // Threading: shared state is atomics and a short lock; a request's attempts run on its executor's thread.
 #include <turret/clock.hpp>
 #include <turret/error.hpp>
+#include <turret/fast_clock.hpp>
 #include <turret/layer_context.hpp>
+#include <turret/metrics.hpp>
 #include <turret/request_traits.hpp>
 #include <turret/service.hpp>
 
@@ -91,10 +93,6 @@
 #include <vector>
 
 namespace turret {
-
-namespace metrics {
-class counter;
-}
 
 enum class retry_errc {
   attempt_timed_out = 1,  ///< "attempt timed out (per_try_timeout)": condition timed_out
@@ -145,8 +143,14 @@ class retry_budget {
   retry_budget(const retry_budget&) = delete;
   retry_budget& operator=(const retry_budget&) = delete;
 
-  /// One request (lock-free but once per slot time).
-  void deposit() noexcept;
+  /// One request (lock-free but once per slot time): a coarse clock read, a multiply and one atomic add.
+  void deposit() noexcept {
+    if (deposit_units_ == 0) return;
+    const std::int64_t g = generation_now();
+    slot& s = current(g);
+    if (s.generation.load(std::memory_order_acquire) != g) begin_slot(s, g);
+    s.units.fetch_add(deposit_units_, std::memory_order_relaxed);
+  }
   /// One retry: true when the budget allowed it (and was drawn), false when exhausted.
   bool withdraw() noexcept;
   /// Retries the budget would allow right now (tests).
@@ -158,7 +162,16 @@ class retry_budget {
     std::atomic<std::int64_t> generation{-1};
     std::atomic<std::int64_t> units{0};
   };
-  std::int64_t generation_now() const noexcept;
+  /// The current slot's generation: time / slot time. On the real clock in fixed point (a multiply, no division):
+  /// the product rounded down is monotonic in the time like the quotient; the slots are a second or so long, the
+  /// coarse clock's resolution a few ms.
+  std::int64_t generation_now() const noexcept {
+    if (real_clock_)
+      return static_cast<std::int64_t>((static_cast<unsigned __int128>(coarse_now_ns()) * per_slot_fixed_) >> 64);
+    return generation_on_clock();
+  }
+  std::int64_t generation_on_clock() const noexcept;
+  void begin_slot(slot& s, std::int64_t generation) noexcept;  // takes mutex_
   void rotate(slot& s, std::int64_t generation) noexcept;  // with mutex_ held
   slot& current(std::int64_t generation) noexcept { return slots_[static_cast<std::size_t>(generation) % slot_count]; }
   std::int64_t balance(std::int64_t generation) const noexcept;  // with mutex_ held
@@ -166,7 +179,7 @@ class retry_budget {
   std::shared_ptr<clock> clock_;
   bool real_clock_ = false;  ///< clock_ is steady_clock(): slots on coarse_now_ns() (turret/fast_clock.hpp)
   std::chrono::nanoseconds slot_time_;
-  double per_slot_ns_ = 0;  ///< 1 / slot_time_ in ns: a multiply instead of a 64-bit division per request
+  std::uint64_t per_slot_fixed_ = 0;  ///< 2^64 / slot_time_ in ns, rounded up: a multiply instead of a division
   std::int64_t deposit_units_;
   std::int64_t withdraw_units_;
   std::int64_t floor_units_;  ///< credited to a slot when it begins
@@ -184,8 +197,12 @@ struct retry_shared {
   metrics::counter* attempts = nullptr;   ///< turret_retry_attempts_total{pipeline}
   metrics::counter* exhausted = nullptr;  ///< turret_retry_budget_exhausted_total{pipeline}
 
-  void count_attempt() const noexcept;
-  void count_exhausted() const noexcept;
+  void count_attempt() const noexcept {
+    if (attempts) attempts->inc();
+  }
+  void count_exhausted() const noexcept {
+    if (exhausted) exhausted->inc();
+  }
   bool retries_error(const error_code& ec) const noexcept;
   bool retries_code(std::string_view code) const noexcept;
   /// The wait before retry `n` (n >= 1) of a request whose sample is `sample`.
