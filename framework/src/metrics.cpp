@@ -14,6 +14,8 @@ namespace turret::metrics {
 
 namespace detail {
 
+thread_local std::uint32_t thread_shard_tag = 0;
+
 namespace {
 
 /// Owners of the exclusive shards (bit i: shard i is taken).

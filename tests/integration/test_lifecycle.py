@@ -42,11 +42,12 @@ class CommandLine(unittest.TestCase):
         self.assertIn(b"OK", p.stdout + p.stderr)
 
     def test_check_config_deploy_example(self):
-        example = harness.SOURCE_DIR / "deploy" / "turret.yaml"
-        if not example.exists():
-            self.skipTest("deploy/turret.yaml not present")
-        p = run_turretd("--check-config", str(example))
-        self.assertEqual(p.returncode, 0, p.stderr)
+        examples = sorted((harness.SOURCE_DIR / "deploy").glob("*.yaml"))
+        self.assertIn("turret.yaml", [e.name for e in examples])
+        for example in examples:
+            with self.subTest(example=example.name):
+                p = run_turretd("--check-config", str(example))
+                self.assertEqual(p.returncode, 0, p.stderr)
 
     def test_check_config_errors_name_file_line_and_key(self):
         base = turretd_yaml(threads=0).splitlines()

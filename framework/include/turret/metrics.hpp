@@ -44,7 +44,8 @@ namespace detail {
 /// The calling thread's shard, plus `exclusive_bit` when it owns it alone; 0 before its first record.
 inline constexpr std::uint32_t exclusive_bit = 0x80000000u;
 inline constexpr std::uint32_t assigned_bit = 0x40000000u;
-inline thread_local std::uint32_t thread_shard_tag = 0;
+// Defined once, in the framework library (not inline): a plugin reads turretd's variable, never a copy of its own.
+extern thread_local std::uint32_t thread_shard_tag;
 /// Assigns the calling thread's shard (first record on a thread) and returns its tag.
 std::uint32_t assign_thread_shard() noexcept;
 inline std::uint32_t thread_shard() noexcept {
