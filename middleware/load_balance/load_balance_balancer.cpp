@@ -47,6 +47,16 @@ class index_list {
   }
   std::size_t size() const noexcept { return n_; }
   std::size_t operator[](std::size_t k) const noexcept { return heap_.empty() ? inline_[k] : heap_[k]; }
+  template <class Pred>
+  void remove_if(Pred&& drop) {
+    std::size_t* v = heap_.empty() ? inline_ : heap_.data();
+    std::size_t kept = 0;
+    for (std::size_t k = 0; k < n_; ++k) {
+      if (!drop(v[k])) v[kept++] = v[k];
+    }
+    n_ = kept;
+    if (!heap_.empty()) heap_.resize(kept);
+  }
 
  private:
   static constexpr std::size_t inline_size = 32;
@@ -136,7 +146,8 @@ double lb_balancer::load(std::size_t i, clock::time_point now) const {
   return rtt * (pending + 1);
 }
 
-std::size_t lb_balancer::pick_slow(const std::optional<std::string_view>& key, bool reserve, std::uint64_t* round) {
+std::size_t lb_balancer::pick_slow(const std::optional<std::string_view>& key, bool reserve, std::uint64_t* round,
+                                   std::uint64_t avoid) {
   lazy_now now{*clk_, {}};
   if (measures_latency_) now.get();
   if (keyed() && key) return pick_keyed(*key, now);
@@ -144,26 +155,42 @@ std::size_t lb_balancer::pick_slow(const std::optional<std::string_view>& key, b
     const std::uint64_t r =
         reserve ? rr_.fetch_add(1, std::memory_order_relaxed) : rr_.load(std::memory_order_relaxed);
     if (round) *round = r;
-    return pick_round_robin(now, r);
+    return pick_round_robin(now, r, avoid);
   }
-  return pick_p2c(now);
+  return pick_p2c(now, avoid);
 }
 
-std::size_t lb_balancer::pick_round_robin(lazy_now& now, std::uint64_t round) {
+namespace {
+
+bool marked(std::uint64_t avoid, std::size_t i) noexcept { return i < 64 && ((avoid >> i) & 1) != 0; }
+
+/// Fills `in` with the endpoints of 0..n-1 for which `available(i)`, only those outside `avoid` when there is one.
+template <class Available>
+void in_service_list(std::size_t n, std::uint64_t avoid, Available&& available, index_list& in) {
+  bool untried = false;
+  for (std::size_t i = 0; i < n; ++i) {
+    if (!available(i)) continue;
+    in.push(i);
+    untried = untried || !marked(avoid, i);
+  }
+  if (avoid != 0 && untried) in.remove_if([avoid](std::size_t i) { return marked(avoid, i); });
+}
+
+}  // namespace
+
+std::size_t lb_balancer::pick_round_robin(lazy_now& now, std::uint64_t round, std::uint64_t avoid) {
   const std::size_t n = names_.size();
   if (n == 0) return no_endpoint_index;
   const std::size_t first = turn(round);
-  if (available(first, now)) return first;
-  // Some endpoints are out: the cycle runs over those in service only.
+  if (!marked(avoid, first) && available(first, now)) return first;
+  // Some endpoints are out (or already tried): the cycle runs over those in service only.
   index_list in;
-  for (std::size_t i = 0; i < n; ++i) {
-    if (available(i, now)) in.push(i);
-  }
+  in_service_list(n, avoid, [&](std::size_t i) { return available(i, now); }, in);
   if (in.size() == 0) return no_endpoint_index;
   return in[static_cast<std::size_t>(round % in.size())];
 }
 
-std::size_t lb_balancer::pick_p2c(lazy_now& now) {
+std::size_t lb_balancer::pick_p2c(lazy_now& now, std::uint64_t avoid) {
   const std::size_t n = names_.size();
   if (n == 0) return no_endpoint_index;
   const std::uint64_t r = request_context::next_thread_sample();
@@ -173,11 +200,9 @@ std::size_t lb_balancer::pick_p2c(lazy_now& now) {
   }
   a = static_cast<std::size_t>(r % n);
   b = (a + 1 + static_cast<std::size_t>((r >> 32) % (n - 1))) % n;  // distinct from a
-  if (!available(a, now) || !available(b, now)) {
+  if (avoid != 0 || !available(a, now) || !available(b, now)) {
     index_list in;
-    for (std::size_t i = 0; i < n; ++i) {
-      if (available(i, now)) in.push(i);
-    }
+  in_service_list(n, avoid, [&](std::size_t i) { return available(i, now); }, in);
     if (in.size() == 0) return no_endpoint_index;
     if (in.size() == 1) return in[0];
     const std::size_t ka = static_cast<std::size_t>(r % in.size());

@@ -2,7 +2,9 @@
 #include <turret/error_mapping.hpp>
 #include <turret/metrics.hpp>
 #include <turret/middleware/builtin.hpp>
+#include <turret/middleware/hedge.hpp>
 #include <turret/middleware/load_balance.hpp>
+#include <turret/middleware/retry.hpp>
 #include <turret/middleware/testing/layer_harness.hpp>
 #include <turret/middleware/testing/mock_service.hpp>
 
@@ -203,6 +205,81 @@ TEST_F(LoadBalanceTest, P2cPeakEwmaDoesNotFavourAnEndpointThatFailsFast) {
   // A failure counts as twice the estimate (at least default_rtt), however fast it came: the failing endpoint
   // loses to the 1ms one. (Without it, its 0ms "answers" would draw every request.)
   EXPECT_LE(failed, 5);
+}
+
+/// Two endpoints whose estimates are learnt: e0 answers in 1ms, e1 in 10ms; then e0 stops answering (a SIGSTOPped
+/// server) while p2c still rates it best (an estimate moves only when answers come back).
+template <class Fixture>
+auto stalled_cheap_endpoint(Fixture& f) {
+  auto eps = f.endpoints(2);
+  f.states[0]->call_delay = 1ms;
+  f.states[1]->call_delay = 10ms;
+  auto lb = load_balance_layer(Fixture::config(lb_config::policy::p2c), f.lctx).balance(std::move(eps));
+  while (f.states[1]->calls == 0) EXPECT_TRUE(f.run(lb));
+  while (f.states[0]->calls == 0) EXPECT_TRUE(f.run(lb));
+  f.states[0]->calls = f.states[1]->calls = 0;
+  f.states[0]->call_delay = 10s;
+  return lb;
+}
+
+TEST_F(LoadBalanceTest, AHedgeGoesToAnEndpointTheRequestHasNotTried) {
+  auto lb = stalled_cheap_endpoint(*this);
+  hedge_config hc;
+  hc.delay = 5ms;
+  auto svc = hedge_layer(hc, lctx).wrap(lb);
+  mock_request req;
+  std::optional<result<int>> out;
+  start(svc, req, out);
+  EXPECT_EQ(calls(), (std::vector<int>{1, 0}));  // e0 costs 1ms x 1, e1 10ms
+  advance(5ms);
+  // The hedge: e0 would still cost less (1ms x 2 pending), but the request is on it already.
+  EXPECT_EQ(calls(), (std::vector<int>{1, 1}));
+  for (int i = 0; i < 10 && !out; ++i) advance(1ms);
+  ASSERT_TRUE(out && *out);
+  EXPECT_EQ(states[0]->in_call, 0);  // the first attempt was interrupted
+  expect_no_leaks(lb.balancer());
+}
+
+TEST_F(LoadBalanceTest, ARetryGoesToAnEndpointTheRequestHasNotTried) {
+  auto lb = stalled_cheap_endpoint(*this);
+  states[0]->call_delay = 1ms;
+  states[0]->call_error = make_error_code(boost::asio::error::connection_reset);  // e0 fails fast
+  retry_config rc;
+  rc.backoff_base = 1ms;
+  rc.backoff_max = 1ms;
+  auto svc = retry_layer(rc, lctx, nullptr, 1).wrap(lb);
+  for (int k = 0; k < 20; ++k) {
+    mock_request req;
+    const auto before = calls();
+    ASSERT_TRUE(run(svc, req));
+    // At most one attempt on e0: its failure sends the retry to e1, however cheap e0 still looks.
+    EXPECT_LE(states[0]->calls - before[0], 1) << k;
+    EXPECT_EQ(states[1]->calls - before[1], 1) << k;
+  }
+  // Without marks on the context (a new request each time) e0 keeps being tried: the marks live per request.
+  EXPECT_GE(states[0]->calls, 1);
+  expect_no_leaks(lb.balancer());
+}
+
+TEST_F(LoadBalanceTest, RoundRobinSkipsTriedEndpointsUnlessAllWereTried) {
+  auto svc = load_balance_layer(config(lb_config::policy::round_robin), lctx).balance(endpoints(3));
+  mock_request req;
+  // The request tried e0 and e1 already: round robin's turn (e0) is skipped.
+  req.ctx.note_attempted_endpoint(&svc.balancer(), 0);
+  req.ctx.note_attempted_endpoint(&svc.balancer(), 1);
+  auto p = take_permit(svc, req.ctx);
+  ASSERT_TRUE(p && *p);
+  EXPECT_EQ((*p)->index, 2u);
+  // Every endpoint tried: any endpoint in service will do.
+  req.ctx.note_attempted_endpoint(&svc.balancer(), 2);
+  auto q = take_permit(svc, req.ctx);
+  ASSERT_TRUE(q && *q);
+  EXPECT_NE((*q)->index, no_endpoint_index);
+  // Another balancer's marks do not count here.
+  mock_request other;
+  int foreign = 0;
+  other.ctx.note_attempted_endpoint(&foreign, 0);
+  EXPECT_EQ(other.ctx.attempted_endpoints(&svc.balancer()), 0u);
 }
 
 TEST_F(LoadBalanceTest, P2cPendingBalancesInFlightRequests) {

@@ -168,11 +168,6 @@ awaitable<void> refresh_loop(std::weak_ptr<state> weak) {
   }
 }
 
-/// Does this command go to the replicas? (See "Routing" in replicas_backend.hpp.)
-bool is_read(const kv::command_info& info, std::string_view family) noexcept {
-  return (info.flags & kv::cmd_readonly) != 0 && (info.flags & kv::cmd_may_replicate) == 0 && family != "scan";
-}
-
 /// The router: the backend's service().
 class router {
  public:
@@ -202,7 +197,9 @@ class router {
       const std::string_view name = cmd.info->name;
       const std::string_view family = name.substr(0, name.find('|'));
       if (auto local = answer_locally(family, req, upstream_options::mode_kind::replicas)) return answered(*local);
-      read = is_read(*cmd.info, family);
+      read = is_read_command(*cmd.info, family);
+    } else if (auto local = answer_unknown_locally(req, upstream_options::mode_kind::replicas)) {
+      return answered(*local);
     }
     if (s.stopped.load(std::memory_order_acquire)) return answered(make_error_code(resp::upstream_errc::stopped));
     if (read) return forward_to(*s.reads, req);
@@ -211,19 +208,9 @@ class router {
   }
 
   static awaitable<result<kv::response>> route_after_first_refresh(std::shared_ptr<state> keep, kv::request& req) {
-    co_await first_refresh(*keep);
+    // Requests that arrive before the first refresh completes wait for it (at most connect + refresh timeout).
+    co_await wait_for(keep->discovered, keep->first_wait);
     co_return co_await route(*keep, req);
-  }
-
-  /// Requests that arrive before the first refresh completes wait for it (at most connect + refresh timeout).
-  static awaitable<void> first_refresh(state& s) {
-    auto ex = co_await boost::asio::this_coro::executor;
-    boost::asio::steady_timer t(ex);
-    const auto until = std::chrono::steady_clock::now() + s.first_wait;
-    while (!s.discovered.load(std::memory_order_acquire) && std::chrono::steady_clock::now() < until) {
-      t.expires_after(std::chrono::milliseconds(5));
-      co_await t.async_wait(as_tuple(use_awaitable));
-    }
   }
 
   std::shared_ptr<state> s_;

@@ -3,16 +3,9 @@
 
 #include <turret/clients/resp_upstream.hpp>
 #include <turret/kv/command_table.hpp>
-#include <turret/kv/value_reply_builder.hpp>
 #include <turret/middleware/load_balance.hpp>
 #include <turret/middleware/load_balance_placement.hpp>
 
-#include <boost/asio/as_tuple.hpp>
-#include <boost/asio/co_spawn.hpp>
-#include <boost/asio/detached.hpp>
-#include <boost/asio/steady_timer.hpp>
-#include <boost/asio/this_coro.hpp>
-#include <boost/asio/use_awaitable.hpp>
 
 #include <atomic>
 #include <mutex>
@@ -25,8 +18,6 @@ namespace {
 using kv::reply_builder;
 using kv::request;
 using kv::response;
-
-enum class split_kind { none, mget, mset, sum };
 
 }  // namespace
 
@@ -66,7 +57,10 @@ class router {
     if (req.args.empty()) return answered(error_reply(req, "ERR empty command"));
     std::optional<kv::resolved_command> own;
     const kv::resolved_command* cmd = &resolved(*s.table, req, own);
-    if (!cmd->info) return forward(s, any_shard(s), req);  // the upstream answers unknown commands
+    if (!cmd->info) {
+      if (auto local = answer_unknown_locally(req, upstream_options::mode_kind::shard)) return answered(*local);
+      return forward(s, any_shard(s), req);  // the upstream answers unknown commands
+    }
     std::string_view name = cmd->info->name;
     const std::string_view family = name.substr(0, name.find('|'));
     if (auto local = answer_locally(family, req, upstream_options::mode_kind::shard)) return answered(*local);
@@ -78,10 +72,7 @@ class router {
     for (const auto& r : refs) same = same && s.owner(req.args[r.index]) == first;
     if (same) return forward(s, first, req);
 
-    split_kind kind = split_kind::none;
-    if (family == "mget") kind = split_kind::mget;
-    else if (family == "mset") kind = split_kind::mset;
-    else if (family == "del" || family == "exists" || family == "unlink" || family == "touch") kind = split_kind::sum;
+    const split_kind kind = split_kind_of(family);
     if (kind == split_kind::none)
       return answered(error_reply(req, "CROSSSLOT Keys in request don't hash to the same slot"));
     return split(s_, kind, req);
@@ -96,104 +87,15 @@ class router {
     return forward_to(s.shards[i], req);
   }
 
-  /// One part of a split request: its shard, its arguments, and where its keys were in the original.
-  struct part {
-    std::size_t shard = 0;
-    std::vector<std::string_view> args;
-    std::vector<std::size_t> positions;  ///< index of each key among the original's keys
-  };
-
   static awaitable<result<response>> split(std::shared_ptr<shard_backend::state> keep, split_kind kind,
                                            request& req) {
     shard_backend::state& s = *keep;
-    const std::size_t step = kind == split_kind::mset ? 2 : 1;
-    if ((req.args.size() - 1) % step != 0 || req.args.size() < 2)
-      co_return co_await forward(s, any_shard(s), req);  // the upstream answers the arity error
-    std::vector<part> parts;
-    std::size_t nkeys = 0;
-    for (std::size_t i = 1; i < req.args.size(); i += step, ++nkeys) {
-      const std::size_t sh = s.owner(req.args[i]);
-      part* p = nullptr;
-      for (auto& q : parts) {
-        if (q.shard == sh) p = &q;
-      }
-      if (!p) {
-        parts.push_back({sh, {req.args[0]}, {}});
-        p = &parts.back();
-      }
-      for (std::size_t j = 0; j < step; ++j) p->args.push_back(req.args[i + j]);
-      p->positions.push_back(nkeys);
-    }
-    // Every part at once, each on a fork of the request (its own context and sink: kv::attempt_fork), on this
-    // executor; a cancellation of the request cancels every part. The parts are awaited whatever happens: they
-    // refer to this frame.
-    struct child {
-      std::unique_ptr<kv::attempt_fork> fork;
-      kv::resolved_command rc;
-      result<response> r = make_error_code(boost::asio::error::operation_aborted);
-    };
-    if (req.ctx.cancelled()) co_return make_error_code(boost::asio::error::operation_aborted);
-    std::vector<child> kids(parts.size());
-    auto ex = co_await boost::asio::this_coro::executor;
-    boost::asio::steady_timer all_done(ex, boost::asio::steady_timer::time_point::max());
-    std::size_t remaining = parts.size();
-    for (std::size_t i = 0; i < parts.size(); ++i) {
-      child& k = kids[i];
-      k.fork = kv::fork_attempt(req);
-      k.rc = kv::resolve(*s.table, parts[i].args);
-      k.fork->req.args = parts[i].args;
-      k.fork->req.cmd = &k.rc;
-      boost::asio::co_spawn(
-          ex,
-          [&k, &remaining, &all_done, svc = s.shards[parts[i].shard]]() mutable -> awaitable<void> {
-            k.r = co_await ready_and_call(svc, k.fork->req);
-            if (--remaining == 0) all_done.cancel();
-          },
-          boost::asio::detached);
-    }
-    if (!req.ctx.cancelled()) {
-      req.ctx.cancel_slot().assign([&kids](boost::asio::cancellation_type t) {
-        for (auto& k : kids) k.fork->ctx.cancel(t);
-      });
-    }
-    while (remaining > 0) co_await all_done.async_wait(boost::asio::as_tuple(boost::asio::use_awaitable));
-    req.ctx.cancel_slot().clear();
-    if (req.ctx.cancelled()) co_return make_error_code(boost::asio::error::operation_aborted);
-
-    std::vector<kv::reply_value> mget(kind == split_kind::mget ? nkeys : 0);
-    long long sum = 0;
-    for (std::size_t i = 0; i < parts.size(); ++i) {
-      const part& p = parts[i];
-      const auto& r = kids[i].r;
-      if (!r) co_return r.error();
-      const auto& replies = kids[i].fork->out.replies();
-      if (replies.size() != 1) co_return error_reply(req, "ERR unexpected reply from upstream " + s.names[p.shard]);
-      const kv::reply_value& v = replies.front();
-      if (v.is_error()) {
-        kv::replay(v, req.out);
-        response e;
-        e.set_error(v.str);
-        co_return e;
-      }
-      if (kind == split_kind::mget) {
-        if (v.type != kv::reply_value::kind::array || v.elements.size() != p.positions.size())
-          co_return error_reply(req, "ERR unexpected reply from upstream " + s.names[p.shard]);
-        for (std::size_t i = 0; i < p.positions.size(); ++i) mget[p.positions[i]] = v.elements[i];
-      } else if (kind == split_kind::sum) {
-        if (v.type != kv::reply_value::kind::integer)
-          co_return error_reply(req, "ERR unexpected reply from upstream " + s.names[p.shard]);
-        sum += v.integer;
-      }
-    }
-    switch (kind) {
-      case split_kind::mget:
-        req.out.array(mget.size());
-        for (const auto& v : mget) kv::replay(v, req.out);
-        break;
-      case split_kind::sum: req.out.integer(sum); break;
-      default: req.out.ok(); break;
-    }
-    co_return response{};
+    split_target t;
+    t.group = [&s](std::string_view key) { return s.owner(key); };
+    t.service = [&s](std::size_t shard) { return std::optional<kv::pipeline_service>(s.shards[shard]); };
+    t.name = [&s](std::size_t shard) { return s.names[shard]; };
+    t.any = [&s] { return s.shards[any_shard(s)]; };
+    return split_request(std::move(keep), *s.table, kind, req, std::move(t));
   }
 
   std::shared_ptr<shard_backend::state> s_;

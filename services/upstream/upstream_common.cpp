@@ -108,18 +108,31 @@ std::optional<kv::response> answer_locally(std::string_view family, kv::request&
   static constexpr std::string_view every_server[] = {"flushall", "flushdb", "keys", "scan", "randomkey", "dbsize"};
   bool refuse = false;
   for (auto r : refused) refuse = refuse || family == r;
-  if (mode == upstream_options::mode_kind::shard) {
+  if (mode != upstream_options::mode_kind::replicas) {
     for (auto r : every_server) refuse = refuse || family == r;
   }
   if (refuse) return error_reply(req, "ERR " + upper(family) + " is not supported in " + mode_name + " mode");
   return std::nullopt;
 }
 
+std::optional<kv::response> answer_unknown_locally(kv::request& req, upstream_options::mode_kind mode) {
+  if (req.args.empty() || req.args[0].size() > 32) return std::nullopt;  // no refused name is that long
+  std::string family(req.args[0]);
+  for (char& c : family) c = static_cast<char>(c >= 'A' && c <= 'Z' ? c + 32 : c);
+  return answer_locally(family, req, mode);
+}
+
+bool is_read_command(const kv::command_info& info, std::string_view family) noexcept {
+  return (info.flags & kv::cmd_readonly) != 0 && (info.flags & kv::cmd_may_replicate) == 0 && family != "scan";
+}
+
 // --- construction --------------------------------------------------------------------------------------------------
 
 resp::upstream_client make_client(const upstream_options::endpoint& e, const upstream_options& opts,
-                                  const std::vector<boost::asio::any_io_executor>& executors) {
+                                  const std::vector<boost::asio::any_io_executor>& executors,
+                                  std::vector<std::vector<std::string>> on_connect) {
   resp::upstream_options uo;
+  uo.on_connect = std::move(on_connect);
   uo.host = e.host;
   uo.port = e.port;
   uo.connections = opts.connections;

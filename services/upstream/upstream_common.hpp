@@ -1,7 +1,8 @@
 #pragma once
 // What the upstream backends' modes share (private to services/upstream/): the endpoint service at the bottom of
 // every pipeline, the commands answered here or refused, the pipelines built around provider endpoints, and the
-// session bookkeeping of the backend facade. The contracts are at shard_backend.hpp and replicas_backend.hpp.
+// session bookkeeping of the backend facade, the split of multi-key commands (split_request.cpp). The contracts are at
+// shard_backend.hpp, replicas_backend.hpp and cluster_backend.hpp.
 #include <turret/upstream/backend_base.hpp>
 #include <turret/upstream/upstream_options.hpp>
 #include <turret/clients/resp_upstream.hpp>
@@ -57,13 +58,52 @@ const kv::resolved_command& resolved(const kv::command_table& table, kv::request
                                      std::optional<kv::resolved_command>& own);
 
 /// PING, ECHO, QUIT and SELECT 0 answered here; the commands no mode proxies refused with "ERR <CMD> is not supported
-/// in <mode> mode" (connection state, transactions, subscriptions, server administration), and in shard mode also
-/// those that concern every server (FLUSHALL, KEYS, SCAN, DBSIZE...). nullopt: the command goes upstream.
+/// in <mode> mode" (connection state, transactions, subscriptions, server administration), and in shard and cluster
+/// modes also those that concern every server (FLUSHALL, KEYS, SCAN, DBSIZE...). nullopt: the command goes upstream.
 std::optional<kv::response> answer_locally(std::string_view family, kv::request& req, upstream_options::mode_kind mode);
 
-/// One upstream client for `e` with the options' connections and connect timeout.
+/// Does this command go to replicas (replicas mode, cluster mode with read_from: replicas)? Flagged readonly, not
+/// may-replicate (EVAL_RO...), and not SCAN (its cursor belongs to one server).
+bool is_read_command(const kv::command_info& info, std::string_view family) noexcept;
+
+/// How a multi-key command whose keys live in several places is split and merged (see split_request).
+enum class split_kind {
+  none,  ///< cannot be split: CROSSSLOT
+  mget,  ///< MGET: the parts' arrays merged in key order
+  mset,  ///< MSET: key-value pairs split; +OK when every part is
+  sum,   ///< DEL, EXISTS, UNLINK, TOUCH: the parts' integers added
+};
+/// The split kind of a command family ("mget", "del"...).
+split_kind split_kind_of(std::string_view family) noexcept;
+
+/// Where the parts of a split command go: `group` places a key (a shard, a Cluster slot); `service` is the pipeline
+/// of a group (nullopt: the group has no server, the command fails with `unserved`); `name` names it in errors;
+/// `any` takes a command the split cannot parse (the upstream answers its arity error).
+struct split_target {
+  std::function<std::size_t(std::string_view key)> group;
+  std::function<std::optional<kv::pipeline_service>(std::size_t group)> service;
+  std::function<std::string(std::size_t group)> name;
+  std::function<kv::pipeline_service()> any;
+  std::string unserved = "CLUSTERDOWN Hash slot not served";
+};
+
+/// `req` (of split `kind`) split by group, every part sent at once on a fork of the request (its own context and
+/// sink: kv::attempt_fork) and merged in request order; any failed part fails the request (its error, or its error
+/// reply). Cancelling the request cancels every part. `keep` holds what `target` refers to.
+awaitable<result<kv::response>> split_request(std::shared_ptr<const void> keep, const kv::command_table& table,
+                                              split_kind kind, kv::request& req, split_target target);
+
+/// Waits until `flag` is set, at most `limit` (requests that arrive before a backend's first discovery).
+awaitable<void> wait_for(const std::atomic<bool>& flag, std::chrono::milliseconds limit);
+
+/// answer_locally for a command the table does not implement (CLUSTER, SWAPDB, MODULE... are refused by name, case
+/// insensitively, like the known ones); nullopt: it goes upstream, which answers it.
+std::optional<kv::response> answer_unknown_locally(kv::request& req, upstream_options::mode_kind mode);
+
+/// One upstream client for `e` with the options' connections and connect timeout (and `on_connect` commands).
 resp::upstream_client make_client(const upstream_options::endpoint& e, const upstream_options& opts,
-                                  const std::vector<boost::asio::any_io_executor>& executors);
+                                  const std::vector<boost::asio::any_io_executor>& executors,
+                                  std::vector<std::vector<std::string>> on_connect = {});
 
 /// `opts.pipeline` built in front of `endpoints` as the endpoint set its load_balance entries balance over (the
 /// provider of load_balance.hpp), metrics labelled {pipeline="upstream/NAME"}; with `implicit_balancer`, a pipeline

@@ -1,4 +1,5 @@
 #include <turret/upstream/upstream_options.hpp>
+#include <turret/upstream/cluster_backend.hpp>
 #include <turret/upstream/replicas_backend.hpp>
 #include <turret/upstream/shard_backend.hpp>
 #include <turret/middleware/load_balance.hpp>
@@ -26,8 +27,8 @@ std::chrono::milliseconds positive_ms(const config_node& n, std::string_view key
   return std::chrono::duration_cast<std::chrono::milliseconds>(d);
 }
 
-/// The pipeline's load_balance entries must suit the mode: shard places keys (ring_hash, maglev), replicas balances
-/// reads (p2c, round_robin); the endpoints are always the store's.
+/// The pipeline's load_balance entries must suit the mode: shard places keys (ring_hash, maglev); replicas balances
+/// reads and cluster balances over one node (p2c, round_robin); the endpoints are always the store's.
 void check_balancers(const upstream_options& o) {
   if (o.pipeline.is_null()) return;
   const bool shard = o.mode == upstream_options::mode_kind::shard;
@@ -37,7 +38,11 @@ void check_balancers(const upstream_options& o) {
     const lb_config cfg = parse_load_balance_config(e);
     const bool keyed = cfg.pol == lb_config::policy::ring_hash || cfg.pol == lb_config::policy::maglev;
     if (shard && !keyed) e.child("policy").fail("shard mode places keys by ring_hash or maglev");
-    if (!shard && keyed) e.child("policy").fail("replicas mode balances reads by p2c or round_robin");
+    if (!shard && keyed) {
+      e.child("policy").fail(o.mode == upstream_options::mode_kind::cluster
+                                 ? "cluster mode places keys by hash slot: its load_balance is p2c or round_robin"
+                                 : "replicas mode balances reads by p2c or round_robin");
+    }
     if (e.has("endpoints")) {
       e.child("endpoints").fail("the endpoints of " + std::string(to_string(o.mode)) + " mode are the store's "
                                 "'endpoints'");
@@ -48,7 +53,11 @@ void check_balancers(const upstream_options& o) {
 }  // namespace
 
 std::string_view to_string(upstream_options::mode_kind m) noexcept {
-  return m == upstream_options::mode_kind::replicas ? "replicas" : "shard";
+  switch (m) {
+    case upstream_options::mode_kind::replicas: return "replicas";
+    case upstream_options::mode_kind::cluster: return "cluster";
+    default: return "shard";
+  }
 }
 
 upstream_options parse_upstream_options(const config_node& n) {
@@ -56,15 +65,16 @@ upstream_options parse_upstream_options(const config_node& n) {
   const std::string mode = n.get_string("mode", "shard");
   if (mode == "replicas") {
     o.mode = upstream_options::mode_kind::replicas;
-  } else if (mode != "shard") {
-    n.child("mode").fail(mode == "cluster" ? "mode 'cluster' is not supported yet (supported: shard, replicas)"
-                                           : "unknown mode '" + mode + "' (supported: shard, replicas)");
-  }
-  if (o.mode == upstream_options::mode_kind::replicas) {
     n.reject_unknown_keys({"kind", "mode", "endpoints", "connections", "connect_timeout", "pipeline",
                            "refresh_interval", "refresh_timeout", "max_lag"});
-  } else {
+  } else if (mode == "cluster") {
+    o.mode = upstream_options::mode_kind::cluster;
+    n.reject_unknown_keys({"kind", "mode", "endpoints", "connections", "connect_timeout", "pipeline",
+                           "refresh_interval", "refresh_timeout", "read_from", "max_redirects"});
+  } else if (mode == "shard") {
     n.reject_unknown_keys({"kind", "mode", "endpoints", "connections", "connect_timeout", "pipeline"});
+  } else {
+    n.child("mode").fail("unknown mode '" + mode + "' (supported: shard, replicas, cluster)");
   }
   const config_node eps = n.required("endpoints");
   eps.expect_sequence();
@@ -83,6 +93,14 @@ upstream_options parse_upstream_options(const config_node& n) {
     o.refresh_timeout = positive_ms(n, "refresh_timeout", o.refresh_timeout);
     o.max_lag = n.get_size("max_lag", o.max_lag);
   }
+  if (o.mode == upstream_options::mode_kind::cluster) {
+    o.refresh_interval = positive_ms(n, "refresh_interval", o.refresh_interval);
+    o.refresh_timeout = positive_ms(n, "refresh_timeout", o.refresh_timeout);
+    const std::string from = n.get_string("read_from", "primary");
+    if (from != "primary" && from != "replicas") n.child("read_from").fail("expected primary or replicas");
+    o.read_from_replicas = from == "replicas";
+    o.max_redirects = static_cast<unsigned>(n.get_int("max_redirects", 5, 0, 16));
+  }
   if (n.has("pipeline")) {
     o.pipeline = n.child("pipeline");
     o.pipeline.expect_sequence();
@@ -97,6 +115,8 @@ std::shared_ptr<kv::backend> make_upstream_backend(const upstream_options& opts,
                                                    std::vector<boost::asio::any_io_executor> executors) {
   if (opts.mode == upstream_options::mode_kind::replicas)
     return std::make_shared<replicas_backend>(opts, std::move(table), layers, ctx, std::move(executors));
+  if (opts.mode == upstream_options::mode_kind::cluster)
+    return std::make_shared<cluster_backend>(opts, std::move(table), layers, ctx, std::move(executors));
   return std::make_shared<shard_backend>(opts, std::move(table), layers, ctx, std::move(executors));
 }
 

@@ -273,7 +273,8 @@ class Placement(unittest.TestCase):
 
 
 class UpstreamConfig(unittest.TestCase):
-    """Modes not built (cluster), and balancing policies that do not place keys, are config errors naming file:line."""
+    """Unknown modes, keys of another mode and balancing policies that do not suit the mode are config errors naming
+    file:line."""
 
     def check(self, store: str) -> str:
         harness.require_turretd(self)
@@ -288,12 +289,16 @@ class UpstreamConfig(unittest.TestCase):
         import tempfile
         self.tmp = tempfile.mkdtemp()
 
-    def test_cluster_and_unknown_modes_are_rejected(self):
-        out = self.check("  kind: upstream\n  mode: cluster\n  endpoints: [127.0.0.1:7001]\n")
-        self.assertIn("turret.yaml:5:9: store.mode: mode 'cluster' is not supported yet (supported: shard, replicas)",
-                      out)
+    def test_unknown_modes_and_keys_of_other_modes_are_rejected(self):
         out = self.check("  kind: upstream\n  mode: mirror\n  endpoints: [127.0.0.1:7001]\n")
-        self.assertIn("store.mode: unknown mode 'mirror' (supported: shard, replicas)", out)
+        self.assertIn("turret.yaml:5:9: store.mode: unknown mode 'mirror' (supported: shard, replicas, cluster)", out)
+        out = self.check("  kind: upstream\n  mode: cluster\n  endpoints: [127.0.0.1:7001]\n  max_lag: 1mb\n")
+        self.assertIn("store.max_lag: unknown key", out)
+        out = self.check("  kind: upstream\n  mode: cluster\n  endpoints: [127.0.0.1:7001]\n  read_from: nearest\n")
+        self.assertIn("store.read_from: expected primary or replicas", out)
+        out = self.check("  kind: upstream\n  mode: cluster\n  endpoints: [127.0.0.1:7001]\n"
+                         "  pipeline: [{layer: load_balance, policy: ring_hash}]\n")
+        self.assertIn("store.pipeline[0].policy: cluster mode places keys by hash slot", out)
 
     def test_bad_endpoint_and_policy(self):
         out = self.check("  kind: upstream\n  endpoints: [localhost]\n")

@@ -65,6 +65,13 @@ struct pending_op_for final : pending_op {
   Handler handler;
 };
 
+/// The place of a reply that is read and dropped (ASKING's, an on_connect command's): born done, so finish() on it
+/// does nothing.
+struct dropped_reply final : pending_op {
+  dropped_reply() { done.store(true); }
+  void invoke(error_code, upstream_reply) override {}
+};
+
 void finish(const std::shared_ptr<pending_op>& op, error_code ec, upstream_reply r) {
   if (op->done.exchange(true, std::memory_order_acq_rel)) return;
   asio::post(op->ex, [op, ec, r = std::move(r)]() mutable {
@@ -111,13 +118,18 @@ class upstream_connection : public std::enable_shared_from_this<upstream_connect
   const asio::any_io_executor& executor() const noexcept { return ex_; }
 
   /// Queues the command for the writer; an error when the connection is down or stopped (nothing queued then).
-  error_code enqueue(std::span<const std::string_view> args, std::shared_ptr<pending_op> op) {
+  error_code enqueue(std::span<const std::string_view> args, bool asking, std::shared_ptr<pending_op> op) {
+    static constexpr std::string_view asking_args[] = {"ASKING"};
     bool wake = false;
     {
       std::lock_guard lk(mu_);
       const state s = st_.load();
       if (s == state::down) return upstream_errc::down;
       if (s == state::stopped) return upstream_errc::stopped;
+      if (asking) {
+        append_command(queued_, asking_args);
+        pending_.push_back(dropped_);
+      }
       append_command(queued_, args);
       pending_.push_back(std::move(op));
       if (s == state::up && !write_scheduled_) wake = write_scheduled_ = true;
@@ -137,6 +149,15 @@ class upstream_connection : public std::enable_shared_from_this<upstream_connect
           if (st_.load() == state::stopped) break;
           st_.store(state::up);
           write_scheduled_ = true;  // the writer starts by sending what queued while connecting
+          if (!opts_.on_connect.empty()) {  // before what queued while connecting
+            std::string first;
+            for (const auto& cmd : opts_.on_connect) {
+              std::vector<std::string_view> args(cmd.begin(), cmd.end());
+              append_command(first, args);
+              pending_.push_front(dropped_);
+            }
+            queued_.insert(0, first);
+          }
         }
         co_await (reader() || writer());
       }
@@ -297,6 +318,7 @@ class upstream_connection : public std::enable_shared_from_this<upstream_connect
   std::string queued_;
   std::deque<std::shared_ptr<pending_op>> pending_;
   bool write_scheduled_ = false;
+  const std::shared_ptr<pending_op> dropped_ = std::make_shared<dropped_reply>();
 };
 
 }  // namespace detail
@@ -342,9 +364,10 @@ namespace {
 
 template <class Token>
 auto async_execute(std::shared_ptr<detail::upstream_connection> conn, std::span<const std::string_view> args,
-                   Token&& token) {
+                   bool asking, Token&& token) {
   return asio::async_initiate<Token, void(error_code, upstream_reply)>(
-      [](auto handler, std::shared_ptr<detail::upstream_connection> conn, std::span<const std::string_view> args) {
+      [](auto handler, std::shared_ptr<detail::upstream_connection> conn, std::span<const std::string_view> args,
+         bool asking) {
         auto ex = asio::get_associated_executor(handler, conn->executor());
         auto slot = asio::get_associated_cancellation_slot(handler);
         std::shared_ptr<pending_op> op = std::make_shared<pending_op_for<decltype(handler)>>(std::move(handler));
@@ -356,9 +379,9 @@ auto async_execute(std::shared_ptr<detail::upstream_connection> conn, std::span<
             if (auto o = weak.lock()) finish(o, asio::error::operation_aborted, {});
           });
         }
-        if (error_code ec = conn->enqueue(args, op)) finish(op, ec, {});
+        if (error_code ec = conn->enqueue(args, asking, op)) finish(op, ec, {});
       },
-      token, std::move(conn), args);
+      token, std::move(conn), args, asking);
 }
 
 }  // namespace
@@ -366,7 +389,7 @@ auto async_execute(std::shared_ptr<detail::upstream_connection> conn, std::span<
 awaitable<result<upstream_reply>> upstream_client::call(permit_type p, upstream_request& req) {
   if (req.ctx.cancelled()) co_return make_error_code(asio::error::operation_aborted);
   if (!p.conn) co_return make_error_code(upstream_errc::stopped);
-  auto [ec, r] = co_await async_execute(std::move(p.conn), req.args,
+  auto [ec, r] = co_await async_execute(std::move(p.conn), req.args, req.asking,
                                         asio::bind_cancellation_slot(req.ctx.cancel_slot(), nothrow));
   if (ec) co_return ec;
   co_return std::move(r);

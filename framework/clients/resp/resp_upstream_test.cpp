@@ -1,5 +1,6 @@
 // resp::upstream_client against a real redis-server (started on a free port by each test, stopped even when the test
-// fails): pipelining, error replies as values, cancellation, fail-fast while down, reconnection.
+// fails): pipelining, error replies as values, cancellation, fail-fast while down, reconnection, on_connect commands
+// and ASKING.
 #include <turret/clients/resp_upstream.hpp>
 #include <turret/error.hpp>
 
@@ -246,3 +247,64 @@ TEST_F(RespUpstream, NothingListeningIsUnavailable) {
 }
 
 }  // namespace
+
+TEST(RespUpstreamOptions, OnConnectCommandsRunFirstOnEveryConnectionAndAskingPrecedesItsCommand) {
+  // (Its own fixture: the server must be restartable on the same port for the reconnection.)
+  const std::uint16_t port = free_port();
+  std::optional<redis_process> redis(port);
+  ASSERT_TRUE(redis->running());
+  asio::io_context io;
+  turret::resp::upstream_options o;
+  o.port = port;
+  o.backoff_initial = 20ms;
+  o.backoff_max = 50ms;
+  o.on_connect = {{"CLIENT", "SETNAME", "turret-upstream"}, {"SELECT", "3"}};
+  upstream_client c({io.get_executor()}, o);
+  auto run = [&](auto f) {
+    bool done = false;
+    asio::co_spawn(io, [&]() -> asio::awaitable<void> {
+      co_await f();
+      done = true;
+    }, asio::detached);
+    const auto until = std::chrono::steady_clock::now() + 10s;
+    while (!done && std::chrono::steady_clock::now() < until) io.run_for(10ms);
+    ASSERT_TRUE(done);
+  };
+  run([&]() -> asio::awaitable<void> {
+    // Sent before the first command, their replies dropped: the first reply is the first command's own.
+    auto r = co_await exec(c, cmd("CLIENT", "GETNAME"));
+    EXPECT_TRUE(r && r->raw == "$15\r\nturret-upstream\r\n");
+    r = co_await exec(c, cmd("SET", "k", "in-db-3"));
+    EXPECT_TRUE(r && r->raw == "+OK\r\n");
+    // ASKING goes right before its command; a plain server refuses it, and that reply is dropped too.
+    turret::request_context ctx;
+    std::vector<std::string_view> get{"GET", "k"};
+    upstream_request asking{ctx, get, true};
+    auto p = c.try_ready(ctx);
+    EXPECT_TRUE(p && *p);
+    if (p && *p) {
+      r = co_await c.call(std::move(**p), asking);
+      EXPECT_TRUE(r && r->raw == "$7\r\nin-db-3\r\n");
+    }
+    r = co_await exec(c, cmd("CLIENT", "INFO"));
+    EXPECT_TRUE(r && r->v.str.find(" db=3 ") != std::string::npos);
+  });
+  // After a reconnection the commands run again on the new connection.
+  redis->stop();
+  redis->start();
+  ASSERT_TRUE(redis->running());
+  run([&]() -> asio::awaitable<void> {
+    turret::result<upstream_reply> r = make_error_code(turret::resp::upstream_errc::down);
+    for (int i = 0; i < 200 && !(r && !r->v.is_error()); ++i) {
+      r = co_await exec(c, cmd("CLIENT", "GETNAME"));
+      if (!r) co_await sleep(10ms);
+    }
+    EXPECT_TRUE(r && r->raw == "$15\r\nturret-upstream\r\n");
+    r = co_await exec(c, cmd("CLIENT", "INFO"));  // SELECT 3 ran again
+    EXPECT_TRUE(r && r->v.str.find(" db=3 ") != std::string::npos);
+    r = co_await exec(c, cmd("SET", "k2", "v"));
+    EXPECT_TRUE(r && r->raw == "+OK\r\n");
+  });
+  c.stop();
+  io.run_for(50ms);
+}

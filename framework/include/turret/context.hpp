@@ -5,6 +5,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -136,6 +137,31 @@ struct request_context {
     return std::exchange(note_value_, 0);
   }
 
+  /// The endpoints a balancer already sent this request to (load_balance): bit i is its endpoint i (i < 64), set at
+  /// each pick. A retry on this context, and a hedge on a fork (the hedge layer merges the marks of the request and
+  /// of its earlier hedges into each new fork), then goes to another endpoint while one is in service: Envoy's
+  /// previous_hosts retry predicate. The marks belong to one balancer (`balancer`, an address of its own): a pick by
+  /// another one replaces them. Reset with the request.
+  std::uint64_t attempted_endpoints(const void* balancer) const noexcept {
+    return attempted_owner_ == balancer ? attempted_ : 0;
+  }
+  void note_attempted_endpoint(const void* balancer, std::size_t i) noexcept {
+    if (attempted_owner_ != balancer) {
+      attempted_owner_ = balancer;
+      attempted_ = 0;
+    }
+    if (i < 64) attempted_ |= std::uint64_t{1} << i;
+  }
+  /// Adds `other`'s marks (a parallel attempt's) to this context's.
+  void merge_attempted_endpoints(const request_context& other) noexcept {
+    if (other.attempted_owner_ == nullptr) return;
+    if (attempted_owner_ != other.attempted_owner_) {
+      attempted_owner_ = other.attempted_owner_;
+      attempted_ = 0;
+    }
+    attempted_ |= other.attempted_;
+  }
+
   /// Reset for reuse by the next request of the same connection (keeps protocol, peer, identity: a RESP connection
   /// authenticates once; front ends whose requests carry their own credentials clear identity themselves).
   void reset_for_next_request() {
@@ -146,6 +172,8 @@ struct request_context {
     cancelled_ = false;
     note_owner_ = nullptr;
     note_value_ = 0;
+    attempted_owner_ = nullptr;
+    attempted_ = 0;
     cancel_.slot().clear();
   }
 
@@ -175,6 +203,8 @@ struct request_context {
   bool cancelled_ = false;
   const void* note_owner_ = nullptr;
   std::uint32_t note_value_ = 0;
+  const void* attempted_owner_ = nullptr;
+  std::uint64_t attempted_ = 0;
 };
 
 }  // namespace turret

@@ -15,6 +15,7 @@
 // - one reader coroutine parses replies as they arrive and hands each to the oldest pending request (a FIFO: RESP
 //   answers in order);
 // - TCP_NODELAY; the connection speaks RESP2 (no HELLO is sent): `raw` is RESP2.
+// - `on_connect` commands go first on every (re)connection; their replies are dropped.
 //
 // # Failures and reconnection
 // A connect that fails or takes longer than `connect_timeout`, a read or write error, the server closing, or a reply
@@ -74,6 +75,9 @@ struct upstream_options {
   std::chrono::milliseconds backoff_initial{50};
   std::chrono::milliseconds backoff_max{2000};
   std::size_t max_bulk_len = 512ull * 1024 * 1024;  ///< largest bulk reply accepted
+  /// Commands sent first on every new connection, before anything queued (e.g. {"READONLY"} for reads from Redis
+  /// Cluster replicas); their replies are read and dropped, whatever they are.
+  std::vector<std::vector<std::string>> on_connect;
 };
 
 /// One command: its context (cancellation) and its arguments (name first), which need to live only until call()
@@ -81,6 +85,9 @@ struct upstream_options {
 struct upstream_request {
   request_context& ctx;
   std::span<const std::string_view> args;
+  /// Redis Cluster's ASK redirection: the command is preceded by ASKING on the same connection, adjacent to it
+  /// (nothing else is written between them); ASKING's reply is read and dropped.
+  bool asking = false;
   request_context& context() noexcept { return ctx; }
 };
 

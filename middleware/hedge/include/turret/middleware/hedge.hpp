@@ -17,7 +17,9 @@
 // - The first attempt runs on the request itself (its own reply sink, zero copy). After `delay`
 //   (then after 2 x delay, ... up to max_hedges) a hedge starts on a fork (turret::request_fork: its own context with
 //   the deadline, identity, peer and request id copied, its own sink), through the inner service's ready() and
-//   call(), and turret_hedge_requests_total{pipeline} counts it.
+//   call(), and turret_hedge_requests_total{pipeline} counts it. The fork carries the endpoints the request and
+//   the earlier hedges were sent to (request_context::attempted_endpoints): a load_balance inside sends the hedge
+//   to another endpoint while one is in service.
 // - The first attempt to complete wins, except that a failed hedge never wins (the first attempt's result then
 //   decides). When a hedge wins, the first attempt is interrupted (request_context::interrupt: the request itself is
 //   not marked cancelled), what it wrote is discarded (turret::request_discard_attempt), and the hedge's reply is
@@ -235,6 +237,12 @@ class hedge_service {
                       : co_await sleep_for(*shared_->clk, after, me.stop.slot());
     if (!waited && !race->stopped) {
       me.fork = request_fork(req);
+      // The endpoints the request and the earlier hedges went to: a balancer inside sends this one elsewhere.
+      request_context& mine = me.fork->request().context();
+      mine.merge_attempted_endpoints(req.context());
+      for (const auto& other : race->hedges) {
+        if (&other != &me && other.fork) mine.merge_attempted_endpoints(other.fork->request().context());
+      }
       shared_->count_hedge();
       me.outcome.emplace(co_await attempt(me.fork->request()));
       if (*me.outcome && !race->first_done && race->winner < 0) {

@@ -46,6 +46,12 @@
 //   pending + 1; `default_rtt` before the first answer), or with `load: pending`, the number of pending requests.
 // - round_robin: endpoints in turn (exact: request k goes to endpoint k mod N while all are in service); endpoints
 //   out of service are skipped (the cycle runs over those in service).
+// - Retries and hedges go elsewhere (Envoy's previous_hosts): each pick marks its endpoint in the request's context
+//   (request_context::attempted_endpoints; the synchronous fast path marks only a failed call), and p2c and
+//   round_robin pick among the endpoints in service that the request has not tried while there is one. A retry
+//   reuses the context; the hedge layer gives each hedge the marks of the request and of the earlier hedges. So a
+//   request stuck on a stopped server is hedged to another one even while p2c still rates the stopped server best
+//   (its latency estimate moves only when answers come back).
 // - ring_hash, maglev: by the request's routing key (turret::request_routing_key), placed as
 //   load_balance_placement.hpp documents (stable: part of turret's behaviour). A request without a key goes by p2c.
 //
@@ -238,7 +244,9 @@ class load_balance_service {
     core& c = *core_;
     detail::lb_balancer& bal = c.balancer;
     std::uint64_t round = 0;
-    const std::size_t i = bal.pick(bal.keyed() ? request_routing_key(req) : std::nullopt, false, &round);
+    request_context& ctx = req.context();
+    const std::size_t i = bal.pick(bal.keyed() ? request_routing_key(req) : std::nullopt, false, &round,
+                                   ctx.attempted_endpoints(&bal));
     if (i == no_endpoint_index) return result<response_type>(make_error_code(lb_errc::no_endpoint));
     const bool timed = bal.measures_latency();
     const clock::time_point start = timed ? bal.clk().now() : clock::time_point{};
@@ -250,6 +258,7 @@ class load_balance_service {
     if (!r) return r;
     bal.commit(round);
     bal.count_pick(i);
+    if (!*r) ctx.note_attempted_endpoint(&bal, i);  // a retry goes elsewhere (a success ends the request)
     bal.record(i, *r ? error_code{} : r->error(),
                timed ? std::optional<clock::duration>(bal.clk().now() - start) : std::nullopt);
     return r;
@@ -292,8 +301,9 @@ class load_balance_service {
   static awaitable<error_code> reserve(core& c, permit_type& p, std::optional<std::string_view> key,
                                        request_context& ctx) {
     detail::lb_balancer& bal = c.balancer;
-    const std::size_t i = bal.pick(key, true);
+    const std::size_t i = bal.pick(key, true, nullptr, ctx.attempted_endpoints(&bal));
     if (i == no_endpoint_index) co_return make_error_code(lb_errc::no_endpoint);
+    ctx.note_attempted_endpoint(&bal, i);
     p.index = i;
     p.pending = detail::lb_pending(&bal.state(i));
     bal.count_pick(i);

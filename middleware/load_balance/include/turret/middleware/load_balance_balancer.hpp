@@ -152,15 +152,19 @@ class lb_balancer {
   /// Picks an available endpoint: by `key` for the keyed policies (no key: p2c), else by the policy. `reserve`:
   /// the pick is final (round robin advances now); without it (the fast path, which must have no side effect when
   /// it declines) round robin only reads its counter into `*round`: commit(*round) once the pick was used.
+  /// `avoid` (bit i: endpoint i; request_context::attempted_endpoints): p2c and round robin pick among the endpoints
+  /// in service outside it while there is one (a retry or a hedge goes elsewhere), among all in service otherwise;
+  /// the keyed policies ignore it (a key keeps its endpoint).
   /// Returns no_endpoint_index when none is available (or, without failover, the key's owner is not).
-  std::size_t pick(const std::optional<std::string_view>& key, bool reserve, std::uint64_t* round = nullptr) {
-    if (round_robin_ && !reserve) {  // the fast path's pick, inline: the endpoint in turn, when it is in service
+  std::size_t pick(const std::optional<std::string_view>& key, bool reserve, std::uint64_t* round = nullptr,
+                   std::uint64_t avoid = 0) {
+    if (round_robin_ && !reserve && avoid == 0) {  // the fast path's pick, inline: the endpoint in turn, in service
       const std::uint64_t r = rr_.load(std::memory_order_relaxed);
       if (round) *round = r;
       const std::size_t i = turn(r);
       if (i != no_endpoint_index && in_service_now(*states_[i])) return i;
     }
-    return pick_slow(key, reserve, round);
+    return pick_slow(key, reserve, round, avoid);
   }
   /// Round robin: advances past an unreserved pick that was used (no effect if another pick advanced meanwhile).
   /// A load and a store, not a compare-exchange (no locked instruction on the fast path): when another thread
@@ -217,7 +221,8 @@ class lb_balancer {
       s.consecutive_failures.store(0, std::memory_order_relaxed);
   }
   void record_outcome(std::size_t i, const error_code& ec, const std::optional<clock::duration>& latency);
-  std::size_t pick_slow(const std::optional<std::string_view>& key, bool reserve, std::uint64_t* round);
+  std::size_t pick_slow(const std::optional<std::string_view>& key, bool reserve, std::uint64_t* round,
+                        std::uint64_t avoid);
   /// In service without reading the clock: healthy and not ejected (an ejection that has expired needs the clock:
   /// available() brings the endpoint back).
   static bool in_service_now(const lb_endpoint_state& s) noexcept {
@@ -232,8 +237,8 @@ class lb_balancer {
     return n == 0 ? no_endpoint_index : static_cast<std::size_t>(round % n);
   }
   bool available(std::size_t i, lazy_now& now);
-  std::size_t pick_p2c(lazy_now& now);
-  std::size_t pick_round_robin(lazy_now& now, std::uint64_t round);
+  std::size_t pick_p2c(lazy_now& now, std::uint64_t avoid);
+  std::size_t pick_round_robin(lazy_now& now, std::uint64_t round, std::uint64_t avoid);
   std::size_t pick_keyed(std::string_view key, lazy_now& now);
   void eject_locked(std::size_t i, clock::time_point now);
   void maybe_eject(std::size_t i);

@@ -1,18 +1,21 @@
 #pragma once
 // The `store:` section of kind upstream, parsed once at start-up (every key but `kind` is checked here), and the
 // factory of the backend it describes. The modes' contracts are at their backends: shard_backend.hpp (`mode: shard`,
-// keys spread over the endpoints) and replicas_backend.hpp (`mode: replicas`, one primary and its replicas).
+// keys spread over the endpoints), replicas_backend.hpp (`mode: replicas`, one primary and its replicas) and
+// cluster_backend.hpp (`mode: cluster`, a Redis Cluster).
 //
 // ```yaml
 // store:
 //   kind: upstream
-//   mode: shard                 # shard | replicas (cluster: a config error, not built yet)
+//   mode: shard                 # shard | replicas | cluster
 //   endpoints: [127.0.0.1:7001, 127.0.0.1:7002, 127.0.0.1:7003]
 //   connections: 1              # pipelined connections per endpoint (resp::upstream_client)
 //   connect_timeout: 1s
-//   refresh_interval: 1s        # replicas mode only: how often roles are read (INFO replication)
-//   refresh_timeout: 500ms      # replicas mode only: an endpoint that does not answer within it is unusable
+//   refresh_interval: 1s        # replicas: how often roles are read (INFO replication); cluster: the slot map
+//   refresh_timeout: 500ms      # replicas, cluster: an endpoint that does not answer within it is skipped
 //   max_lag: 1mb                # replicas mode only: replication offset bytes a readable replica may lag
+//   read_from: primary          # cluster mode only: primary | replicas (readonly commands to the slot's replicas)
+//   max_redirects: 5            # cluster mode only: MOVED / ASK redirections followed per command
 //   pipeline: [...]             # layers in front of the endpoints, built with the layer registry
 // ```
 #include <turret/config.hpp>
@@ -35,7 +38,7 @@ class command_table;
 namespace turret::upstream {
 
 struct upstream_options {
-  enum class mode_kind { shard, replicas };
+  enum class mode_kind { shard, replicas, cluster };
   struct endpoint {
     std::string host;
     std::uint16_t port = 0;
@@ -50,13 +53,16 @@ struct upstream_options {
   std::chrono::milliseconds refresh_interval{1000};
   std::chrono::milliseconds refresh_timeout{500};
   std::uint64_t max_lag = 1024 * 1024;  ///< bytes of replication offset
+  // cluster mode
+  bool read_from_replicas = false;
+  unsigned max_redirects = 5;
 };
 
-/// "shard" | "replicas".
+/// "shard" | "replicas" | "cluster".
 std::string_view to_string(upstream_options::mode_kind m) noexcept;
 
 /// Parses a `store:` section of kind upstream. Throws config_error naming file, line and key (an unknown key, a key
-/// of another mode, `mode: cluster`, a pipeline whose load_balance does not suit the mode).
+/// of another mode, a pipeline whose load_balance does not suit the mode).
 upstream_options parse_upstream_options(const config_node& store);
 
 /// The backend of `opts.mode`: builds its pipelines with `layers` and `ctx` (throws config_error) and starts
