@@ -19,8 +19,7 @@ void process_command(store& st, session& s, std::span<const std::string_view> ar
 /// Redis's call(): run the handler and account for it (commandstats, client bookkeeping).
 void call_command(const command_def& cmd, command_ctx& ctx);
 
-/// The text of Redis's unknown-command error for `args` (without the leading '-').
-std::string unknown_command_error(std::span<const std::string_view> args);
+// unknown_command_error: <turret/kv/command_info.hpp>.
 
 /// Writes an error reply as Redis's addReplyErrorSds does (CR/LF in the text become spaces), counts it.
 void reply_error(store& st, reply_builder& out, std::string_view msg);

@@ -84,13 +84,6 @@ class silenced_reply_builder final : public reply_builder {
   std::size_t pending_ = 0;  ///< elements of the open push frame still to forward (the frame's header included)
 };
 
-// C's "%.Ns": at most n bytes, stopping at a NUL.
-std::string_view c_str_prefix(std::string_view s, std::size_t n) {
-  s = s.substr(0, std::min(s.size(), n));
-  auto z = s.find('\0');
-  return z == std::string_view::npos ? s : s.substr(0, z);
-}
-
 void reject(store& st, session& s, const command_def* cmd, reply_builder& out, std::string_view msg) {
   if (s.in_multi) s.multi_error = true;
   if (cmd) ++cmd->rejected_calls;
@@ -122,21 +115,6 @@ ms_t coarse_unix_time_ms() noexcept { return clock_ms(CLOCK_REALTIME_COARSE); }
 }  // namespace
 
 ms_t unix_time_ms() noexcept { return clock_ms(CLOCK_REALTIME); }
-
-std::string unknown_command_error(std::span<const std::string_view> args) {
-  std::string msg = "ERR unknown command '";
-  msg.append(c_str_prefix(args[0], 128));
-  msg.append("', with args beginning with: ");
-  std::string a;
-  for (std::size_t i = 1; i < args.size() && a.size() < 128; ++i) {
-    const std::size_t precision = 128 - a.size();
-    a += '\'';
-    a.append(c_str_prefix(args[i], precision));
-    a += "' ";
-  }
-  msg += a;
-  return msg;
-}
 
 void reply_error(store& st, reply_builder& out, std::string_view msg) {
   ++st.stats().total_error_replies;
@@ -215,12 +193,7 @@ namespace {
                                                   std::span<const std::string_view> args, reply_builder& out) {
   const command_def* base = table.find(args[0]);
   if (base && base->is_container()) {
-    std::string up(args[0].substr(0, std::min(args[0].find('\0'), args[0].size())));
-    for (auto& c : up)
-      if (c >= 'a' && c <= 'z') c = static_cast<char>(c - 32);
-    std::string msg = "ERR unknown subcommand '";
-    msg.append(c_str_prefix(args[1], 128)).append("'. Try ").append(up).append(" HELP.");
-    reject(st, s, nullptr, out, msg);
+    reject(st, s, nullptr, out, unknown_subcommand_error(args[0], args[1]));
   } else {
     reject(st, s, nullptr, out, unknown_command_error(args));
   }

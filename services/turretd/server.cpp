@@ -90,14 +90,14 @@ void server::start() {
   layer_ctx_.states = std::make_shared<layer_state_store>();  // the first generation: reloads carry it over
   serving_ = backend_;
   if (cfg_->store.kind == "upstream") {
-    // The in-process store stays (INFO, expiry timer) but serves nothing; the command table is the same.
+    // The in-process store stays (INFO, expiry timer) but serves nothing. The front ends resolve against a table of
+    // every command redis-server knows: commands turretd does not implement itself (LPUSH, HSET...) have keys too.
     std::vector<boost::asio::any_io_executor> executors;
     for (std::size_t i = 0; i < rt_->size(); ++i) executors.push_back(rt_->context(i).get_executor());
     layer_context uctx = layer_ctx_;
     uctx.set_extension<kv_layer_registry>(std::shared_ptr<const kv_layer_registry>(regs_, &regs_->layers));
     serving_ = upstream::make_upstream_backend(
-        cfg_->store.upstream, std::shared_ptr<const kv::command_table>(backend_, &backend_->commands()),
-        regs_->layers, uctx, std::move(executors));
+        cfg_->store.upstream, kv::command_table::make_forwarding(), regs_->layers, uctx, std::move(executors));
   }
   admin_ = std::make_shared<const kv::admin_handler>([this](kv::request& req) { return admin_request(req); });
   core_ = kv_pipeline(kv::admin_service(serving_->service(), admin_));

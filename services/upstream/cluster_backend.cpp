@@ -31,7 +31,8 @@ using namespace std::chrono_literals;
 constexpr std::size_t max_nodes = 1024;
 constexpr std::size_t no_node = 0xFFFF;
 /// A slot's entry: its primary's node index in bits 0-15, up to three replicas in bits 16-31, 32-47, 48-63;
-/// no_node in a field that has none. One atomic word per slot: a request reads its slot with one load.
+/// no_node in a field that has none. One atomic word per slot: a request reads its slot with one load (acquire: the
+/// nodes it names were created before it was stored, with release).
 constexpr std::uint64_t unmapped = ~std::uint64_t{0};
 constexpr std::size_t max_replicas = 3;
 /// Refreshes asked for by requests (MOVED, a failed node) come at most this often.
@@ -76,11 +77,11 @@ struct cluster_backend::state {
   std::size_t node_for(const cluster_address& a);
 
   std::size_t primary_of(std::size_t slot) const noexcept {
-    return field(slots[slot].load(std::memory_order_relaxed), 0);
+    return field(slots[slot].load(std::memory_order_acquire), 0);
   }
   /// A replica of the slot whose connection is up, in turn; else its primary.
   std::size_t reader_of(std::size_t slot) noexcept {
-    const std::uint64_t e = slots[slot].load(std::memory_order_relaxed);
+    const std::uint64_t e = slots[slot].load(std::memory_order_acquire);
     std::size_t n = 0;
     while (n < max_replicas && field(e, n + 1) != no_node) ++n;
     if (n != 0) {
@@ -105,7 +106,7 @@ struct cluster_backend::state {
   void moved(std::size_t slot, std::size_t n) noexcept {
     std::uint64_t e = slots[slot].load(std::memory_order_relaxed);
     e = (e & ~std::uint64_t{0xFFFF}) | n;
-    slots[slot].store(e, std::memory_order_relaxed);
+    slots[slot].store(e, std::memory_order_release);
     request_refresh();
   }
   void request_refresh() noexcept {
@@ -185,7 +186,9 @@ class cluster_node_service {
         s->request_refresh();
         co_return p->error();
       }
-      resp::upstream_request ur{req.ctx, req.args, !red.moved};
+      static const std::vector<std::string_view> asking[] = {{"ASKING"}};
+      resp::upstream_request ur{req.ctx, req.args};
+      if (!red.moved) ur.before = asking;
       auto r = co_await target.client.call(std::move(**p), ur);
       if (!r) {
         if (r.error() == errc::unavailable) s->request_refresh();
@@ -249,18 +252,18 @@ void state::apply(const std::vector<cluster_slot_range>& ranges, const std::stri
   std::size_t changed = 0;
   for (std::size_t slot = 0; slot < cluster_slot_count; ++slot) {
     if (slots[slot].load(std::memory_order_relaxed) == fresh[slot]) continue;
-    slots[slot].store(fresh[slot], std::memory_order_relaxed);
+    slots[slot].store(fresh[slot], std::memory_order_release);
     ++changed;
   }
   if (changed != 0) {
-    std::string primaries;
+    std::string map;
     for (const auto& r : ranges) {
-      primaries += (primaries.empty() ? "" : ", ") + std::to_string(r.first) + "-" + std::to_string(r.last) + " " +
-                   r.primary.name();
-      for (const auto& rep : r.replicas) primaries += " " + rep.name();
+      if (!map.empty()) map.append(", ");
+      map.append(fmt::format("{}-{} {}", r.first, r.last, r.primary.name()));
+      for (const auto& rep : r.replicas) map.append(" ").append(rep.name());
     }
-    spdlog::info("upstream cluster: slot map from {}: {} slots changed, {} of {} served (first-last primary replicas: {})", from, changed, served,
-                 cluster_slot_count, primaries);
+    spdlog::info("upstream cluster: slot map from {}: {} slots changed, {} of {} served (first-last primary replicas: {})",
+                 from, changed, served, cluster_slot_count, map);
   }
 }
 
@@ -352,12 +355,16 @@ class router {
     if (s.stopped.load(std::memory_order_acquire)) return answered(make_error_code(resp::upstream_errc::stopped));
     std::optional<kv::resolved_command> own;
     const kv::resolved_command& cmd = resolved(*s.table, req, own);
+    const std::string_view family = family_of(cmd);
+    if (transaction_command(req, family)) {
+      if (auto t = transaction_step(req, family, cmd, *s.table, upstream_options::mode_kind::cluster,
+                                    transaction_target_of(s)))
+        return std::move(*t);
+    }
     if (!cmd.info) {
       if (auto local = answer_unknown_locally(req, upstream_options::mode_kind::cluster)) return answered(*local);
       return forward(s, s.any_primary(), req);  // the upstream answers unknown commands
     }
-    const std::string_view name = cmd.info->name;
-    const std::string_view family = name.substr(0, name.find('|'));
     if (auto local = answer_locally(family, req, upstream_options::mode_kind::cluster)) return answered(*local);
     if (cmd.keys.refs.empty()) return forward(s, s.any_primary(), req);
     if (cmd.crossslot()) {
@@ -369,6 +376,24 @@ class router {
     const std::size_t slot = *cmd.slot();
     const bool read = s.opts.read_from_replicas && is_read_command(*cmd.info, family);
     return forward(s, read ? s.reader_of(slot) : s.primary_of(slot), req);
+  }
+
+  /// A transaction goes to the primary of its one slot (keyless: any primary).
+  static transaction_target transaction_target_of(state& s) {
+    return [&s](std::span<const std::string_view> keys) -> std::variant<resp::upstream_client, std::string, error_code> {
+      std::size_t n = no_node;
+      if (keys.empty()) {
+        n = s.any_primary();
+      } else {
+        const std::uint16_t slot = kv::key_hash_slot(keys.front());
+        for (auto k : keys) {
+          if (kv::key_hash_slot(k) != slot) return std::string("CROSSSLOT Keys in request don't hash to the same slot");
+        }
+        n = s.primary_of(slot);
+      }
+      if (n == no_node) return std::string("CLUSTERDOWN Hash slot not served");
+      return s.at(n).client;
+    };
   }
 
   static awaitable<result<response>> forward(state& s, std::size_t n, request& req) {

@@ -192,10 +192,14 @@ class router {
     if (req.args.empty()) return answered(error_reply(req, "ERR empty command"));
     std::optional<kv::resolved_command> own;
     const kv::resolved_command& cmd = resolved(*s.table, req, own);
+    const std::string_view family = family_of(cmd);
+    if (transaction_command(req, family)) {
+      if (auto t = transaction_step(req, family, cmd, *s.table, upstream_options::mode_kind::replicas,
+                                    transaction_target_of(s)))
+        return std::move(*t);
+    }
     bool read = false;
     if (cmd.info) {
-      const std::string_view name = cmd.info->name;
-      const std::string_view family = name.substr(0, name.find('|'));
       if (auto local = answer_locally(family, req, upstream_options::mode_kind::replicas)) return answered(*local);
       read = is_read_command(*cmd.info, family);
     } else if (auto local = answer_unknown_locally(req, upstream_options::mode_kind::replicas)) {
@@ -205,6 +209,15 @@ class router {
     if (read) return forward_to(*s.reads, req);
     if (!s.has_primary.load(std::memory_order_acquire)) return answered(make_error_code(replicas_errc::no_primary));
     return forward_to(*s.writes, req);
+  }
+
+  /// A transaction goes to the primary.
+  static transaction_target transaction_target_of(state& s) {
+    return [&s](std::span<const std::string_view>) -> std::variant<resp::upstream_client, std::string, error_code> {
+      std::lock_guard lock(s.mu);
+      if (s.roles.primary == role_assignment::none) return make_error_code(replicas_errc::no_primary);
+      return s.clients[s.roles.primary];
+    };
   }
 
   static awaitable<result<kv::response>> route_after_first_refresh(std::shared_ptr<state> keep, kv::request& req) {

@@ -57,12 +57,16 @@ class router {
     if (req.args.empty()) return answered(error_reply(req, "ERR empty command"));
     std::optional<kv::resolved_command> own;
     const kv::resolved_command* cmd = &resolved(*s.table, req, own);
+    const std::string_view family = family_of(*cmd);
+    if (transaction_command(req, family)) {
+      if (auto t = transaction_step(req, family, *cmd, *s.table, upstream_options::mode_kind::shard,
+                                    transaction_target_of(s)))
+        return std::move(*t);
+    }
     if (!cmd->info) {
       if (auto local = answer_unknown_locally(req, upstream_options::mode_kind::shard)) return answered(*local);
       return forward(s, any_shard(s), req);  // the upstream answers unknown commands
     }
-    std::string_view name = cmd->info->name;
-    const std::string_view family = name.substr(0, name.find('|'));
     if (auto local = answer_locally(family, req, upstream_options::mode_kind::shard)) return answered(*local);
 
     const auto& refs = cmd->keys.refs;
@@ -81,6 +85,18 @@ class router {
  private:
   static std::size_t any_shard(shard_backend::state& s) noexcept {
     return s.next.fetch_add(1, std::memory_order_relaxed) % s.shards.size();
+  }
+
+  /// A transaction goes to the server of all its keys (keyless: any server).
+  static transaction_target transaction_target_of(shard_backend::state& s) {
+    return [&s](std::span<const std::string_view> keys) -> std::variant<resp::upstream_client, std::string, error_code> {
+      if (keys.empty()) return s.clients[any_shard(s)];
+      const std::size_t first = s.owner(keys.front());
+      for (auto k : keys) {
+        if (s.owner(k) != first) return std::string("CROSSSLOT Keys in request don't hash to the same slot");
+      }
+      return s.clients[first];
+    };
   }
 
   static awaitable<result<response>> forward(shard_backend::state& s, std::size_t i, request& req) {

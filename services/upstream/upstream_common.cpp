@@ -100,7 +100,7 @@ std::optional<kv::response> answer_locally(std::string_view family, kv::request&
   }
   // Connection state (the upstream connections are shared) and server administration: no mode proxies them.
   static constexpr std::string_view refused[] = {
-      "multi", "exec", "discard", "watch", "unwatch", "subscribe", "psubscribe", "ssubscribe", "unsubscribe",
+      "watch", "unwatch", "subscribe", "psubscribe", "ssubscribe", "unsubscribe",
       "punsubscribe", "sunsubscribe", "hello", "auth", "client", "config", "debug", "shutdown", "monitor",
       "swapdb", "move", "migrate", "cluster", "reset", "sync", "psync", "replicaof", "slaveof", "failover", "save",
       "bgsave", "bgrewriteaof", "acl", "module", "script", "function", "readonly", "readwrite", "asking", "wait"};

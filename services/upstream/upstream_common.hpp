@@ -18,6 +18,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <variant>
 #include <vector>
 
 namespace turret::upstream {
@@ -95,6 +96,34 @@ awaitable<result<kv::response>> split_request(std::shared_ptr<const void> keep, 
 
 /// Waits until `flag` is set, at most `limit` (requests that arrive before a backend's first discovery).
 awaitable<void> wait_for(const std::atomic<bool>& flag, std::chrono::milliseconds limit);
+
+/// The command's family: its table name up to '|' ("client" for "client|kill"); "" when unknown.
+inline std::string_view family_of(const kv::resolved_command& cmd) noexcept {
+  if (!cmd.info) return {};
+  const std::string_view name = cmd.info->name;
+  return name.substr(0, name.find('|'));
+}
+
+/// Does `req` belong to transaction_step (a transaction is open, or it opens, runs or discards one)?
+inline bool transaction_command(const kv::request& req, std::string_view family) noexcept {
+  return req.sess.in_multi || family == "multi" || family == "exec" || family == "discard";
+}
+
+/// Where a transaction's EXEC goes, given the keys of all its commands (empty: none has keys): the upstream client
+/// that serves them all, an error reply's text ("CROSSSLOT ..."), or a pipeline error (no primary).
+using transaction_target =
+    std::function<std::variant<resp::upstream_client, std::string, error_code>(std::span<const std::string_view>)>;
+
+/// MULTI, EXEC, DISCARD and the commands in between, for a router (shard_backend.hpp, "Transactions"). The
+/// commands are queued in the session (Redis's queue-time errors: unknown command, arity, not allowed in a
+/// transaction, not supported in this mode; then EXEC answers EXECABORT); EXEC sends MULTI, the queue and EXEC as
+/// one adjacent batch on one connection of `target`'s client (their replies dropped but EXEC's) and answers EXEC's
+/// reply as the server sent it. WATCH stays unsupported. nullopt: `req` is not part of a transaction.
+std::optional<awaitable<result<kv::response>>> transaction_step(kv::request& req, std::string_view family,
+                                                                const kv::resolved_command& cmd,
+                                                                const kv::command_table& table,
+                                                                upstream_options::mode_kind mode,
+                                                                const transaction_target& target);
 
 /// answer_locally for a command the table does not implement (CLUSTER, SWAPDB, MODULE... are refused by name, case
 /// insensitively, like the known ones); nullopt: it goes upstream, which answers it.

@@ -7,6 +7,8 @@ cluster-node-timeout 1000 ms, stopped even on failure. turretd has RESP, HTTP an
   keys spread over the three primaries; hash tags keep keys together;
 - MGET, MSET, DEL and EXISTS across slots are split per slot and merged in order; other multi-slot commands get the
   CROSSSLOT error a cluster node sends, byte for byte; replies are a cluster node's bytes (differential);
+- MULTI/EXEC with keys of one slot run on its node (replies byte for byte a node's, queue-time errors, DISCARD,
+  CROSSSLOT at EXEC), and concurrent transactions of many clients never interleave on the shared connections;
 - a slot migrated to another primary (CLUSTER SETSLOT, MIGRATE) keeps its keys readable and writable through
   turretd: during the migration by ASK (with ASKING), after it by MOVED, and the client never sees either;
 - CLUSTER FAILOVER under read and write load: every request succeeds; the time until writes reach the new primary
@@ -19,6 +21,7 @@ Figures go to stderr (ctest -V shows them).
 from __future__ import annotations
 
 import sys
+import threading
 import time
 import unittest
 import urllib.parse
@@ -180,7 +183,7 @@ class UpstreamCluster(ClusterFixture):
                 node = self.cluster.node_for_key(a)
                 self.assertEqual(conn.call(*cmd), node.raw(*cmd), cmd)
         # The commands no mode proxies, and those that concern every node, are refused.
-        for cmd in (("MULTI",), ("SUBSCRIBE", "ch"), ("KEYS", "*"), ("DBSIZE",), ("CLUSTER", "SLOTS"),
+        for cmd in (("WATCH", "x"), ("SUBSCRIBE", "ch"), ("KEYS", "*"), ("DBSIZE",), ("CLUSTER", "SLOTS"),
                     ("SELECT", "1")):
             with self.assertRaises(redis.exceptions.ResponseError) as e:
                 self.proxy.execute_command(*cmd)
@@ -201,6 +204,59 @@ class UpstreamCluster(ClusterFixture):
                     via = conn.call(*[a.replace("%s", tag).replace("}", "}t", 1) if "%s" in a else a for a in cmd])
                     direct = node.raw(*[a.replace("%s", tag).replace("}", "}d", 1) if "%s" in a else a for a in cmd])
                     self.assertEqual(via, direct.replace(b"}d", b"}t"), (tag, cmd))
+
+    def test_transactions_run_on_the_node_of_their_slot(self):
+        # A transaction's replies are a node's, byte for byte: the same sequence through turretd ({tx}t...) and
+        # straight to the slot's primary ({tx}d...: the same slot).
+        seq = [("MULTI",), ("SET", "{tx}%a", "1"), ("INCR", "{tx}%a"), ("LPUSH", "{tx}%a", "x"), ("GET", "{tx}%a"),
+               ("PING",), ("EXEC",),
+               ("MULTI",), ("GET", "{tx}%a"), ("DISCARD",), ("EXEC",), ("DISCARD",),
+               ("MULTI",), ("SET", "{tx}%b"), ("NOSUCH", "x"), ("CLIENT", "NOSUCH"), ("MULTI",), ("EXEC",),
+               ("MULTI",), ("EXEC",)]
+        node = self.cluster.node_for_key("{tx}")
+        with harness.RespConn(self.ports["resp"]) as via, harness.RespConn(node.port) as direct:
+            for cmd in seq:
+                got = via.call(*[a.replace("%", "t") for a in cmd])
+                want = direct.call(*[a.replace("%", "d") for a in cmd])
+                self.assertEqual(got, want.replace(b"}d", b"}t"), cmd)
+            self.assertEqual(node.client().get("{tx}ta"), "2")
+            # Keys of several slots: CROSSSLOT at EXEC, as a node answers, and nothing ran.
+            self.assertEqual(via.call("MULTI"), b"+OK\r\n")
+            self.assertEqual(via.call("SET", "cross:a", "1"), b"+QUEUED\r\n")
+            self.assertEqual(via.call("SET", "cross:b", "1"), b"+QUEUED\r\n")
+            self.assertEqual(via.call("EXEC"), b"-CROSSSLOT Keys in request don't hash to the same slot\r\n")
+            self.assertEqual(via.call("EXISTS", "cross:a", "cross:b"), b":0\r\n")
+            self.assertEqual(via.call("EXEC"), b"-ERR EXEC without MULTI\r\n")
+            # WATCH is not proxied (a WATCH needs its own connection); inside MULTI, Redis's own error.
+            self.assertEqual(via.call("WATCH", "{tx}ta"), b"-ERR WATCH is not supported in cluster mode\r\n")
+            self.assertEqual(via.call("MULTI"), b"+OK\r\n")
+            self.assertEqual(via.call("WATCH", "{tx}ta"), b"-ERR WATCH inside MULTI is not allowed\r\n")
+            self.assertEqual(via.call("SUBSCRIBE", "ch"), b"-ERR SUBSCRIBE is not supported in cluster mode\r\n")
+            self.assertEqual(via.call("EXEC"),
+                             b"-EXECABORT Transaction discarded because of previous errors.\r\n")
+        # Transactions of many clients at once on the shared upstream connections: none interleaves with another.
+        errors = []
+
+        def client(i: int) -> None:
+            c = redis.Redis(port=self.ports["resp"], socket_timeout=5)
+            try:
+                for n in range(50):
+                    p = c.pipeline(transaction=True)
+                    p.incr(f"{{ctr}}:{i}").incr("{ctr}:all").get(f"{{ctr}}:{i}")
+                    r = p.execute()
+                    if r[0] != n + 1 or int(r[2]) != n + 1:
+                        errors.append((i, n, r))
+            except redis.exceptions.RedisError as e:
+                errors.append((i, repr(e)))
+            finally:
+                c.close()
+        threads = [threading.Thread(target=client, args=(i,)) for i in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        self.assertEqual(errors, [])
+        self.assertEqual(self.proxy.get("{ctr}:all"), b"400")
 
     def test_slot_migration_ask_then_moved(self):
         c = self.cluster

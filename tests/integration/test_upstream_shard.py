@@ -4,7 +4,8 @@ One turretd with RESP, HTTP and gRPC listeners over three redis-servers on free 
 [retry, circuit_breaker{consecutive_failures: 5, open_for: 1s}, load_balance{ring_hash}], one instance per server:
 - SET/GET/DEL/MGET/MSET through RESP (redis-py), HTTP (the REST API) and gRPC; every key is on exactly one
   redis-server (read directly), the keys spread over all three, and multi-key commands are split and merged in order;
-- a command whose keys span servers (RENAME) gets Redis's CROSSSLOT error; SELECT 1 and MULTI are refused;
+- a command whose keys span servers (RENAME) gets Redis's CROSSSLOT error; SELECT 1 and WATCH are refused;
+- MULTI/EXEC over keys of one server run there; over keys of two servers EXEC answers CROSSSLOT;
 - kill -9 of one redis-server: its keys fail fast (unavailable, then "circuit open"), the other servers' keys keep
   working; once it is restarted on the same port its keys work again.
 """
@@ -188,12 +189,45 @@ class UpstreamShard(unittest.TestCase):
             self.proxy.execute_command("SELECT", "1")
         self.assertIn("not supported in shard mode", str(e.exception))
         self.assertTrue(self.proxy.execute_command("SELECT", "0"))
-        with self.assertRaises(redis.exceptions.ResponseError):
-            self.proxy.execute_command("MULTI")
+        with self.assertRaises(redis.exceptions.ResponseError) as e:
+            self.proxy.execute_command("WATCH", a)
+        self.assertIn("not supported in shard mode", str(e.exception))
         self.assertTrue(self.proxy.ping())
         self.assertEqual(self.proxy.echo(b"hi"), b"hi")
         # Keyless commands reach an upstream.
         self.assertEqual(len(self.proxy.time()), 2)
+
+    def test_commands_turretd_does_not_implement_are_placed_by_their_keys(self):
+        # Lists, hashes, sets, sorted sets: turretd's own store does not implement them, the shards do; every key
+        # lands on its ring owner, and reads find it there.
+        for i in range(30):
+            k = f"coll:{i}".encode()
+            self.proxy.lpush(k + b":l", b"a", b"b")
+            self.proxy.hset(k + b":h", b"f", b"v")
+            self.proxy.zadd(k + b":z", {b"m": 1.5})
+            for suffix in (b":l", b":h", b":z"):
+                self.assertEqual(self.where(k + suffix), [ring_owner(self.names, k + suffix)], k + suffix)
+            self.assertEqual(self.proxy.lrange(k + b":l", 0, -1), [b"b", b"a"])
+            self.assertEqual(self.proxy.hget(k + b":h", b"f"), b"v")
+            self.assertEqual(self.proxy.zscore(k + b":z", b"m"), 1.5)
+        a, b = self.two_keys_on_different_shards()
+        with self.assertRaises(redis.exceptions.ResponseError) as e:
+            self.proxy.execute_command("LMOVE", a, b, "LEFT", "RIGHT")
+        self.assertEqual(str(e.exception), "CROSSSLOT Keys in request don't hash to the same slot")
+
+    def test_transactions_on_one_shard(self):
+        a, b = self.two_keys_on_different_shards()
+        p = self.proxy.pipeline(transaction=True)
+        p.set(a, b"10").incrby(a, 5).get(a)
+        self.assertEqual(p.execute(), [True, 15, b"15"])
+        self.assertEqual(self.direct[self.where(a)[0]].get(a), b"15")
+        # Keys of two servers: CROSSSLOT at EXEC, nothing ran.
+        with harness.RespConn(self.ports["resp"]) as c:
+            self.assertEqual(c.call("MULTI"), b"+OK\r\n")
+            self.assertEqual(c.call("SET", a, "x"), b"+QUEUED\r\n")
+            self.assertEqual(c.call("SET", b, "x"), b"+QUEUED\r\n")
+            self.assertEqual(c.call("EXEC"), b"-CROSSSLOT Keys in request don't hash to the same slot\r\n")
+            self.assertEqual(c.call("GET", a), b"$2\r\n15\r\n")
 
     def test_http_and_grpc_reach_the_shards(self):
         keys = [f"h{i}" for i in range(20)]

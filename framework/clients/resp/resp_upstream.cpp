@@ -118,16 +118,16 @@ class upstream_connection : public std::enable_shared_from_this<upstream_connect
   const asio::any_io_executor& executor() const noexcept { return ex_; }
 
   /// Queues the command for the writer; an error when the connection is down or stopped (nothing queued then).
-  error_code enqueue(std::span<const std::string_view> args, bool asking, std::shared_ptr<pending_op> op) {
-    static constexpr std::string_view asking_args[] = {"ASKING"};
+  error_code enqueue(std::span<const std::string_view> args, std::span<const std::vector<std::string_view>> before,
+                     std::shared_ptr<pending_op> op) {
     bool wake = false;
     {
       std::lock_guard lk(mu_);
       const state s = st_.load();
       if (s == state::down) return upstream_errc::down;
       if (s == state::stopped) return upstream_errc::stopped;
-      if (asking) {
-        append_command(queued_, asking_args);
+      for (const auto& cmd : before) {
+        append_command(queued_, cmd);
         pending_.push_back(dropped_);
       }
       append_command(queued_, args);
@@ -364,10 +364,10 @@ namespace {
 
 template <class Token>
 auto async_execute(std::shared_ptr<detail::upstream_connection> conn, std::span<const std::string_view> args,
-                   bool asking, Token&& token) {
+                   std::span<const std::vector<std::string_view>> before, Token&& token) {
   return asio::async_initiate<Token, void(error_code, upstream_reply)>(
       [](auto handler, std::shared_ptr<detail::upstream_connection> conn, std::span<const std::string_view> args,
-         bool asking) {
+         std::span<const std::vector<std::string_view>> before) {
         auto ex = asio::get_associated_executor(handler, conn->executor());
         auto slot = asio::get_associated_cancellation_slot(handler);
         std::shared_ptr<pending_op> op = std::make_shared<pending_op_for<decltype(handler)>>(std::move(handler));
@@ -379,9 +379,9 @@ auto async_execute(std::shared_ptr<detail::upstream_connection> conn, std::span<
             if (auto o = weak.lock()) finish(o, asio::error::operation_aborted, {});
           });
         }
-        if (error_code ec = conn->enqueue(args, asking, op)) finish(op, ec, {});
+        if (error_code ec = conn->enqueue(args, before, op)) finish(op, ec, {});
       },
-      token, std::move(conn), args, asking);
+      token, std::move(conn), args, before);
 }
 
 }  // namespace
@@ -389,7 +389,7 @@ auto async_execute(std::shared_ptr<detail::upstream_connection> conn, std::span<
 awaitable<result<upstream_reply>> upstream_client::call(permit_type p, upstream_request& req) {
   if (req.ctx.cancelled()) co_return make_error_code(asio::error::operation_aborted);
   if (!p.conn) co_return make_error_code(upstream_errc::stopped);
-  auto [ec, r] = co_await async_execute(std::move(p.conn), req.args, req.asking,
+  auto [ec, r] = co_await async_execute(std::move(p.conn), req.args, req.before,
                                         asio::bind_cancellation_slot(req.ctx.cancel_slot(), nothrow));
   if (ec) co_return ec;
   co_return std::move(r);

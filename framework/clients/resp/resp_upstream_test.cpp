@@ -279,7 +279,8 @@ TEST(RespUpstreamOptions, OnConnectCommandsRunFirstOnEveryConnectionAndAskingPre
     // ASKING goes right before its command; a plain server refuses it, and that reply is dropped too.
     turret::request_context ctx;
     std::vector<std::string_view> get{"GET", "k"};
-    upstream_request asking{ctx, get, true};
+    const std::vector<std::string_view> asking_cmd[] = {{"ASKING"}};
+    upstream_request asking{ctx, get, asking_cmd};
     auto p = c.try_ready(ctx);
     EXPECT_TRUE(p && *p);
     if (p && *p) {

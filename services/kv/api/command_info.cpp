@@ -440,4 +440,43 @@ resolved_command resolve(const command_table& table, std::span<const std::string
   return r;
 }
 
+namespace {
+
+// C's "%.Ns": at most n bytes, stopping at a NUL.
+std::string_view c_str_prefix(std::string_view s, std::size_t n) {
+  s = s.substr(0, std::min(s.size(), n));
+  auto z = s.find('\0');
+  return z == std::string_view::npos ? s : s.substr(0, z);
+}
+
+}  // namespace
+
+std::string unknown_command_error(std::span<const std::string_view> args) {
+  std::string msg = "ERR unknown command '";
+  msg.append(c_str_prefix(args[0], 128));
+  msg.append("', with args beginning with: ");
+  std::string a;
+  for (std::size_t i = 1; i < args.size() && a.size() < 128; ++i) {
+    const std::size_t precision = 128 - a.size();
+    a += '\'';
+    a.append(c_str_prefix(args[i], precision));
+    a += "' ";
+  }
+  msg += a;
+  return msg;
+}
+
+std::string unknown_subcommand_error(std::string_view container, std::string_view sub) {
+  std::string up(c_str_prefix(container, container.size()));
+  for (auto& c : up)
+    if (c >= 'a' && c <= 'z') c = static_cast<char>(c - 32);
+  std::string msg = "ERR unknown subcommand '";
+  msg.append(c_str_prefix(sub, 128)).append("'. Try ").append(up).append(" HELP.");
+  return msg;
+}
+
+std::string arity_error(const command_info& cmd) {
+  return "ERR wrong number of arguments for '" + std::string(cmd.name) + "' command";
+}
+
 }  // namespace turret::kv

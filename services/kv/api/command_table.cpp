@@ -163,6 +163,20 @@ command_table::command_table() {
 
 command_table::~command_table() = default;
 
+namespace {
+void forwarded_only(command_ctx&) {}  // see make_forwarding: never called
+}  // namespace
+
+std::shared_ptr<command_table> command_table::make_forwarding() {
+  auto t = std::make_shared<command_table>();
+  for (auto& d : t->defs_) d.handler = &forwarded_only;
+  for (auto& d : t->defs_) {
+    if (d.parent) const_cast<command_def*>(d.parent)->subcommands.push_back(&d);  // table order
+  }
+  t->rebuild_index();
+  return t;
+}
+
 void command_table::add(std::string_view name, command_handler handler) {
   command_def* def = nullptr;
   for (auto& d : defs_)

@@ -85,9 +85,10 @@ struct upstream_options {
 struct upstream_request {
   request_context& ctx;
   std::span<const std::string_view> args;
-  /// Redis Cluster's ASK redirection: the command is preceded by ASKING on the same connection, adjacent to it
-  /// (nothing else is written between them); ASKING's reply is read and dropped.
-  bool asking = false;
+  /// Commands written right before this one on the same connection, adjacent to it (no other request's command
+  /// comes between them), their replies read and dropped: ASKING for Redis Cluster's ASK redirection; MULTI and the
+  /// queued commands of a transaction whose EXEC is `args`. Like args, needed only until call() has started.
+  std::span<const std::vector<std::string_view>> before = {};
   request_context& context() noexcept { return ctx; }
 };
 

@@ -35,6 +35,7 @@
 #include <cstdint>
 #include <optional>
 #include <span>
+#include <string>
 #include <string_view>
 
 #include <turret/request_traits.hpp>
@@ -192,6 +193,20 @@ key_source key_source_of(const command_info& cmd) noexcept;
 /// complete and none; a command with keys that finds none gives invalid, unless it is flagged no_mandatory_keys
 /// (EVAL with numkeys 0). Does not check the arity first: a short argv usually gives invalid.
 void extract_keys(const command_info& cmd, std::span<const std::string_view> args, command_keys& out) noexcept;
+
+/// The text of Redis's unknown-command error for `args` (without the leading '-'): "ERR unknown command '<name>',
+/// with args beginning with: '<arg>' ..." (the name and the arguments cut as Redis's %.128s does).
+std::string unknown_command_error(std::span<const std::string_view> args);
+/// "ERR unknown subcommand '<sub>'. Try <CONTAINER> HELP." (Redis's wording for a container's unknown subcommand).
+std::string unknown_subcommand_error(std::string_view container, std::string_view sub);
+/// Whether `argc` arguments (the name included) suit the command's arity; Redis's error otherwise is
+/// arity_error(cmd).
+inline bool arity_ok(const command_info& cmd, std::size_t argc) noexcept {
+  const auto n = static_cast<long>(argc);
+  return cmd.arity > 0 ? cmd.arity == n : n >= -cmd.arity;
+}
+/// "ERR wrong number of arguments for '<name>' command".
+std::string arity_error(const command_info& cmd);
 
 /// Redis Cluster's hash slot of a key: CRC16 (XMODEM) mod 16384 over the key, or over the part between the first
 /// '{' and the first '}' after it when that part is not empty (Redis's keyHashSlot, byte for byte).

@@ -69,6 +69,10 @@ class command_table {
 
   /// The table with every command family of turretd registered.
   static std::shared_ptr<command_table> make_default();
+  /// A table in which every command and subcommand redis-server knows resolves (name, arity, flags, keys), for
+  /// backends that forward commands to Redis servers instead of running them (the upstream store): its handlers do
+  /// nothing and must never be called. COMMAND INFO/DOCS replies stay empty for what turretd does not implement.
+  static std::shared_ptr<command_table> make_forwarding();
 
   /// Bind a handler to a command ("get") or subcommand ("client|kill"). Throws std::invalid_argument when the name
   /// is not in the generated metadata (start-up only).

@@ -35,7 +35,9 @@
 //   whose keys span slots: `-CROSSSLOT Keys in request don't hash to the same slot`, as a cluster node answers.
 // - Keyless commands (TIME, INFO, PUBLISH, unknown commands...) go to the primaries in turn; PING, ECHO, QUIT and
 //   SELECT 0 are answered here; the commands shard mode refuses are refused here ("ERR <CMD> is not supported in
-//   cluster mode": transactions, subscriptions, connection state, KEYS, SCAN, DBSIZE, FLUSHALL, CLUSTER...).
+//   cluster mode": WATCH, subscriptions, connection state, KEYS, SCAN, DBSIZE, FLUSHALL, CLUSTER...).
+// - MULTI/EXEC/DISCARD as shard mode runs them ("Transactions" in shard_backend.hpp), on the primary of the one slot
+//   of all their keys; keys of several slots: -CROSSSLOT at EXEC, as a node answers.
 // # Redirections
 // `-MOVED slot host:port` from a node: the slot is now that node's (the map is updated at once, a refresh is
 // requested) and the command goes there. `-ASK slot host:port` (a slot being migrated): the command goes there once,

@@ -13,7 +13,7 @@
 //   max_lag: 1mb                # a replica further behind the primary (replication offset bytes) takes no reads
 //   pipeline:                   # layers in front of the endpoints (first outermost)
 //     - {layer: retry, max_attempts: 3}
-//     - {layer: hedge, delay: 20ms, max_hedges: 2}
+//     - {layer: hedge, delay: 20ms, max_hedges: 1}
 //     - {layer: load_balance, policy: p2c}   # p2c (peak EWMA) or round_robin; added (p2c) when absent
 // ```
 //
@@ -36,8 +36,9 @@
 // {pipeline="upstream/writes"}. The load_balance entry of each balances over every endpoint through gates
 // (load_balance.hpp, "Gates") that the role decisions open and close: the read set for reads, the primary alone for
 // writes. So p2c compares the replicas' latency (peak EWMA x pending): a slow (SIGSTOPped) replica gets few reads
-// before the next refresh takes it out, and a hedge layer in the pipeline covers those few; retry sends a failed
-// idempotent read again, to another replica once the failed one is out. Writes are not retried unless the retry
+// before the next refresh takes it out, and a hedge layer in the pipeline covers those few (the hedge goes to a
+// replica the read has not tried: load_balance.hpp); retry sends a failed idempotent read again, to another replica
+// likewise. Writes are not retried unless the retry
 // entry says `writes: true` (never do that for non-idempotent commands you cannot afford twice).
 //
 // # Routing
@@ -48,8 +49,10 @@
 //   server), keyless commands such as TIME and INFO, unknown commands) goes through the write pipeline to the
 //   primary; with no primary known it fails at once with replicas_errc::no_primary (condition unavailable: "ERR
 //   unavailable: no primary ...", HTTP 503, gRPC UNAVAILABLE).
-// - Not proxied (an error reply "ERR <CMD> is not supported in replicas mode"): SELECT other than 0, MULTI/EXEC/
-//   DISCARD/WATCH/UNWATCH, the SUBSCRIBE family, HELLO, AUTH, CLIENT, CONFIG, DEBUG, SHUTDOWN, MONITOR, SWAPDB, MOVE,
+// - MULTI/EXEC/DISCARD: the transaction runs on the primary, as shard mode runs it ("Transactions" in
+//   shard_backend.hpp).
+// - Not proxied (an error reply "ERR <CMD> is not supported in replicas mode"): SELECT other than 0,
+//   WATCH/UNWATCH, the SUBSCRIBE family, HELLO, AUTH, CLIENT, CONFIG, DEBUG, SHUTDOWN, MONITOR, SWAPDB, MOVE,
 //   MIGRATE, CLUSTER, RESET, WAIT, replication, persistence, ACL, MODULE, SCRIPT and FUNCTION commands.
 // # Consistency
 // Reads may be stale as Redis replica reads are: a read right after a write, even on the same client connection,

@@ -31,9 +31,17 @@
 // - Keyless commands (TIME, INFO, COMMAND, PUBLISH, unknown commands...) go to the endpoints in turn; PING, ECHO and
 //   QUIT are answered here.
 // - Not proxied (an error reply "ERR <CMD> is not supported in shard mode"): SELECT of another database than 0 (SELECT
-//   0 is +OK), MULTI/EXEC/DISCARD/WATCH/UNWATCH, the SUBSCRIBE family, HELLO (the upstream connections are shared
+//   0 is +OK), WATCH/UNWATCH, the SUBSCRIBE family, HELLO (the upstream connections are shared
 //   RESP2 connections), AUTH, CLIENT, CONFIG, DEBUG, SHUTDOWN, MONITOR, FLUSHALL, FLUSHDB, SWAPDB, MOVE, MIGRATE,
 //   KEYS, SCAN, RANDOMKEY, DBSIZE, CLUSTER, RESET, replication and persistence commands.
+// # Transactions
+// MULTI opens a transaction in the client's session; the commands after it are checked as Redis checks them when
+// queueing (unknown command, arity, not allowed in a transaction, not supported in this mode: an error reply now,
+// -EXECABORT at EXEC) and answered +QUEUED. EXEC sends MULTI, the queued commands and EXEC to the server of all
+// their keys (keyless: any server) as one batch, adjacent on one upstream connection, so no other client's command
+// comes between them, and answers EXEC's reply as the server sent it; keys of several servers: -CROSSSLOT at EXEC,
+// and nothing runs. DISCARD drops the queue. The transaction bypasses `pipeline` (a transaction is not retried).
+// WATCH is refused: it needs a connection of its own for the whole transaction.
 // # Replies
 // An upstream reply goes into the request's reply_builder as the bytes the server sent (reply_builder::raw): the RESP
 // front end appends them (no re-encoding), HTTP and gRPC parse them into their value tree. The upstream connections

@@ -65,7 +65,8 @@ std::string_view to_string(upstream_options::mode_kind m) noexcept;
 /// of another mode, a pipeline whose load_balance does not suit the mode).
 upstream_options parse_upstream_options(const config_node& store);
 
-/// The backend of `opts.mode`: builds its pipelines with `layers` and `ctx` (throws config_error) and starts
+/// The backend of `opts.mode`, whose front ends resolve commands against `table` (kv::command_table::make_forwarding():
+/// every command redis-server knows has its keys and flags, implemented by turretd or not): builds its pipelines with `layers` and `ctx` (throws config_error) and starts
 /// connecting (connection i of each endpoint on executors[i % size]; background work on executors[0]).
 std::shared_ptr<kv::backend> make_upstream_backend(const upstream_options& opts,
                                                    std::shared_ptr<const kv::command_table> table,
