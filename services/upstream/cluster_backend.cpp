@@ -361,10 +361,7 @@ class router {
                                     transaction_target_of(s)))
         return std::move(*t);
     }
-    if (!cmd.info) {
-      if (auto local = answer_unknown_locally(req, upstream_options::mode_kind::cluster)) return answered(*local);
-      return forward(s, s.any_primary(), req);  // the upstream answers unknown commands
-    }
+    if (!cmd.info) return forward(s, s.any_primary(), req);  // the upstream answers unknown commands
     if (auto local = answer_locally(family, req, upstream_options::mode_kind::cluster)) return answered(*local);
     if (cmd.keys.refs.empty()) return forward(s, s.any_primary(), req);
     if (cmd.crossslot()) {

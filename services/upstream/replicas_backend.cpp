@@ -202,8 +202,6 @@ class router {
     if (cmd.info) {
       if (auto local = answer_locally(family, req, upstream_options::mode_kind::replicas)) return answered(*local);
       read = is_read_command(*cmd.info, family);
-    } else if (auto local = answer_unknown_locally(req, upstream_options::mode_kind::replicas)) {
-      return answered(*local);
     }
     if (s.stopped.load(std::memory_order_acquire)) return answered(make_error_code(resp::upstream_errc::stopped));
     if (read) return forward_to(*s.reads, req);

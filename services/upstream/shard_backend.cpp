@@ -63,10 +63,7 @@ class router {
                                     transaction_target_of(s)))
         return std::move(*t);
     }
-    if (!cmd->info) {
-      if (auto local = answer_unknown_locally(req, upstream_options::mode_kind::shard)) return answered(*local);
-      return forward(s, any_shard(s), req);  // the upstream answers unknown commands
-    }
+    if (!cmd->info) return forward(s, any_shard(s), req);  // the upstream answers unknown commands
     if (auto local = answer_locally(family, req, upstream_options::mode_kind::shard)) return answered(*local);
 
     const auto& refs = cmd->keys.refs;

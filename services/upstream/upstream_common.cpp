@@ -115,13 +115,6 @@ std::optional<kv::response> answer_locally(std::string_view family, kv::request&
   return std::nullopt;
 }
 
-std::optional<kv::response> answer_unknown_locally(kv::request& req, upstream_options::mode_kind mode) {
-  if (req.args.empty() || req.args[0].size() > 32) return std::nullopt;  // no refused name is that long
-  std::string family(req.args[0]);
-  for (char& c : family) c = static_cast<char>(c >= 'A' && c <= 'Z' ? c + 32 : c);
-  return answer_locally(family, req, mode);
-}
-
 bool is_read_command(const kv::command_info& info, std::string_view family) noexcept {
   return (info.flags & kv::cmd_readonly) != 0 && (info.flags & kv::cmd_may_replicate) == 0 && family != "scan";
 }

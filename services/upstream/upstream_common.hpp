@@ -125,10 +125,6 @@ std::optional<awaitable<result<kv::response>>> transaction_step(kv::request& req
                                                                 upstream_options::mode_kind mode,
                                                                 const transaction_target& target);
 
-/// answer_locally for a command the table does not implement (CLUSTER, SWAPDB, MODULE... are refused by name, case
-/// insensitively, like the known ones); nullopt: it goes upstream, which answers it.
-std::optional<kv::response> answer_unknown_locally(kv::request& req, upstream_options::mode_kind mode);
-
 /// One upstream client for `e` with the options' connections and connect timeout (and `on_connect` commands).
 resp::upstream_client make_client(const upstream_options::endpoint& e, const upstream_options& opts,
                                   const std::vector<boost::asio::any_io_executor>& executors,
