@@ -1,6 +1,6 @@
 // The store's CONFIG GET / CONFIG SET / CONFIG RESETSTAT: the parameter table, Redis's parsing and range rules.
 #include <services/kv/store.hpp>
-#include <services/kv/glob.hpp>
+#include <turret/kv/glob.hpp>
 #include <services/kv/numbers.hpp>
 
 #include <algorithm>

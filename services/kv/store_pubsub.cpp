@@ -2,7 +2,7 @@
 #include <services/kv/store.hpp>
 #include <services/kv/session_list.hpp>
 
-#include <services/kv/glob.hpp>
+#include <turret/kv/glob.hpp>
 
 #include <charconv>
 #include <string>

@@ -1,4 +1,5 @@
 #include <turret/upstream/cluster_backend.hpp>
+#include "pubsub_hub.hpp"
 #include "upstream_common.hpp"
 
 #include <turret/upstream/cluster_slots.hpp>
@@ -70,6 +71,7 @@ struct cluster_backend::state {
   std::atomic<std::uint64_t> next{0};       ///< keyless commands and replica reads go in turn
   std::size_t last_answered = 0;            ///< the refresh loop's: the node that answered CLUSTER SLOTS last
   std::mutex mu;                            ///< node creation
+  std::optional<pubsub_hub> hub;            ///< subscribed on every primary (apply names them)
 
   node& at(std::size_t i) const noexcept { return *nodes[i]; }
 
@@ -256,6 +258,18 @@ void state::apply(const std::vector<cluster_slot_range>& ranges, const std::stri
     ++changed;
   }
   if (changed != 0) {
+    // Pub/sub: every primary subscribed (keyspace notifications are per node), ordinary messages (broadcast by the
+    // cluster) taken from one of them: the primary of the lowest slot served.
+    std::vector<upstream_options::endpoint> primaries;
+    const cluster_slot_range* lowest = nullptr;
+    for (const auto& r : ranges) {
+      const std::string name = r.primary.name();
+      if (!lowest || r.first < lowest->first) lowest = &r;
+      if (std::none_of(primaries.begin(), primaries.end(), [&](const auto& e) { return e.name == name; }))
+        primaries.push_back({r.primary.host, r.primary.port, name});
+    }
+    hub->set_nodes(primaries);
+    hub->set_designated(lowest ? lowest->primary.name() : std::string());
     std::string map;
     for (const auto& r : ranges) {
       if (!map.empty()) map.append(", ");
@@ -356,6 +370,9 @@ class router {
     std::optional<kv::resolved_command> own;
     const kv::resolved_command& cmd = resolved(*s.table, req, own);
     const std::string_view family = family_of(cmd);
+    if (!req.sess.in_multi) {
+      if (auto p = s.hub->handle(family, cmd, req)) return std::move(*p);
+    }
     if (transaction_command(req, family)) {
       if (auto t = transaction_step(req, family, cmd, *s.table, upstream_options::mode_kind::cluster,
                                     transaction_target_of(s)))
@@ -363,6 +380,11 @@ class router {
     }
     if (!cmd.info) return forward(s, s.any_primary(), req);  // the upstream answers unknown commands
     if (auto local = answer_locally(family, req, upstream_options::mode_kind::cluster)) return answered(*local);
+    if (family == "publish") {  // the cluster broadcasts it: any primary
+      const std::size_t n = s.any_primary();
+      if (n == no_node) return answered(error_reply(req, "CLUSTERDOWN Hash slot not served"));
+      return publish_through(keep, s.at(n).pipeline, *s.hub, req);
+    }
     if (cmd.keys.refs.empty()) return forward(s, s.any_primary(), req);
     if (cmd.crossslot()) {
       const split_kind kind = split_kind_of(family);
@@ -437,6 +459,7 @@ cluster_backend::cluster_backend(const upstream_options& opts, std::shared_ptr<c
   s.ctx = ctx;
   s.executors = std::move(executors);
   if (opts.read_from_replicas) s.on_connect = {{"READONLY"}};
+  s.hub.emplace(upstream_options::mode_kind::cluster, opts, s.executors);
   s.first_wait = opts.connect_timeout + opts.refresh_timeout;
   for (std::size_t i = 0; i < cluster_slot_count; ++i) s.slots[i].store(unmapped, std::memory_order_relaxed);
   for (const auto& e : opts.endpoints) s.node_for({e.host, e.port});
@@ -446,6 +469,7 @@ cluster_backend::cluster_backend(const upstream_options& opts, std::shared_ptr<c
 cluster_backend::~cluster_backend() {
   state& s = *state_;
   s.stopped.store(true);
+  s.hub->stop();
   std::lock_guard lock(s.mu);
   const std::size_t n = s.count.load();
   for (std::size_t i = 0; i < n; ++i) s.nodes[i]->client.stop();
@@ -456,5 +480,10 @@ cluster_backend::~cluster_backend() {
 }
 
 kv::pipeline_service cluster_backend::service() { return kv::pipeline_service(router(state_)); }
+
+void cluster_backend::close_session(kv::session& s) noexcept {
+  state_->hub->close_session(s);
+  upstream_backend_base::close_session(s);
+}
 
 }  // namespace turret::upstream

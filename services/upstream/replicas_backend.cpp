@@ -1,4 +1,5 @@
 #include <turret/upstream/replicas_backend.hpp>
+#include "pubsub_hub.hpp"
 #include "upstream_common.hpp"
 
 #include <turret/upstream/replication_roles.hpp>
@@ -60,6 +61,8 @@ struct replicas_backend::state {
   std::atomic<bool> has_primary{false};
   std::atomic<bool> discovered{false};  ///< the first refresh is done
   std::atomic<bool> stopped{false};
+  std::vector<upstream_options::endpoint> endpoints;
+  std::optional<pubsub_hub> hub;  ///< subscribed on the primary
 
   std::mutex mu;  // guards what follows
   std::vector<replication_info> seen;
@@ -92,6 +95,11 @@ struct replicas_backend::state {
       }
     }
     has_primary.store(a.primary != role_assignment::none, std::memory_order_release);
+    if (a.primary != roles.primary) {
+      std::vector<upstream_options::endpoint> sub;
+      if (a.primary != role_assignment::none) sub.push_back(endpoints[a.primary]);
+      hub->set_nodes(sub);
+    }
     if (a.primary != roles.primary || a.reads != roles.reads || a.tier != roles.tier) {
       std::string readers;
       for (std::size_t i = 0; i < names.size(); ++i) {
@@ -184,15 +192,19 @@ class router {
   // of the router's stays alive while the reply is awaited.
   awaitable<result<kv::response>> call(permit_type, kv::request& req) {
     if (!s_->discovered.load(std::memory_order_acquire)) return route_after_first_refresh(s_, req);
-    return route(*s_, req);
+    return route(s_, req);
   }
 
  private:
-  static awaitable<result<kv::response>> route(state& s, kv::request& req) {
+  static awaitable<result<kv::response>> route(const std::shared_ptr<state>& keep, kv::request& req) {
+    state& s = *keep;
     if (req.args.empty()) return answered(error_reply(req, "ERR empty command"));
     std::optional<kv::resolved_command> own;
     const kv::resolved_command& cmd = resolved(*s.table, req, own);
     const std::string_view family = family_of(cmd);
+    if (!req.sess.in_multi) {
+      if (auto p = s.hub->handle(family, cmd, req)) return std::move(*p);
+    }
     if (transaction_command(req, family)) {
       if (auto t = transaction_step(req, family, cmd, *s.table, upstream_options::mode_kind::replicas,
                                     transaction_target_of(s)))
@@ -206,6 +218,7 @@ class router {
     if (s.stopped.load(std::memory_order_acquire)) return answered(make_error_code(resp::upstream_errc::stopped));
     if (read) return forward_to(*s.reads, req);
     if (!s.has_primary.load(std::memory_order_acquire)) return answered(make_error_code(replicas_errc::no_primary));
+    if (family == "publish") return publish_through(keep, *s.writes, *s.hub, req);
     return forward_to(*s.writes, req);
   }
 
@@ -221,7 +234,7 @@ class router {
   static awaitable<result<kv::response>> route_after_first_refresh(std::shared_ptr<state> keep, kv::request& req) {
     // Requests that arrive before the first refresh completes wait for it (at most connect + refresh timeout).
     co_await wait_for(keep->discovered, keep->first_wait);
-    co_return co_await route(*keep, req);
+    co_return co_await route(keep, req);
   }
 
   std::shared_ptr<state> s_;
@@ -239,6 +252,8 @@ replicas_backend::replicas_backend(const upstream_options& opts, std::shared_ptr
   s.refresh_timeout = opts.refresh_timeout;
   s.first_wait = opts.connect_timeout + opts.refresh_timeout;
   s.max_lag = opts.max_lag;
+  s.endpoints = opts.endpoints;
+  s.hub.emplace(upstream_options::mode_kind::replicas, opts, executors);
   s.seen.resize(opts.endpoints.size());
   s.roles.reads.assign(opts.endpoints.size(), false);
   std::vector<lb_endpoint<kv::pipeline_service>> readable, writable;
@@ -265,6 +280,7 @@ replicas_backend::~replicas_backend() {
   state& s = *state_;
   s.stopped.store(true);
   for (auto& c : s.clients) c.stop();
+  s.hub->stop();
   // Runs while the io_contexts exist, their threads stopped (turretd's shutdown): the last copies of the clients go
   // now, not when the last router copy does.
   s.reads.reset();
@@ -273,5 +289,10 @@ replicas_backend::~replicas_backend() {
 }
 
 kv::pipeline_service replicas_backend::service() { return kv::pipeline_service(router(state_)); }
+
+void replicas_backend::close_session(kv::session& s) noexcept {
+  state_->hub->close_session(s);
+  upstream_backend_base::close_session(s);
+}
 
 }  // namespace turret::upstream

@@ -1,4 +1,5 @@
 #include <turret/upstream/shard_backend.hpp>
+#include "pubsub_hub.hpp"
 #include "upstream_common.hpp"
 
 #include <turret/clients/resp_upstream.hpp>
@@ -30,6 +31,7 @@ struct shard_backend::state {
   std::optional<maglev_table> maglev;
   bool hash_tag = false;
   std::atomic<std::size_t> next{0};
+  std::optional<pubsub_hub> hub;  ///< subscribed on every shard
 
   std::size_t owner(std::string_view key) const noexcept {
     const std::uint64_t h = routing_hash(key, hash_tag);
@@ -58,6 +60,9 @@ class router {
     std::optional<kv::resolved_command> own;
     const kv::resolved_command* cmd = &resolved(*s.table, req, own);
     const std::string_view family = family_of(*cmd);
+    if (!req.sess.in_multi) {
+      if (auto p = s.hub->handle(family, *cmd, req)) return std::move(*p);
+    }
     if (transaction_command(req, family)) {
       if (auto t = transaction_step(req, family, *cmd, *s.table, upstream_options::mode_kind::shard,
                                     transaction_target_of(s)))
@@ -65,6 +70,8 @@ class router {
     }
     if (!cmd->info) return forward(s, any_shard(s), req);  // the upstream answers unknown commands
     if (auto local = answer_locally(family, req, upstream_options::mode_kind::shard)) return answered(*local);
+    // Every shard carries every subscription (pubsub_hub.hpp): a message may go to any of them.
+    if (family == "publish") return publish_through(s_, s.shards[any_shard(s)], *s.hub, req);
 
     const auto& refs = cmd->keys.refs;
     if (refs.empty()) return forward(s, any_shard(s), req);
@@ -146,10 +153,18 @@ shard_backend::shard_backend(const upstream_options& opts, std::shared_ptr<const
     kv::pipeline_service endpoint{endpoint_service(client)};
     s.shards.push_back(build_pipeline(opts, {{e.name, endpoint, {}, {}}}, layers, ctx, e.name, false));
   }
+  s.hub.emplace(upstream_options::mode_kind::shard, opts, executors);
+  s.hub->set_nodes(opts.endpoints);
+}
+
+void shard_backend::close_session(kv::session& s) noexcept {
+  state_->hub->close_session(s);
+  upstream_backend_base::close_session(s);
 }
 
 shard_backend::~shard_backend() {
   for (auto& c : state_->clients) c.stop();
+  state_->hub->stop();
   // Runs while the io_contexts exist (turretd's shutdown): the last copies of the clients (a connection waiting out
   // its reconnection backoff holds a timer) go now, not when the last router copy does.
   state_->shards.clear();

@@ -92,6 +92,10 @@ std::optional<awaitable<result<kv::response>>> transaction_step(kv::request& req
     if (auto* ec = std::get_if<error_code>(&t)) return answered(*ec);
     return exec(req, std::move(queued), std::get<resp::upstream_client>(std::move(t)));
   }
+  if (is_subscribe_family(family)) {
+    return answered(refuse(req, "ERR " + upper(family) + " inside MULTI is not supported in " +
+                                    std::string(to_string(mode)) + " mode"));
+  }
   if ((cmd.info->flags & kv::cmd_no_multi) != 0)
     return answered(refuse(req, "ERR Command not allowed inside a transaction"));
   // What this mode answers or refuses itself: PING and ECHO are queued (the server answers them in EXEC's array),

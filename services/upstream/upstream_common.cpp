@@ -5,13 +5,13 @@
 
 namespace turret::upstream {
 
-namespace {
-
 std::string upper(std::string_view s) {
   std::string u(s);
   for (char& c : u) c = static_cast<char>(c >= 'a' && c <= 'z' ? c - 32 : c);
   return u;
 }
+
+namespace {
 
 /// The inner service of pipelines whose load_balance takes its endpoints from the provider: never called.
 struct provider_only_service {
@@ -100,8 +100,7 @@ std::optional<kv::response> answer_locally(std::string_view family, kv::request&
   }
   // Connection state (the upstream connections are shared) and server administration: no mode proxies them.
   static constexpr std::string_view refused[] = {
-      "watch", "unwatch", "subscribe", "psubscribe", "ssubscribe", "unsubscribe",
-      "punsubscribe", "sunsubscribe", "hello", "auth", "client", "config", "debug", "shutdown", "monitor",
+      "watch", "unwatch", "ssubscribe", "sunsubscribe", "hello", "auth", "client", "config", "debug", "shutdown", "monitor",
       "swapdb", "move", "migrate", "cluster", "reset", "sync", "psync", "replicaof", "slaveof", "failover", "save",
       "bgsave", "bgrewriteaof", "acl", "module", "script", "function", "readonly", "readwrite", "asking", "wait"};
   // What concerns every server: one dataset in replicas mode, not in shard mode.

@@ -51,6 +51,9 @@ awaitable<result<kv::response>> forward_to(kv::pipeline_service& pipeline, kv::r
 /// An awaitable that completes at once with `r` (a router's locally answered command or early error).
 awaitable<result<kv::response>> answered(result<kv::response> r);
 
+/// ASCII upper case ("subscribe" -> "SUBSCRIBE"), for error texts.
+std::string upper(std::string_view s);
+
 /// Writes `text` as an error reply and returns the matching response (its error set).
 kv::response error_reply(kv::request& req, std::string_view text);
 
@@ -102,6 +105,12 @@ inline std::string_view family_of(const kv::resolved_command& cmd) noexcept {
   if (!cmd.info) return {};
   const std::string_view name = cmd.info->name;
   return name.substr(0, name.find('|'));
+}
+
+/// Is `family` one of the subscribe commands (subscribe, psubscribe, ssubscribe and their unsubscribes)?
+inline bool is_subscribe_family(std::string_view family) noexcept {
+  return family == "subscribe" || family == "psubscribe" || family == "ssubscribe" || family == "unsubscribe" ||
+         family == "punsubscribe" || family == "sunsubscribe";
 }
 
 /// Does `req` belong to transaction_step (a transaction is open, or it opens, runs or discards one)?

@@ -183,7 +183,7 @@ class UpstreamCluster(ClusterFixture):
                 node = self.cluster.node_for_key(a)
                 self.assertEqual(conn.call(*cmd), node.raw(*cmd), cmd)
         # The commands no mode proxies, and those that concern every node, are refused.
-        for cmd in (("WATCH", "x"), ("SUBSCRIBE", "ch"), ("KEYS", "*"), ("DBSIZE",), ("CLUSTER", "SLOTS"),
+        for cmd in (("WATCH", "x"), ("SSUBSCRIBE", "ch"), ("KEYS", "*"), ("DBSIZE",), ("CLUSTER", "SLOTS"),
                     ("SELECT", "1")):
             with self.assertRaises(redis.exceptions.ResponseError) as e:
                 self.proxy.execute_command(*cmd)
@@ -231,7 +231,7 @@ class UpstreamCluster(ClusterFixture):
             self.assertEqual(via.call("WATCH", "{tx}ta"), b"-ERR WATCH is not supported in cluster mode\r\n")
             self.assertEqual(via.call("MULTI"), b"+OK\r\n")
             self.assertEqual(via.call("WATCH", "{tx}ta"), b"-ERR WATCH inside MULTI is not allowed\r\n")
-            self.assertEqual(via.call("SUBSCRIBE", "ch"), b"-ERR SUBSCRIBE is not supported in cluster mode\r\n")
+            self.assertEqual(via.call("SUBSCRIBE", "ch"), b"-ERR SUBSCRIBE inside MULTI is not supported in cluster mode\r\n")
             self.assertEqual(via.call("EXEC"),
                              b"-EXECABORT Transaction discarded because of previous errors.\r\n")
         # Transactions of many clients at once on the shared upstream connections: none interleaves with another.

@@ -103,14 +103,14 @@ def require_clients(cls) -> bool:
     return True
 
 
-def shard_config(ports: list[int], grpc: bool) -> str:
+def shard_config(ports: list[int], grpc: bool, threads: int = 1) -> str:
     return upstream_config(grpc, ["kind: upstream", "mode: shard",
                                   "endpoints: [" + ", ".join(f"127.0.0.1:{p}" for p in ports) + "]",
                                   "connect_timeout: 500ms",
                                   "pipeline:",
                                   "  - {layer: retry, max_attempts: 3}",
                                   "  - {layer: circuit_breaker, consecutive_failures: 5, open_for: 1s}",
-                                  "  - {layer: load_balance, policy: ring_hash}"])
+                                  "  - {layer: load_balance, policy: ring_hash}"], threads=threads)
 
 
 class UpstreamShard(unittest.TestCase):

@@ -1,6 +1,7 @@
 #include <turret/clients/resp_upstream.hpp>
 #include <turret/error.hpp>
 #include <turret/resp/client.hpp>
+#include "connect.hpp"
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/associated_cancellation_slot.hpp>
@@ -186,33 +187,7 @@ class upstream_connection : public std::enable_shared_from_this<upstream_connect
     parser_.reset();
     in_.clear();
     partial_.clear();
-    error_code ec;
-    tcp::resolver::results_type eps;
-    const auto addr = asio::ip::make_address(opts_.host, ec);
-    std::vector<tcp::endpoint> targets;
-    if (!ec) {
-      targets.emplace_back(addr, opts_.port);
-    } else {
-      auto [rec, res] = co_await resolver_.async_resolve(opts_.host, std::to_string(opts_.port), nothrow);
-      if (rec) co_return rec;
-      for (const auto& e : res) targets.push_back(e.endpoint());
-    }
-    if (targets.empty()) co_return asio::error::host_not_found;
-    for (const auto& ep : targets) {
-      error_code ignored;
-      sock_.close(ignored);
-      connect_timer_.expires_after(opts_.connect_timeout);
-      auto which = co_await (sock_.async_connect(ep, nothrow) || connect_timer_.async_wait(nothrow));
-      if (which.index() == 1) {
-        ec = asio::error::timed_out;
-        continue;
-      }
-      ec = std::get<0>(std::get<0>(which));
-      if (ec) continue;
-      sock_.set_option(tcp::no_delay(true), ignored);
-      co_return error_code{};
-    }
-    co_return ec;
+    co_return co_await connect_within(sock_, resolver_, connect_timer_, opts_.host, opts_.port, opts_.connect_timeout);
   }
 
   /// Sends what is queued, one write per batch; waits on wake_ while there is nothing.

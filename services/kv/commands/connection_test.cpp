@@ -1,5 +1,5 @@
 #include <services/kv/commands/test_support.hpp>
-#include <services/kv/glob.hpp>
+#include <turret/kv/glob.hpp>
 #include <turret/kv/value_reply_builder.hpp>
 
 #include <gtest/gtest.h>

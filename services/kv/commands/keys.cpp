@@ -4,7 +4,7 @@
 #include <turret/kv/command_table.hpp>
 #include <services/kv/commands/arguments.hpp>
 #include <services/kv/dispatch.hpp>
-#include <services/kv/glob.hpp>
+#include <turret/kv/glob.hpp>
 #include <services/kv/store.hpp>
 
 #include <algorithm>

@@ -35,7 +35,11 @@
 //   whose keys span slots: `-CROSSSLOT Keys in request don't hash to the same slot`, as a cluster node answers.
 // - Keyless commands (TIME, INFO, PUBLISH, unknown commands...) go to the primaries in turn; PING, ECHO, QUIT and
 //   SELECT 0 are answered here; the commands shard mode refuses are refused here ("ERR <CMD> is not supported in
-//   cluster mode": WATCH, subscriptions, connection state, KEYS, SCAN, DBSIZE, FLUSHALL, CLUSTER...).
+//   cluster mode": WATCH, SSUBSCRIBE, connection state, KEYS, SCAN, DBSIZE, FLUSHALL, CLUSTER...).
+// - SUBSCRIBE and PSUBSCRIBE as in shard mode ("Pub/sub" in shard_backend.hpp), subscribed on every primary of the
+//   slot map (followed at each change): keyspace notifications are per node. Redis Cluster broadcasts PUBLISH to
+//   every node, so an ordinary message is taken from one primary only (that of the lowest slot served) and arrives
+//   once. PUBLISH goes to any primary.
 // - MULTI/EXEC/DISCARD as shard mode runs them ("Transactions" in shard_backend.hpp), on the primary of the one slot
 //   of all their keys; keys of several slots: -CROSSSLOT at EXEC, as a node answers.
 // # Redirections
@@ -74,6 +78,8 @@ class cluster_backend final : public upstream_backend_base {
   ~cluster_backend() override;
 
   kv::pipeline_service service() override;
+  /// Also drops the session's subscriptions (pub/sub through the upstreams).
+  void close_session(kv::session& s) noexcept override;
 
   struct state;
 

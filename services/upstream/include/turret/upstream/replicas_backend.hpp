@@ -52,8 +52,10 @@
 // - MULTI/EXEC/DISCARD: the transaction runs on the primary, as shard mode runs it ("Transactions" in
 //   shard_backend.hpp).
 // - Not proxied (an error reply "ERR <CMD> is not supported in replicas mode"): SELECT other than 0,
-//   WATCH/UNWATCH, the SUBSCRIBE family, HELLO, AUTH, CLIENT, CONFIG, DEBUG, SHUTDOWN, MONITOR, SWAPDB, MOVE,
+//   WATCH/UNWATCH, SSUBSCRIBE/SUNSUBSCRIBE, HELLO, AUTH, CLIENT, CONFIG, DEBUG, SHUTDOWN, MONITOR, SWAPDB, MOVE,
 //   MIGRATE, CLUSTER, RESET, WAIT, replication, persistence, ACL, MODULE, SCRIPT and FUNCTION commands.
+// - SUBSCRIBE and PSUBSCRIBE as in shard mode ("Pub/sub" in shard_backend.hpp), subscribed on the primary only
+//   (PUBLISH goes there; a new primary is subscribed when the roles change).
 // # Consistency
 // Reads may be stale as Redis replica reads are: a read right after a write, even on the same client connection,
 // may go to a replica that has not applied the write yet (bounded by max_lag only at refresh time). Read from the
@@ -94,6 +96,8 @@ class replicas_backend final : public upstream_backend_base {
   ~replicas_backend() override;
 
   kv::pipeline_service service() override;
+  /// Also drops the session's subscriptions (pub/sub through the upstreams).
+  void close_session(kv::session& s) noexcept override;
 
   struct state;
 

@@ -31,9 +31,17 @@
 // - Keyless commands (TIME, INFO, COMMAND, PUBLISH, unknown commands...) go to the endpoints in turn; PING, ECHO and
 //   QUIT are answered here.
 // - Not proxied (an error reply "ERR <CMD> is not supported in shard mode"): SELECT of another database than 0 (SELECT
-//   0 is +OK), WATCH/UNWATCH, the SUBSCRIBE family, HELLO (the upstream connections are shared
-//   RESP2 connections), AUTH, CLIENT, CONFIG, DEBUG, SHUTDOWN, MONITOR, FLUSHALL, FLUSHDB, SWAPDB, MOVE, MIGRATE,
-//   KEYS, SCAN, RANDOMKEY, DBSIZE, CLUSTER, RESET, replication and persistence commands.
+//   0 is +OK), WATCH/UNWATCH, SSUBSCRIBE/SUNSUBSCRIBE, HELLO (the upstream connections are shared RESP2
+//   connections), AUTH, CLIENT, CONFIG, DEBUG, SHUTDOWN, MONITOR, FLUSHALL, FLUSHDB, SWAPDB, MOVE, MIGRATE, KEYS, SCAN,
+//   RANDOMKEY, DBSIZE, CLUSTER, RESET, replication and persistence commands.
+// # Pub/sub
+// SUBSCRIBE, PSUBSCRIBE and their unsubscribes are served by turretd's own registry and ONE subscriber connection per
+// server (resp::upstream_subscriber), subscribed to the union of the clients' channels and patterns on EVERY server:
+// a message published on any server, and the keyspace notifications of every server (their notify-keyspace-events
+// is the servers' own configuration), reach the client once. A lost subscriber connection reconnects and subscribes
+// everything again. PUBLISH goes to one server; its reply counts turretd's clients as Redis would. The replies are
+// redis-server's; the details are in services/upstream/pubsub_hub.hpp. PUBSUB CHANNELS/NUMSUB/NUMPAT are forwarded:
+// they count turretd's subscriber connection as one client.
 // # Transactions
 // MULTI opens a transaction in the client's session; the commands after it are checked as Redis checks them when
 // queueing (unknown command, arity, not allowed in a transaction, not supported in this mode: an error reply now,
@@ -76,6 +84,8 @@ class shard_backend final : public upstream_backend_base {
   ~shard_backend() override;
 
   kv::pipeline_service service() override;
+  /// Also drops the session's subscriptions (pub/sub through the upstreams).
+  void close_session(kv::session& s) noexcept override;
 
   struct state;
 

@@ -1,4 +1,4 @@
-#include <services/kv/glob.hpp>
+#include <turret/kv/glob.hpp>
 
 #include <cctype>
 
