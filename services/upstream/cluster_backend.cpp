@@ -146,6 +146,7 @@ class cluster_node_service {
 
   awaitable<result<response>> call(permit_type p, request& req) {
     resp::upstream_request ur{req.ctx, req.args};
+    ur.resp3 = req.sess.resp == 3;  // a RESP3 client gets the server's RESP3 bytes
     auto r = co_await client_.call(std::move(p), ur);
     if (!r) {
       failed(r.error());
@@ -190,6 +191,7 @@ class cluster_node_service {
       }
       static const std::vector<std::string_view> asking[] = {{"ASKING"}};
       resp::upstream_request ur{req.ctx, req.args};
+      ur.resp3 = req.sess.resp == 3;  // a RESP3 client gets the server's RESP3 bytes
       if (!red.moved) ur.before = asking;
       auto r = co_await target.client.call(std::move(**p), ur);
       if (!r) {

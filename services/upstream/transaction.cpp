@@ -29,6 +29,7 @@ awaitable<result<kv::response>> exec(kv::request& req, std::vector<std::vector<s
   auto p = client.try_ready(req.ctx);
   if (!*p) co_return p->error();
   resp::upstream_request ur{req.ctx, exec_args, before};
+  ur.resp3 = req.sess.resp == 3;  // a RESP3 client gets the server's RESP3 bytes
   auto r = co_await client.call(std::move(**p), ur);
   if (!r) co_return r.error();
   kv::response out;
@@ -92,7 +93,7 @@ std::optional<awaitable<result<kv::response>>> transaction_step(kv::request& req
     if (auto* ec = std::get_if<error_code>(&t)) return answered(*ec);
     return exec(req, std::move(queued), std::get<resp::upstream_client>(std::move(t)));
   }
-  if (is_subscribe_family(family)) {
+  if (is_subscribe_family(family) || family == "hello") {
     return answered(refuse(req, "ERR " + upper(family) + " inside MULTI is not supported in " +
                                     std::string(to_string(mode)) + " mode"));
   }

@@ -1,7 +1,11 @@
 #include "upstream_common.hpp"
 
 #include <turret/kv/command_table.hpp>
+#include <turret/kv/hello.hpp>
 #include <turret/error.hpp>
+
+#include <charconv>
+#include <optional>
 
 namespace turret::upstream {
 
@@ -45,6 +49,7 @@ std::optional<result<endpoint_service::permit_type>> endpoint_service::try_ready
 
 awaitable<result<kv::response>> endpoint_service::call(permit_type p, kv::request& req) {
   resp::upstream_request ur{req.ctx, req.args};
+  ur.resp3 = req.sess.resp == 3;  // a RESP3 client gets the server's RESP3 bytes
   auto r = co_await client_.call(std::move(p), ur);
   if (!r) {
     failed(r.error());
@@ -72,9 +77,62 @@ const kv::resolved_command& resolved(const kv::command_table& table, kv::request
   return *own;
 }
 
+namespace {
+
+bool iequal(std::string_view a, std::string_view b) noexcept {
+  return a.size() == b.size() && upper(a) == upper(b);
+}
+
+/// Redis's string2ll: an optional '-', then digits without leading zeros, in range.
+bool parse_ll(std::string_view s, long long& v) noexcept {
+  if (s.empty() || s.size() > 20 || s.front() == '+') return false;
+  const std::string_view digits = s.front() == '-' ? s.substr(1) : s;
+  if (digits.empty() || (digits.size() > 1 && digits.front() == '0')) return false;
+  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  return ec == std::errc() && p == s.data() + s.size();
+}
+
+/// HELLO [protover [AUTH user pass] [SETNAME name]], with redis-server 7.0's checks and reply. The session's
+/// protocol version picks the upstream connections (RESP3: resp::upstream_client's twins). AUTH is refused (the
+/// upstream connections are shared).
+kv::response hello(kv::request& req, const std::string& mode_name) {
+  long long ver = 0;
+  std::size_t next = 1;
+  if (req.args.size() >= 2) {
+    if (!parse_ll(req.args[next++], ver)) return error_reply(req, "ERR Protocol version is not an integer or out of range");
+    if (ver < 2 || ver > 3) return error_reply(req, "NOPROTO unsupported protocol version");
+  }
+  std::optional<std::string_view> name;
+  for (std::size_t j = next; j < req.args.size(); ++j) {
+    const std::size_t more = req.args.size() - 1 - j;
+    if (iequal(req.args[j], "AUTH") && more >= 2) {
+      return error_reply(req, "ERR AUTH is not supported in " + mode_name + " mode");
+    } else if (iequal(req.args[j], "SETNAME") && more) {
+      name = req.args[++j];
+    } else {
+      const std::string_view a = req.args[j];
+      return error_reply(req, "ERR Syntax error in HELLO option '" + std::string(a.substr(0, std::min(a.find('\0'), a.size()))) + "'");
+    }
+  }
+  if (name) {
+    for (char c : *name) {
+      if (c < '!' || c > '~')
+        return error_reply(req, "ERR Client names cannot contain spaces, newlines or special characters.");
+    }
+    req.sess.name.assign(*name);
+  }
+  if (ver) req.sess.resp = static_cast<int>(ver);
+  // Encoded in the new protocol: the front end's reply builder follows sess.resp.
+  kv::hello_reply(req.out, req.sess);
+  return {};
+}
+
+}  // namespace
+
 std::optional<kv::response> answer_locally(std::string_view family, kv::request& req,
                                            upstream_options::mode_kind mode) {
   const std::string mode_name(to_string(mode));
+  if (family == "hello") return hello(req, mode_name);
   if (family == "ping") {
     if (req.args.size() == 1) req.out.simple("PONG");
     else if (req.args.size() == 2) req.out.bulk(req.args[1]);
@@ -100,7 +158,7 @@ std::optional<kv::response> answer_locally(std::string_view family, kv::request&
   }
   // Connection state (the upstream connections are shared) and server administration: no mode proxies them.
   static constexpr std::string_view refused[] = {
-      "watch", "unwatch", "ssubscribe", "sunsubscribe", "hello", "auth", "client", "config", "debug", "shutdown", "monitor",
+      "watch", "unwatch", "ssubscribe", "sunsubscribe", "auth", "client", "config", "debug", "shutdown", "monitor",
       "swapdb", "move", "migrate", "cluster", "reset", "sync", "psync", "replicaof", "slaveof", "failover", "save",
       "bgsave", "bgrewriteaof", "acl", "module", "script", "function", "readonly", "readwrite", "asking", "wait"};
   // What concerns every server: one dataset in replicas mode, not in shard mode.

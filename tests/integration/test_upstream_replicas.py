@@ -181,7 +181,8 @@ class UpstreamReplicas(unittest.TestCase):
                 if group is writes:
                     self.topo.wait_replicated("t:h")
         # Connection state is refused, as in shard mode; PING, ECHO and SELECT 0 are answered.
-        for cmd in (("WATCH", "x"), ("SSUBSCRIBE", "ch"), ("CLIENT", "SETNAME", "x"), ("SELECT", "1"), ("HELLO", "3")):
+        for cmd in (("WATCH", "x"), ("SSUBSCRIBE", "ch"), ("CLIENT", "SETNAME", "x"), ("SELECT", "1"),
+                    ("HELLO", "3", "AUTH", "u", "p")):
             with self.assertRaises(redis.exceptions.ResponseError) as e:
                 self.proxy.execute_command(*cmd)
             self.assertIn("not supported in replicas mode", str(e.exception))

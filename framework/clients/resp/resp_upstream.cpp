@@ -100,11 +100,14 @@ class upstream_connection : public std::enable_shared_from_this<upstream_connect
   void start() { asio::co_spawn(ex_, [self = shared_from_this()] { return self->run(); }, asio::detached); }
 
   void stop() {
+    std::shared_ptr<upstream_connection> twin;
     {
       std::lock_guard lk(mu_);
       if (st_.load() == state::stopped) return;
       st_.store(state::stopped);
+      twin = twin_;
     }
+    if (twin) twin->stop();
     asio::post(ex_, [self = shared_from_this()] {
       error_code ignored;
       self->sock_.close(ignored);
@@ -116,6 +119,20 @@ class upstream_connection : public std::enable_shared_from_this<upstream_connect
   }
 
   state current() const noexcept { return st_.load(std::memory_order_acquire); }
+
+  /// The RESP3 twin (opened now if it is not yet): the same server and executor, HELLO 3 first.
+  std::shared_ptr<upstream_connection> twin() {
+    std::shared_ptr<upstream_connection> t;
+    {
+      std::lock_guard lk(mu_);
+      if (twin_ || st_.load() == state::stopped) return twin_;
+      upstream_options o = opts_;
+      o.on_connect.insert(o.on_connect.begin(), {"HELLO", "3"});
+      t = twin_ = std::make_shared<upstream_connection>(ex_, o);
+    }
+    t->start();
+    return t;
+  }
   const asio::any_io_executor& executor() const noexcept { return ex_; }
 
   /// Queues the command for the writer; an error when the connection is down or stopped (nothing queued then).
@@ -294,6 +311,7 @@ class upstream_connection : public std::enable_shared_from_this<upstream_connect
   std::deque<std::shared_ptr<pending_op>> pending_;
   bool write_scheduled_ = false;
   const std::shared_ptr<pending_op> dropped_ = std::make_shared<dropped_reply>();
+  std::shared_ptr<upstream_connection> twin_;  ///< RESP3 (guarded by mu_)
 };
 
 }  // namespace detail
@@ -364,6 +382,10 @@ auto async_execute(std::shared_ptr<detail::upstream_connection> conn, std::span<
 awaitable<result<upstream_reply>> upstream_client::call(permit_type p, upstream_request& req) {
   if (req.ctx.cancelled()) co_return make_error_code(asio::error::operation_aborted);
   if (!p.conn) co_return make_error_code(upstream_errc::stopped);
+  if (req.resp3) {
+    p.conn = p.conn->twin();
+    if (!p.conn) co_return make_error_code(upstream_errc::stopped);
+  }
   auto [ec, r] = co_await async_execute(std::move(p.conn), req.args, req.before,
                                         asio::bind_cancellation_slot(req.ctx.cancel_slot(), nothrow));
   if (ec) co_return ec;

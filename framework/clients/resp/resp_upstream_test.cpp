@@ -1,6 +1,6 @@
 // resp::upstream_client against a real redis-server (started on a free port by each test, stopped even when the test
-// fails): pipelining, error replies as values, cancellation, fail-fast while down, reconnection, on_connect commands
-// and ASKING.
+// fails): pipelining, error replies as values, cancellation, fail-fast while down, reconnection, on_connect commands,
+// ASKING, and RESP3 twins.
 #include <turret/clients/resp_upstream.hpp>
 #include <turret/error.hpp>
 #include "test_redis_process.hpp"
@@ -256,3 +256,32 @@ TEST(RespUpstreamOptions, OnConnectCommandsRunFirstOnEveryConnectionAndAskingPre
   c.stop();
   io.run_for(50ms);
 }
+
+namespace {
+
+TEST_F(RespUpstream, Resp3RequestsGoOnTheConnectionsRespThreeTwin) {
+  auto c = make();
+  run([&]() -> asio::awaitable<void> {
+    auto r = co_await exec(c, cmd("HSET", "h", "f", "v"));
+    EXPECT_TRUE(r && r->raw == ":1\r\n");
+    r = co_await exec(c, cmd("HGETALL", "h"));
+    EXPECT_TRUE(r && r->raw == "*2\r\n$1\r\nf\r\n$1\r\nv\r\n");
+    // The same command on the twin: RESP3 (a map), and the twin keeps its protocol for the next ones.
+    for (int i = 0; i < 2; ++i) {
+      turret::request_context ctx;
+      std::vector<std::string_view> args{"HGETALL", "h"};
+      upstream_request req{ctx, args};
+      req.resp3 = true;
+      auto p = c.try_ready(ctx);
+      EXPECT_TRUE(p && *p);
+      if (!p || !*p) co_return;
+      r = co_await c.call(std::move(**p), req);
+      EXPECT_TRUE(r && r->raw == "%1\r\n$1\r\nf\r\n$1\r\nv\r\n") << (r ? r->raw : r.error().message());
+    }
+    // RESP2 requests are unaffected.
+    r = co_await exec(c, cmd("HGETALL", "h"));
+    EXPECT_TRUE(r && r->raw == "*2\r\n$1\r\nf\r\n$1\r\nv\r\n");
+  });
+}
+
+}  // namespace

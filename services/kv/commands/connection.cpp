@@ -1,5 +1,6 @@
 // PING, ECHO, QUIT, SELECT, SWAPDB, AUTH, HELLO, RESET, CLIENT (ID, SETNAME, GETNAME, LIST, INFO, KILL, REPLY,
 // NO-EVICT, HELP).
+#include <turret/kv/hello.hpp>
 #include <turret/kv/command_table.hpp>
 #include <services/kv/commands/arguments.hpp>
 #include <services/kv/dispatch.hpp>
@@ -15,7 +16,6 @@ namespace turret::kv {
 
 namespace {
 
-constexpr std::string_view redis_version = "7.0.15";
 
 void ping_cmd(command_ctx& c) {
   if (c.args.size() > 2) {
@@ -154,21 +154,7 @@ void hello_cmd(command_ctx& c) {
   if (name && !set_name_or_reply(c, *name)) return;
   if (ver) c.sess.resp = static_cast<int>(ver);
   // The reply is encoded in the new protocol: the front end's builder follows sess.resp.
-  c.out.map(7);
-  c.out.bulk("server");
-  c.out.bulk("redis");
-  c.out.bulk("version");
-  c.out.bulk(redis_version);
-  c.out.bulk("proto");
-  c.out.integer(c.sess.resp);
-  c.out.bulk("id");
-  c.out.integer(static_cast<long long>(c.sess.id));
-  c.out.bulk("mode");
-  c.out.bulk("standalone");
-  c.out.bulk("role");
-  c.out.bulk("master");
-  c.out.bulk("modules");
-  c.out.array(0);
+  hello_reply(c.out, c.sess);
 }
 
 void reset_cmd(command_ctx& c) {

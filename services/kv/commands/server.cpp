@@ -1,5 +1,6 @@
 // Server commands: INFO, DBSIZE, FLUSHDB, FLUSHALL, CONFIG (GET, SET, RESETSTAT, HELP), COMMAND (COUNT, INFO, DOCS,
 // LIST, HELP), TIME, SHUTDOWN, FUNCTION (FLUSH, LIST, HELP) answering as a Redis with no functions.
+#include <turret/kv/hello.hpp>
 #include <turret/kv/command_table.hpp>
 #include <services/kv/commands/arguments.hpp>
 #include <services/kv/dispatch.hpp>
@@ -104,7 +105,7 @@ void info_cmd(command_ctx& c) {
   const long long uptime = (c.now - st.start_time_ms()) / 1000;
   if (has("server")) {
     w.section("Server");
-    w.field("redis_version", "7.0.15");
+    w.field("redis_version", redis_version);
     w.field("redis_git_sha1", "00000000");
     w.field("redis_git_dirty", "0");
     w.field("redis_build_id", "turret");

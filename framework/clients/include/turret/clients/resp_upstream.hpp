@@ -15,6 +15,11 @@
 // - one reader coroutine parses replies as they arrive and hands each to the oldest pending request (a FIFO: RESP
 //   answers in order);
 // - TCP_NODELAY; the connection speaks RESP2 (no HELLO is sent): `raw` is RESP2.
+// - RESP3: a request with `resp3` set goes to the RESP3 twin of the connection ready() chose: a second connection
+//   to the same server on the same executor, opened on the first such request, that sends HELLO 3 first (before its
+//   on_connect commands; the replies dropped), so its `raw` is RESP3 where the server speaks it (Redis 6 and later;
+//   an older server answers HELLO with an error and the twin stays RESP2). The twin fails, reconnects and stops as
+//   its connection does (readiness is the RESP2 connection's).
 // - `on_connect` commands go first on every (re)connection; their replies are dropped.
 //
 // # Failures and reconnection
@@ -89,6 +94,8 @@ struct upstream_request {
   /// comes between them), their replies read and dropped: ASKING for Redis Cluster's ASK redirection; MULTI and the
   /// queued commands of a transaction whose EXEC is `args`. Like args, needed only until call() has started.
   std::span<const std::vector<std::string_view>> before = {};
+  /// Send it on the connection's RESP3 twin (see the top of this file).
+  bool resp3 = false;
   request_context& context() noexcept { return ctx; }
 };
 

@@ -49,7 +49,7 @@
 // A redirected command goes to the named node's upstream client directly: the layers of `pipeline` ran for the first
 // node only. The client never sees MOVED or ASK (unless max_redirects is exceeded).
 // # Replies
-// As shard mode: the bytes the node sent (RESP2); error replies also set kv::response::set_error (retry's retry_on
+// As shard mode: the bytes the node sent (RESP2, or RESP3 after HELLO 3); error replies also set kv::response::set_error (retry's retry_on
 // can name TRYAGAIN, returned during a migration for multi-key commands). Transport failures are pipeline errors of
 // condition unavailable.
 #include <turret/upstream/backend_base.hpp>

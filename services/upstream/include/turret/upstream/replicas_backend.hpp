@@ -52,7 +52,7 @@
 // - MULTI/EXEC/DISCARD: the transaction runs on the primary, as shard mode runs it ("Transactions" in
 //   shard_backend.hpp).
 // - Not proxied (an error reply "ERR <CMD> is not supported in replicas mode"): SELECT other than 0,
-//   WATCH/UNWATCH, SSUBSCRIBE/SUNSUBSCRIBE, HELLO, AUTH, CLIENT, CONFIG, DEBUG, SHUTDOWN, MONITOR, SWAPDB, MOVE,
+//   WATCH/UNWATCH, SSUBSCRIBE/SUNSUBSCRIBE, AUTH, CLIENT, CONFIG, DEBUG, SHUTDOWN, MONITOR, SWAPDB, MOVE,
 //   MIGRATE, CLUSTER, RESET, WAIT, replication, persistence, ACL, MODULE, SCRIPT and FUNCTION commands.
 // - SUBSCRIBE and PSUBSCRIBE as in shard mode ("Pub/sub" in shard_backend.hpp), subscribed on the primary only
 //   (PUBLISH goes there; a new primary is subscribed when the roles change).
@@ -61,7 +61,7 @@
 // may go to a replica that has not applied the write yet (bounded by max_lag only at refresh time). Read from the
 // primary (a pipeline without replicas) when that matters.
 // # Replies
-// As shard mode: the bytes the server sent (RESP2), error replies also set kv::response::set_error.
+// As shard mode: the bytes the server sent (RESP2, or RESP3 for a client that chose it with HELLO 3), error replies also set kv::response::set_error.
 #include <turret/upstream/backend_base.hpp>
 #include <turret/upstream/upstream_options.hpp>
 #include <turret/kv/plugin.hpp>

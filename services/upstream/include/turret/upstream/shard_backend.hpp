@@ -31,8 +31,8 @@
 // - Keyless commands (TIME, INFO, COMMAND, PUBLISH, unknown commands...) go to the endpoints in turn; PING, ECHO and
 //   QUIT are answered here.
 // - Not proxied (an error reply "ERR <CMD> is not supported in shard mode"): SELECT of another database than 0 (SELECT
-//   0 is +OK), WATCH/UNWATCH, SSUBSCRIBE/SUNSUBSCRIBE, HELLO (the upstream connections are shared RESP2
-//   connections), AUTH, CLIENT, CONFIG, DEBUG, SHUTDOWN, MONITOR, FLUSHALL, FLUSHDB, SWAPDB, MOVE, MIGRATE, KEYS, SCAN,
+//   0 is +OK), WATCH/UNWATCH, SSUBSCRIBE/SUNSUBSCRIBE, AUTH (also as HELLO's option: the upstream connections are
+//   shared), CLIENT, CONFIG, DEBUG, SHUTDOWN, MONITOR, FLUSHALL, FLUSHDB, SWAPDB, MOVE, MIGRATE, KEYS, SCAN,
 //   RANDOMKEY, DBSIZE, CLUSTER, RESET, replication and persistence commands.
 // # Pub/sub
 // SUBSCRIBE, PSUBSCRIBE and their unsubscribes are served by turretd's own registry and ONE subscriber connection per
@@ -52,8 +52,10 @@
 // WATCH is refused: it needs a connection of its own for the whole transaction.
 // # Replies
 // An upstream reply goes into the request's reply_builder as the bytes the server sent (reply_builder::raw): the RESP
-// front end appends them (no re-encoding), HTTP and gRPC parse them into their value tree. The upstream connections
-// speak RESP2, so a RESP3 client (HELLO is refused anyway) would see RESP2 shapes. Error replies set
+// front end appends them (no re-encoding), HTTP and gRPC parse them into their value tree. HELLO is answered here
+// (redis-server 7.0's checks and reply; AUTH refused); a client that chose RESP3 has its commands sent on RESP3
+// connections (resp::upstream_client's twins, HELLO 3), so it gets the server's RESP3 bytes (maps, sets, doubles,
+// nulls, push frames), RESP2 clients RESP2 ones. Error replies set
 // kv::response::set_error, so retry and circuit_breaker classify them. Transport failures are pipeline errors of
 // condition unavailable (the front end's error mapping).
 // # Sessions and gauges
