@@ -72,6 +72,7 @@ struct cluster_backend::state {
   std::size_t last_answered = 0;            ///< the refresh loop's: the node that answered CLUSTER SLOTS last
   std::mutex mu;                            ///< node creation
   std::optional<pubsub_hub> hub;            ///< subscribed on every primary (apply names them)
+  watch_table watches;
 
   node& at(std::size_t i) const noexcept { return *nodes[i]; }
 
@@ -377,7 +378,7 @@ class router {
     }
     if (transaction_command(req, family)) {
       if (auto t = transaction_step(req, family, cmd, *s.table, upstream_options::mode_kind::cluster,
-                                    transaction_target_of(s)))
+                                    transaction_target_of(s), s.watches))
         return std::move(*t);
     }
     if (!cmd.info) return forward(s, s.any_primary(), req);  // the upstream answers unknown commands
@@ -485,6 +486,7 @@ kv::pipeline_service cluster_backend::service() { return kv::pipeline_service(ro
 
 void cluster_backend::close_session(kv::session& s) noexcept {
   state_->hub->close_session(s);
+  state_->watches.release(s);
   upstream_backend_base::close_session(s);
 }
 

@@ -63,6 +63,7 @@ struct replicas_backend::state {
   std::atomic<bool> stopped{false};
   std::vector<upstream_options::endpoint> endpoints;
   std::optional<pubsub_hub> hub;  ///< subscribed on the primary
+  watch_table watches;
 
   std::mutex mu;  // guards what follows
   std::vector<replication_info> seen;
@@ -207,7 +208,7 @@ class router {
     }
     if (transaction_command(req, family)) {
       if (auto t = transaction_step(req, family, cmd, *s.table, upstream_options::mode_kind::replicas,
-                                    transaction_target_of(s)))
+                                    transaction_target_of(s), s.watches))
         return std::move(*t);
     }
     bool read = false;
@@ -292,6 +293,7 @@ kv::pipeline_service replicas_backend::service() { return kv::pipeline_service(r
 
 void replicas_backend::close_session(kv::session& s) noexcept {
   state_->hub->close_session(s);
+  state_->watches.release(s);
   upstream_backend_base::close_session(s);
 }
 

@@ -32,6 +32,7 @@ struct shard_backend::state {
   bool hash_tag = false;
   std::atomic<std::size_t> next{0};
   std::optional<pubsub_hub> hub;  ///< subscribed on every shard
+  watch_table watches;
 
   std::size_t owner(std::string_view key) const noexcept {
     const std::uint64_t h = routing_hash(key, hash_tag);
@@ -65,7 +66,7 @@ class router {
     }
     if (transaction_command(req, family)) {
       if (auto t = transaction_step(req, family, *cmd, *s.table, upstream_options::mode_kind::shard,
-                                    transaction_target_of(s)))
+                                    transaction_target_of(s), s.watches))
         return std::move(*t);
     }
     if (!cmd->info) return forward(s, any_shard(s), req);  // the upstream answers unknown commands
@@ -159,6 +160,7 @@ shard_backend::shard_backend(const upstream_options& opts, std::shared_ptr<const
 
 void shard_backend::close_session(kv::session& s) noexcept {
   state_->hub->close_session(s);
+  state_->watches.release(s);
   upstream_backend_base::close_session(s);
 }
 

@@ -158,7 +158,7 @@ std::optional<kv::response> answer_locally(std::string_view family, kv::request&
   }
   // Connection state (the upstream connections are shared) and server administration: no mode proxies them.
   static constexpr std::string_view refused[] = {
-      "watch", "unwatch", "ssubscribe", "sunsubscribe", "auth", "client", "config", "debug", "shutdown", "monitor",
+      "ssubscribe", "sunsubscribe", "auth", "client", "config", "debug", "shutdown", "monitor",
       "swapdb", "move", "migrate", "cluster", "reset", "sync", "psync", "replicaof", "slaveof", "failover", "save",
       "bgsave", "bgrewriteaof", "acl", "module", "script", "function", "readonly", "readwrite", "asking", "wait"};
   // What concerns every server: one dataset in replicas mode, not in shard mode.

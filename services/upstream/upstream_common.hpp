@@ -15,6 +15,7 @@
 #include <atomic>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -113,26 +114,50 @@ inline bool is_subscribe_family(std::string_view family) noexcept {
          family == "punsubscribe" || family == "sunsubscribe";
 }
 
-/// Does `req` belong to transaction_step (a transaction is open, or it opens, runs or discards one)?
+/// Does `req` belong to transaction_step (a transaction is open, or it opens, runs or discards one, or WATCHes)?
 inline bool transaction_command(const kv::request& req, std::string_view family) noexcept {
-  return req.sess.in_multi || family == "multi" || family == "exec" || family == "discard";
+  return req.sess.in_multi || family == "multi" || family == "exec" || family == "discard" || family == "watch" ||
+         family == "unwatch";
 }
+
+/// The sessions that WATCH (one table per backend): each one's own upstream client, a connection of its own to the
+/// server of its watched keys (resp::upstream_client::with_own_connection), from its first WATCH to its EXEC,
+/// DISCARD, UNWATCH or end, when the connection closes (the server forgets the WATCH with it). Thread-safe.
+class watch_table {
+ public:
+  struct entry {
+    resp::upstream_client client;
+    std::uint64_t connects = 0;  ///< client.connects() when the first WATCH was answered
+    bool resp3 = false;          ///< the session's protocol at its first WATCH (its twin connection then)
+  };
+  std::optional<entry> find(const kv::session& s) const;
+  void set(const kv::session& s, entry e);
+  /// Forgets the session's WATCH and closes its connection. Never throws.
+  void release(const kv::session& s) noexcept;
+
+ private:
+  mutable std::mutex mu_;
+  std::vector<std::pair<const kv::session*, entry>> entries_;
+};
 
 /// Where a transaction's EXEC goes, given the keys of all its commands (empty: none has keys): the upstream client
 /// that serves them all, an error reply's text ("CROSSSLOT ..."), or a pipeline error (no primary).
 using transaction_target =
     std::function<std::variant<resp::upstream_client, std::string, error_code>(std::span<const std::string_view>)>;
 
-/// MULTI, EXEC, DISCARD and the commands in between, for a router (shard_backend.hpp, "Transactions"). The
-/// commands are queued in the session (Redis's queue-time errors: unknown command, arity, not allowed in a
-/// transaction, not supported in this mode; then EXEC answers EXECABORT); EXEC sends MULTI, the queue and EXEC as
-/// one adjacent batch on one connection of `target`'s client (their replies dropped but EXEC's) and answers EXEC's
-/// reply as the server sent it. WATCH stays unsupported. nullopt: `req` is not part of a transaction.
+/// MULTI, EXEC, DISCARD, WATCH, UNWATCH and the commands in between, for a router (shard_backend.hpp,
+/// "Transactions"). The commands are queued in the session (Redis's queue-time errors: unknown command, arity, not
+/// allowed in a transaction, not supported in this mode; then EXEC answers EXECABORT); EXEC sends MULTI, the queue
+/// and EXEC as one adjacent batch on one connection of `target`'s client (their replies dropped but EXEC's) and
+/// answers EXEC's reply as the server sent it. WATCH opens the session's own connection to `target`'s server
+/// (`watches`) and sends it there; EXEC then runs on it (keys elsewhere: -CROSSSLOT; the connection lost since the
+/// WATCH: the null reply of an aborted EXEC, nothing ran). nullopt: `req` is not part of a transaction.
 std::optional<awaitable<result<kv::response>>> transaction_step(kv::request& req, std::string_view family,
                                                                 const kv::resolved_command& cmd,
                                                                 const kv::command_table& table,
                                                                 upstream_options::mode_kind mode,
-                                                                const transaction_target& target);
+                                                                const transaction_target& target,
+                                                                watch_table& watches);
 
 /// One upstream client for `e` with the options' connections and connect timeout (and `on_connect` commands).
 resp::upstream_client make_client(const upstream_options::endpoint& e, const upstream_options& opts,

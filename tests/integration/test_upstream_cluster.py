@@ -183,7 +183,7 @@ class UpstreamCluster(ClusterFixture):
                 node = self.cluster.node_for_key(a)
                 self.assertEqual(conn.call(*cmd), node.raw(*cmd), cmd)
         # The commands no mode proxies, and those that concern every node, are refused.
-        for cmd in (("WATCH", "x"), ("SSUBSCRIBE", "ch"), ("KEYS", "*"), ("DBSIZE",), ("CLUSTER", "SLOTS"),
+        for cmd in (("SSUBSCRIBE", "ch"), ("KEYS", "*"), ("DBSIZE",), ("CLUSTER", "SLOTS"),
                     ("SELECT", "1")):
             with self.assertRaises(redis.exceptions.ResponseError) as e:
                 self.proxy.execute_command(*cmd)
@@ -227,8 +227,21 @@ class UpstreamCluster(ClusterFixture):
             self.assertEqual(via.call("EXEC"), b"-CROSSSLOT Keys in request don't hash to the same slot\r\n")
             self.assertEqual(via.call("EXISTS", "cross:a", "cross:b"), b":0\r\n")
             self.assertEqual(via.call("EXEC"), b"-ERR EXEC without MULTI\r\n")
-            # WATCH is not proxied (a WATCH needs its own connection); inside MULTI, Redis's own error.
-            self.assertEqual(via.call("WATCH", "{tx}ta"), b"-ERR WATCH is not supported in cluster mode\r\n")
+            # WATCH on the slot's primary (a connection of its own): a change there aborts EXEC; keys of several
+            # slots are CROSSSLOT, as a node answers; inside MULTI, Redis's own error.
+            self.assertEqual(via.call("WATCH", "{tx}ta"), b"+OK\r\n")
+            node.client().set("{tx}ta", "changed")
+            self.assertEqual(via.call("MULTI"), b"+OK\r\n")
+            self.assertEqual(via.call("SET", "{tx}ta", "mine"), b"+QUEUED\r\n")
+            self.assertEqual(via.call("EXEC"), b"*-1\r\n")
+            self.assertEqual(node.client().get("{tx}ta"), "changed")
+            self.assertEqual(via.call("WATCH", "{tx}ta"), b"+OK\r\n")
+            self.assertEqual(via.call("MULTI"), b"+OK\r\n")
+            self.assertEqual(via.call("SET", "{tx}ta", "mine"), b"+QUEUED\r\n")
+            self.assertEqual(via.call("EXEC"), b"*1\r\n+OK\r\n")
+            self.assertEqual(node.client().get("{tx}ta"), "mine")
+            self.assertEqual(via.call("WATCH", "cross:a", "cross:b"),
+                             b"-CROSSSLOT Keys in request don't hash to the same slot\r\n")
             self.assertEqual(via.call("MULTI"), b"+OK\r\n")
             self.assertEqual(via.call("WATCH", "{tx}ta"), b"-ERR WATCH inside MULTI is not allowed\r\n")
             self.assertEqual(via.call("SUBSCRIBE", "ch"), b"-ERR SUBSCRIBE inside MULTI is not supported in cluster mode\r\n")

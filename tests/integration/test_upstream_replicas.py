@@ -181,7 +181,7 @@ class UpstreamReplicas(unittest.TestCase):
                 if group is writes:
                     self.topo.wait_replicated("t:h")
         # Connection state is refused, as in shard mode; PING, ECHO and SELECT 0 are answered.
-        for cmd in (("WATCH", "x"), ("SSUBSCRIBE", "ch"), ("CLIENT", "SETNAME", "x"), ("SELECT", "1"),
+        for cmd in (("SSUBSCRIBE", "ch"), ("CLIENT", "SETNAME", "x"), ("SELECT", "1"),
                     ("HELLO", "3", "AUTH", "u", "p")):
             with self.assertRaises(redis.exceptions.ResponseError) as e:
                 self.proxy.execute_command(*cmd)
@@ -195,6 +195,16 @@ class UpstreamReplicas(unittest.TestCase):
         self.assertEqual(primary.client().mget("t1", "t2", "t3"), ["a", "b", "1"])
         for rep in replicas:
             self.assertEqual(rep.role(), "slave")  # a write sent to a replica would have failed with -READONLY
+        # WATCH on the primary: a change there aborts EXEC; without one, EXEC runs.
+        with harness.RespConn(self.ports["resp"]) as c:
+            for change, want in ((True, b"*-1\r\n"), (False, b"*1\r\n:2\r\n")):
+                primary.client().set("tw", "1")
+                self.assertEqual(c.call("WATCH", "tw"), b"+OK\r\n")
+                if change:
+                    primary.client().set("tw", "1")  # the same value still counts as a change
+                self.assertEqual(c.call("MULTI"), b"+OK\r\n")
+                self.assertEqual(c.call("INCR", "tw"), b"+QUEUED\r\n")
+                self.assertEqual(c.call("EXEC"), want)
 
     def test_reads_spread_over_replicas_not_the_primary(self):
         keys = self.preload(50)

@@ -4,8 +4,10 @@ One turretd with RESP, HTTP and gRPC listeners over three redis-servers on free 
 [retry, circuit_breaker{consecutive_failures: 5, open_for: 1s}, load_balance{ring_hash}], one instance per server:
 - SET/GET/DEL/MGET/MSET through RESP (redis-py), HTTP (the REST API) and gRPC; every key is on exactly one
   redis-server (read directly), the keys spread over all three, and multi-key commands are split and merged in order;
-- a command whose keys span servers (RENAME) gets Redis's CROSSSLOT error; SELECT 1 and WATCH are refused;
-- MULTI/EXEC over keys of one server run there; over keys of two servers EXEC answers CROSSSLOT;
+- a command whose keys span servers (RENAME) gets Redis's CROSSSLOT error; SELECT 1 is refused;
+- MULTI/EXEC over keys of one server run there; over keys of two servers EXEC answers CROSSSLOT; WATCH works
+  (redis-py's optimistic transactions, a conflict aborts EXEC, a lost WATCH connection aborts it too);
+- HELLO 3: the servers' RESP3 replies;
 - kill -9 of one redis-server: its keys fail fast (unavailable, then "circuit open"), the other servers' keys keep
   working; once it is restarted on the same port its keys work again.
 """
@@ -14,11 +16,13 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import threading
 import time
 import unittest
 import urllib.parse
 
 import harness
+import redis_topology as rt
 from test_http import request
 from test_pipelines import kv_stub, listener_ports
 
@@ -189,9 +193,6 @@ class UpstreamShard(unittest.TestCase):
             self.proxy.execute_command("SELECT", "1")
         self.assertIn("not supported in shard mode", str(e.exception))
         self.assertTrue(self.proxy.execute_command("SELECT", "0"))
-        with self.assertRaises(redis.exceptions.ResponseError) as e:
-            self.proxy.execute_command("WATCH", a)
-        self.assertIn("not supported in shard mode", str(e.exception))
         self.assertTrue(self.proxy.ping())
         self.assertEqual(self.proxy.echo(b"hi"), b"hi")
         # Keyless commands reach an upstream.
@@ -228,6 +229,93 @@ class UpstreamShard(unittest.TestCase):
             self.assertEqual(c.call("SET", b, "x"), b"+QUEUED\r\n")
             self.assertEqual(c.call("EXEC"), b"-CROSSSLOT Keys in request don't hash to the same slot\r\n")
             self.assertEqual(c.call("GET", a), b"$2\r\n15\r\n")
+
+    def clients_of(self, shard: int) -> list[str]:
+        """The CLIENT LIST lines of a shard (turretd's connections and this test's own)."""
+        return self.direct[shard].execute_command("CLIENT", "LIST").decode().splitlines()
+
+    def wait_clients(self, shard: int, n: int, what: str) -> None:
+        def probe():
+            lines = self.clients_of(shard)
+            return len(lines) == n, "\n".join(lines)
+        rt.wait_until(what, probe, 2.0 * harness.TIMEOUT_SCALE)
+
+    def test_watch_optimistic_transactions(self):
+        # redis-py's transaction(): WATCH, GET, MULTI, SET, EXEC, again on a conflict. 4 clients x 50 increments.
+        self.proxy.set("w:cnt", 0)
+
+        def incr(pipe):
+            v = int(pipe.get("w:cnt"))
+            pipe.multi()
+            pipe.set("w:cnt", v + 1)
+
+        errors = []
+
+        def worker():
+            c = redis.Redis(port=self.ports["resp"], socket_timeout=5)
+            try:
+                for _ in range(50):
+                    c.transaction(incr, "w:cnt")
+            except Exception as e:  # noqa: BLE001 - reported below
+                errors.append(e)
+            finally:
+                c.close()
+
+        threads = [threading.Thread(target=worker) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        self.assertEqual(errors, [])
+        self.assertEqual(self.proxy.get("w:cnt"), b"200", "an increment was lost: WATCH did not protect it")
+        shard = ring_owner(self.names, b"w:cnt")
+        a, b = self.two_keys_on_different_shards()
+        baseline = len(self.clients_of(shard))
+        with harness.RespConn(self.ports["resp"]) as c:
+            # A change by another client between WATCH and EXEC aborts EXEC (null), and nothing ran.
+            self.assertEqual(c.call("WATCH", "w:cnt"), b"+OK\r\n")
+            self.direct[shard].set("w:cnt", 7)
+            self.assertEqual(c.call("MULTI"), b"+OK\r\n")
+            self.assertEqual(c.call("INCR", "w:cnt"), b"+QUEUED\r\n")
+            self.assertEqual(c.call("EXEC"), b"*-1\r\n")
+            self.assertEqual(self.proxy.get("w:cnt"), b"7")
+            # No change: it runs; the WATCH connection closes after EXEC.
+            self.assertEqual(c.call("WATCH", "w:cnt"), b"+OK\r\n")
+            self.assertEqual(len(self.clients_of(shard)), baseline + 1, "WATCH has a connection of its own")
+            self.assertEqual(c.call("MULTI"), b"+OK\r\n")
+            self.assertEqual(c.call("INCR", "w:cnt"), b"+QUEUED\r\n")
+            self.assertEqual(c.call("EXEC"), b"*1\r\n:8\r\n")
+            self.wait_clients(shard, baseline, "the WATCH connection closed after EXEC")
+            # DISCARD and UNWATCH forget the WATCH: a later change does not abort the next EXEC.
+            for forget in (("MULTI", "DISCARD"), ("UNWATCH",)):
+                self.assertEqual(c.call("WATCH", "w:cnt"), b"+OK\r\n")
+                for cmd in forget:
+                    self.assertEqual(c.call(cmd), b"+OK\r\n")
+                self.direct[shard].set("w:cnt", 1)
+                self.assertEqual(c.call("MULTI"), b"+OK\r\n")
+                self.assertEqual(c.call("INCR", "w:cnt"), b"+QUEUED\r\n")
+                self.assertEqual(c.call("EXEC"), b"*1\r\n:2\r\n")
+            # Keys of two servers: CROSSSLOT at WATCH, at a second WATCH, and at EXEC (nothing ran).
+            crossslot = b"-CROSSSLOT Keys in request don't hash to the same slot\r\n"
+            self.assertEqual(c.call("WATCH", a, b), crossslot)
+            self.assertEqual(c.call("WATCH", a), b"+OK\r\n")
+            self.assertEqual(c.call("WATCH", b), crossslot)
+            self.assertEqual(c.call("MULTI"), b"+OK\r\n")
+            self.assertEqual(c.call("SET", b, "changed"), b"+QUEUED\r\n")
+            self.assertEqual(c.call("EXEC"), crossslot)
+            self.assertEqual(self.proxy.get(b), b"1")
+            # The WATCH connection lost (killed on the server): EXEC aborts, as if the key had changed.
+            self.assertEqual(c.call("WATCH", "w:cnt"), b"+OK\r\n")
+            (line,) = [ln for ln in self.clients_of(shard) if " cmd=watch " in ln]
+            client_id = line.split("id=")[1].split(" ")[0]
+            self.assertEqual(self.direct[shard].execute_command("CLIENT", "KILL", "ID", client_id), 1)
+            self.assertEqual(c.call("MULTI"), b"+OK\r\n")
+            self.assertEqual(c.call("INCR", "w:cnt"), b"+QUEUED\r\n")
+            self.assertEqual(c.call("EXEC"), b"*-1\r\n")
+            self.assertEqual(self.proxy.get("w:cnt"), b"2")
+            # A client that goes away while watching leaves no connection behind.
+            self.assertEqual(c.call("WATCH", "w:cnt"), b"+OK\r\n")
+        self.wait_clients(shard, baseline, "the WATCH connection of a client that went away closed")
 
     def test_resp3_clients_get_the_servers_resp3_replies(self):
         """HELLO 3 through turretd: every reply is the bytes the owning server sends a RESP3 client (maps, sets,

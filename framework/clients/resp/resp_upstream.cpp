@@ -119,6 +119,16 @@ class upstream_connection : public std::enable_shared_from_this<upstream_connect
   }
 
   state current() const noexcept { return st_.load(std::memory_order_acquire); }
+  std::uint64_t connects() const noexcept { return connects_.load(std::memory_order_acquire); }
+  std::uint64_t connects_with_twin() {
+    std::shared_ptr<upstream_connection> t;
+    {
+      std::lock_guard lk(mu_);
+      t = twin_;
+    }
+    return connects() + (t ? t->connects() : 0);
+  }
+  const upstream_options& options() const noexcept { return opts_; }
 
   /// The RESP3 twin (opened now if it is not yet): the same server and executor, HELLO 3 first.
   std::shared_ptr<upstream_connection> twin() {
@@ -162,6 +172,7 @@ class upstream_connection : public std::enable_shared_from_this<upstream_connect
     while (current() != state::stopped) {
       if (!co_await connect_once()) {
         backoff = opts_.backoff_initial;
+        connects_.fetch_add(1, std::memory_order_release);
         {
           std::lock_guard lk(mu_);
           if (st_.load() == state::stopped) break;
@@ -306,6 +317,7 @@ class upstream_connection : public std::enable_shared_from_this<upstream_connect
   std::string partial_;  ///< bytes of a reply not complete yet, already absorbed by the parser
 
   std::atomic<state> st_{state::connecting};
+  std::atomic<std::uint64_t> connects_{0};  ///< successful connects so far
   std::mutex mu_;  ///< guards the three below and the transitions of st_
   std::string queued_;
   std::deque<std::shared_ptr<pending_op>> pending_;
@@ -393,6 +405,18 @@ awaitable<result<upstream_reply>> upstream_client::call(permit_type p, upstream_
 }
 
 const std::string& upstream_client::name() const noexcept { return shared_->name; }
+
+upstream_client upstream_client::with_own_connection(asio::any_io_executor ex) const {
+  upstream_options o = shared_->conns.front()->options();
+  o.connections = 1;
+  return upstream_client({std::move(ex)}, std::move(o));
+}
+
+std::uint64_t upstream_client::connects() const noexcept {
+  std::uint64_t n = 0;
+  for (const auto& c : shared_->conns) n += c->connects_with_twin();
+  return n;
+}
 
 bool upstream_client::connected() const noexcept {
   for (const auto& c : shared_->conns) {

@@ -128,6 +128,12 @@ class upstream_client {
 
   /// "host:port" as configured.
   const std::string& name() const noexcept;
+  /// A new client to the same server with the same options but one connection of its own, on `ex`: for state that
+  /// belongs to one connection (a WATCH until its EXEC).
+  upstream_client with_own_connection(boost::asio::any_io_executor ex) const;
+  /// Successful connects of all the connections (their RESP3 twins included) so far: a change means a connection
+  /// was lost and opened again (state kept on the old one, such as a WATCH, is gone).
+  std::uint64_t connects() const noexcept;
   /// Whether some connection is up.
   bool connected() const noexcept;
   /// Closes every connection; pending and later requests fail with upstream_errc::stopped. Idempotent.

@@ -35,7 +35,7 @@
 //   whose keys span slots: `-CROSSSLOT Keys in request don't hash to the same slot`, as a cluster node answers.
 // - Keyless commands (TIME, INFO, PUBLISH, unknown commands...) go to the primaries in turn; PING, ECHO, QUIT and
 //   SELECT 0 are answered here; the commands shard mode refuses are refused here ("ERR <CMD> is not supported in
-//   cluster mode": WATCH, SSUBSCRIBE, connection state, KEYS, SCAN, DBSIZE, FLUSHALL, CLUSTER...).
+//   cluster mode": SSUBSCRIBE, connection state, KEYS, SCAN, DBSIZE, FLUSHALL, CLUSTER...).
 // - SUBSCRIBE and PSUBSCRIBE as in shard mode ("Pub/sub" in shard_backend.hpp), subscribed on every primary of the
 //   slot map (followed at each change): keyspace notifications are per node. Redis Cluster broadcasts PUBLISH to
 //   every node, so an ordinary message is taken from one primary only (that of the lowest slot served) and arrives

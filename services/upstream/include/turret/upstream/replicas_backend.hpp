@@ -52,7 +52,7 @@
 // - MULTI/EXEC/DISCARD: the transaction runs on the primary, as shard mode runs it ("Transactions" in
 //   shard_backend.hpp).
 // - Not proxied (an error reply "ERR <CMD> is not supported in replicas mode"): SELECT other than 0,
-//   WATCH/UNWATCH, SSUBSCRIBE/SUNSUBSCRIBE, AUTH, CLIENT, CONFIG, DEBUG, SHUTDOWN, MONITOR, SWAPDB, MOVE,
+//   SSUBSCRIBE/SUNSUBSCRIBE, AUTH, CLIENT, CONFIG, DEBUG, SHUTDOWN, MONITOR, SWAPDB, MOVE,
 //   MIGRATE, CLUSTER, RESET, WAIT, replication, persistence, ACL, MODULE, SCRIPT and FUNCTION commands.
 // - SUBSCRIBE and PSUBSCRIBE as in shard mode ("Pub/sub" in shard_backend.hpp), subscribed on the primary only
 //   (PUBLISH goes there; a new primary is subscribed when the roles change).

@@ -31,7 +31,7 @@
 // - Keyless commands (TIME, INFO, COMMAND, PUBLISH, unknown commands...) go to the endpoints in turn; PING, ECHO and
 //   QUIT are answered here.
 // - Not proxied (an error reply "ERR <CMD> is not supported in shard mode"): SELECT of another database than 0 (SELECT
-//   0 is +OK), WATCH/UNWATCH, SSUBSCRIBE/SUNSUBSCRIBE, AUTH (also as HELLO's option: the upstream connections are
+//   0 is +OK), SSUBSCRIBE/SUNSUBSCRIBE, AUTH (also as HELLO's option: the upstream connections are
 //   shared), CLIENT, CONFIG, DEBUG, SHUTDOWN, MONITOR, FLUSHALL, FLUSHDB, SWAPDB, MOVE, MIGRATE, KEYS, SCAN,
 //   RANDOMKEY, DBSIZE, CLUSTER, RESET, replication and persistence commands.
 // # Pub/sub
@@ -49,7 +49,13 @@
 // their keys (keyless: any server) as one batch, adjacent on one upstream connection, so no other client's command
 // comes between them, and answers EXEC's reply as the server sent it; keys of several servers: -CROSSSLOT at EXEC,
 // and nothing runs. DISCARD drops the queue. The transaction bypasses `pipeline` (a transaction is not retried).
-// WATCH is refused: it needs a connection of its own for the whole transaction.
+// WATCH (keys of one server; else -CROSSSLOT) opens a connection of the client's own to that server
+// (resp::upstream_client::with_own_connection, on the client's thread) and is sent there; EXEC then sends the batch on
+// it, so the server checks the WATCH as Redis does (a change aborts EXEC: a null reply). The queue's keys must be on
+// the same server (else -CROSSSLOT at EXEC). That connection closes at EXEC, DISCARD, UNWATCH or the client's end; if it
+// was lost in between (the server restarted, CLIENT KILL), EXEC answers the null reply of an aborted transaction and
+// nothing runs, since the server forgot the WATCH. Each WATCHing client costs one upstream connection (a connect on
+// its first WATCH).
 // # Replies
 // An upstream reply goes into the request's reply_builder as the bytes the server sent (reply_builder::raw): the RESP
 // front end appends them (no re-encoding), HTTP and gRPC parse them into their value tree. HELLO is answered here
