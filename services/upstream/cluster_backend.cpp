@@ -10,6 +10,7 @@
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -68,6 +69,10 @@ struct cluster_backend::state {
   std::atomic<bool> discovered{false};      ///< the first slot map is in
   std::atomic<bool> stopped{false};
   std::atomic<bool> refresh_wanted{false};  ///< a request saw the map change (MOVED) or a node fail
+  /// The refresh loop's timer (on executors.front()), shared with the loop: request_refresh() wakes it by a post.
+  /// The backend's destructor drops this reference: the last ones are then the loop's and a posted wake-up's, owned
+  /// by the io_context (the state itself may outlive the io_context, in router copies).
+  std::atomic<std::shared_ptr<boost::asio::steady_timer>> refresh_timer;
   std::atomic<std::uint64_t> next{0};       ///< keyless commands and replica reads go in turn
   std::size_t last_answered = 0;            ///< the refresh loop's: the node that answered CLUSTER SLOTS last
   std::mutex mu;                            ///< node creation
@@ -112,8 +117,20 @@ struct cluster_backend::state {
     slots[slot].store(e, std::memory_order_release);
     request_refresh();
   }
+  /// Asks the refresh loop for a refresh soon (at most every min_refresh_gap): the first request of a round wakes it.
   void request_refresh() noexcept {
-    if (!refresh_wanted.load(std::memory_order_relaxed)) refresh_wanted.store(true, std::memory_order_relaxed);
+    if (refresh_wanted.load(std::memory_order_relaxed) || refresh_wanted.exchange(true, std::memory_order_relaxed))
+      return;
+    wake_refresh_loop();
+  }
+  void wake_refresh_loop() noexcept {
+    std::shared_ptr<boost::asio::steady_timer> t = refresh_timer.load();
+    if (!t) return;  // the backend is gone
+    try {
+      const auto ex = t->get_executor();
+      boost::asio::post(ex, [t = std::move(t)] { t->cancel(); });
+    } catch (...) {  // out of memory: the loop still refreshes at its interval
+    }
   }
 
   /// Replaces the slot map with `ranges` (slots not listed become unserved).
@@ -320,29 +337,35 @@ awaitable<bool> refresh_once(state& s) {
   co_return false;
 }
 
-/// Refreshes the slot map every refresh_interval, and after min_refresh_gap when a request asked for it, while the
-/// backend lives (holds it only during a round and a tick).
-awaitable<void> refresh_loop(std::weak_ptr<state> weak) {
-  auto ex = co_await boost::asio::this_coro::executor;
-  boost::asio::steady_timer tick(ex);
+/// Refreshes the slot map every refresh_interval, and min_refresh_gap after the round's start when a request asked
+/// for it (request_refresh wakes the timer) or no node answered, while the backend lives (holds it only during a
+/// round and between two wake-ups; the timer is shared, so it outlives the state).
+awaitable<void> refresh_loop(std::weak_ptr<state> weak, std::shared_ptr<boost::asio::steady_timer> timer) {
+  using clock = std::chrono::steady_clock;
   while (true) {
-    const auto started = std::chrono::steady_clock::now();
+    const auto started = clock::now();
     bool answered = false;
+    std::chrono::milliseconds interval{};
     {
       std::shared_ptr<state> s = weak.lock();
       if (!s || s->stopped.load()) co_return;
       s->refresh_wanted.store(false, std::memory_order_relaxed);
       answered = co_await refresh_once(*s);
+      interval = s->opts.refresh_interval;
     }
+    // No node answered: try again soon (the cluster may be starting, or every known node failing over).
+    auto next = answered ? started + interval : started + std::min<clock::duration>(interval, min_refresh_gap);
     while (true) {
-      tick.expires_after(20ms);
-      co_await tick.async_wait(as_tuple(use_awaitable));
-      std::shared_ptr<state> s = weak.lock();
-      if (!s || s->stopped.load()) co_return;
-      const auto since = std::chrono::steady_clock::now() - started;
-      if (since >= s->opts.refresh_interval) break;
-      // No node answered: try again soon (the cluster may be starting, or every known node failing over).
-      if (since >= min_refresh_gap && (!answered || s->refresh_wanted.load(std::memory_order_relaxed))) break;
+      {
+        std::shared_ptr<state> s = weak.lock();
+        if (!s || s->stopped.load()) co_return;
+        // Asked during the round or since (a wake-up that came while the round ran is not lost: the flag stays).
+        if (s->refresh_wanted.load(std::memory_order_relaxed))
+          next = std::min<clock::time_point>(next, started + min_refresh_gap);
+      }
+      if (clock::now() >= next) break;
+      timer->expires_at(next);
+      co_await timer->async_wait(as_tuple(use_awaitable));  // expired, or woken by request_refresh / the destructor
     }
   }
 }
@@ -466,12 +489,16 @@ cluster_backend::cluster_backend(const upstream_options& opts, std::shared_ptr<c
   s.first_wait = opts.connect_timeout + opts.refresh_timeout;
   for (std::size_t i = 0; i < cluster_slot_count; ++i) s.slots[i].store(unmapped, std::memory_order_relaxed);
   for (const auto& e : opts.endpoints) s.node_for({e.host, e.port});
-  boost::asio::co_spawn(s.executors.front(), refresh_loop(state_), boost::asio::detached);
+  auto timer = std::make_shared<boost::asio::steady_timer>(s.executors.front());
+  s.refresh_timer.store(timer);
+  boost::asio::co_spawn(s.executors.front(), refresh_loop(state_, std::move(timer)), boost::asio::detached);
 }
 
 cluster_backend::~cluster_backend() {
   state& s = *state_;
   s.stopped.store(true);
+  s.wake_refresh_loop();  // it ends at its next wake-up
+  s.refresh_timer.store(nullptr);
   s.hub->stop();
   std::lock_guard lock(s.mu);
   const std::size_t n = s.count.load();
