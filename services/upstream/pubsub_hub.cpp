@@ -7,6 +7,13 @@
 #include <turret/kv/glob.hpp>
 #include <turret/kv/value_reply_builder.hpp>
 
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
 #include <algorithm>
 #include <map>
 #include <mutex>
@@ -123,6 +130,31 @@ void confirm(kv::request& req, std::string_view kind, const std::string_view* na
   req.out.integer(static_cast<long long>(req.sess.subscriptions()));
 }
 
+/// Every subscriber's sync() at once, on this coroutine's executor; returns when all completed (each is bounded by
+/// `timeout`).
+awaitable<void> sync_all(std::vector<std::shared_ptr<resp::upstream_subscriber>> subs, std::chrono::milliseconds timeout) {
+  if (subs.empty()) co_return;
+  if (subs.size() == 1) {
+    co_await subs.front()->sync(timeout);
+    co_return;
+  }
+  struct group {
+    explicit group(const boost::asio::any_io_executor& ex, std::size_t n) : done(ex), left(n) {}
+    boost::asio::steady_timer done;
+    std::size_t left;  // touched on the executor only
+  };
+  const auto ex = co_await boost::asio::this_coro::executor;
+  auto g = std::make_shared<group>(ex, subs.size());
+  g->done.expires_at(boost::asio::steady_timer::time_point::max());
+  for (auto& sub : subs) {
+    boost::asio::co_spawn(ex, [sub, g, timeout]() -> awaitable<void> {
+      co_await sub->sync(timeout);
+      if (--g->left == 0) g->done.cancel();
+    }, boost::asio::detached);
+  }
+  while (g->left != 0) co_await g->done.async_wait(boost::asio::as_tuple(boost::asio::use_awaitable));
+}
+
 /// (P)SUBSCRIBE: every name pending, the nodes synced, then the session joins and the confirmations go out.
 awaitable<result<kv::response>> subscribe(std::shared_ptr<pubsub_hub::state> keep, bool pattern, kv::request& req) {
   pubsub_hub::state& h = *keep;
@@ -132,8 +164,9 @@ awaitable<result<kv::response>> subscribe(std::shared_ptr<pubsub_hub::state> kee
     for (std::size_t i = 1; i < req.args.size(); ++i) h.add_pending(pattern, req.args[i]);
     for (auto& n : h.nodes) subs.push_back(n.sub);
   }
-  // Each node's PING answered behind the SUBSCRIBEs (one node after the other: they were all sent at once).
-  for (auto& sub : subs) co_await sub->sync(h.opts.connect_timeout);
+  // Each node's PING answered behind the SUBSCRIBEs: all nodes at once, within one connect_timeout (a stalled node
+  // delays the confirmation by that much, no more).
+  co_await sync_all(std::move(subs), h.opts.connect_timeout);
   std::lock_guard lock(h.mu);
   registry& reg = pattern ? h.patterns : h.channels;
   auto& mine = pattern ? req.sess.patterns : req.sess.channels;

@@ -13,8 +13,8 @@
 // # Replies
 // The confirmations, PING in the RESP2 subscribed context and that context's error are redis-server 7.0's. The
 // confirmation of a SUBSCRIBE or PSUBSCRIBE is written once every node that is up confirmed the upstream
-// subscription (a PING behind it answered, at most connect_timeout): a PUBLISH made after the client read its
-// confirmation reaches it. SSUBSCRIBE and SUNSUBSCRIBE are refused ("ERR SSUBSCRIBE is not supported in <mode>
+// subscription (a PING behind it answered; all nodes at once, within one connect_timeout): a PUBLISH made after the
+// client read its confirmation reaches it. SSUBSCRIBE and SUNSUBSCRIBE are refused ("ERR SSUBSCRIBE is not supported in <mode>
 // mode"); so are the subscribe commands inside MULTI.
 //
 // # Deduplication (cluster mode)

@@ -576,6 +576,38 @@ class UpstreamPubSubShard(Fixture):
             extra = None
         self.assertIsNone(extra, "more than the six messages (a duplicate?)")
 
+    def test_stalled_shards_delay_a_confirmation_by_at_most_connect_timeout(self):
+        # Two SIGSTOPped shards: SUBSCRIBE is confirmed within one connect_timeout (500 ms here) for all the shards
+        # together (not one per stalled shard), the live shard delivers meanwhile, and once the shards resume their
+        # messages arrive too (the subscription was sent, only its confirmation not waited for).
+        shards = self.shards.servers
+        victims, live = shards[:2], shards[2]
+        sub = self.subscriber()
+        for v in victims:
+            v.sigstop()
+        try:
+            t0 = time.monotonic()
+            sub.subscribe("SUBSCRIBE", "stall:a", "stall:b")
+            took = time.monotonic() - t0
+            self.assertLess(took, 0.5 * 1.6 * SCALE, "one connect_timeout for every shard together")
+            self.assertGreater(took, 0.4, "the confirmation waited for the stalled shards' PING")
+            self.assertEqual(live.call("PUBLISH", "stall:a", "live"), 1)
+            sub.expect([message("stall:a", "live")], "the live shard delivers")
+        finally:
+            for v in victims:
+                v.sigcont()
+        for k, v in enumerate(victims):
+            # The SUBSCRIBE queued on a stopped shard runs when it resumes (before or after a PUBLISH arriving on
+            # another connection at the same moment): publish until one reaches turretd's connection.
+            n = 0
+            while v.call("PUBLISH", "stall:b", f"resumed-{k}-{n}") != 1:
+                n += 1
+                self.assertLess(n, 100, "a resumed shard never had the subscription")
+                time.sleep(0.01)
+            sub.expect([message("stall:b", f"resumed-{k}-{n}")], "a resumed shard delivers")
+        print(f"[pubsub] SUBSCRIBE with two SIGSTOPped shards confirmed after {took:.3f} s (connect_timeout 500 ms)",
+              flush=True)
+
     def test_zz_killed_shard_is_resubscribed(self):
         shards = self.shards.servers
         victim, others = shards[1], [shards[0], shards[2]]
