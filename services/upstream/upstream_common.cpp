@@ -1,5 +1,6 @@
 #include "upstream_common.hpp"
 
+#include <turret/ascii.hpp>
 #include <turret/kv/command_table.hpp>
 #include <turret/kv/hello.hpp>
 #include <turret/error.hpp>
@@ -79,10 +80,6 @@ const kv::resolved_command& resolved(const kv::command_table& table, kv::request
 
 namespace {
 
-bool iequal(std::string_view a, std::string_view b) noexcept {
-  return a.size() == b.size() && upper(a) == upper(b);
-}
-
 /// Redis's string2ll: an optional '-', then digits without leading zeros, in range.
 bool parse_ll(std::string_view s, long long& v) noexcept {
   if (s.empty() || s.size() > 20 || s.front() == '+') return false;
@@ -105,9 +102,9 @@ kv::response hello(kv::request& req, const std::string& mode_name) {
   std::optional<std::string_view> name;
   for (std::size_t j = next; j < req.args.size(); ++j) {
     const std::size_t more = req.args.size() - 1 - j;
-    if (iequal(req.args[j], "AUTH") && more >= 2) {
+    if (iequals(req.args[j], "AUTH") && more >= 2) {
       return error_reply(req, "ERR AUTH is not supported in " + mode_name + " mode");
-    } else if (iequal(req.args[j], "SETNAME") && more) {
+    } else if (iequals(req.args[j], "SETNAME") && more) {
       name = req.args[++j];
     } else {
       const std::string_view a = req.args[j];

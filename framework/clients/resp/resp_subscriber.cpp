@@ -1,4 +1,5 @@
 #include <turret/clients/resp_subscriber.hpp>
+#include <turret/ascii.hpp>
 #include <turret/resp/client.hpp>
 #include <turret/resp/parser.hpp>
 #include <turret/resp/value.hpp>
@@ -37,11 +38,6 @@ struct pong_waiter {
   asio::steady_timer timer;
   bool confirmed = false;
 };
-
-bool equals_lower(std::string_view s, std::string_view lower) {
-  return std::equal(s.begin(), s.end(), lower.begin(), lower.end(),
-                    [](char a, char b) { return (a >= 'A' && a <= 'Z' ? a - 'A' + 'a' : a) == b; });
-}
 
 }  // namespace
 
@@ -187,15 +183,15 @@ struct upstream_subscriber::impl : std::enable_shared_from_this<impl> {
 
   /// One reply or push: a message for the handler, a PING's reply for the oldest sync(), anything else dropped.
   void take(const value& v) {
-    if (v.type == value::kind::simple && equals_lower(v.str, "pong")) return pong();
+    if (v.type == value::kind::simple && iequals(v.str, "pong")) return pong();
     if (!v.is_aggregate() || v.elements.empty() || !v.elements[0].is_string()) return;
     const auto& e = v.elements;
     const std::string_view kind = e[0].str;
-    if (equals_lower(kind, "message") && e.size() == 3) {
+    if (iequals(kind, "message") && e.size() == 3) {
       handler(subscriber_message{{}, e[1].str, e[2].str});
-    } else if (equals_lower(kind, "pmessage") && e.size() == 4) {
+    } else if (iequals(kind, "pmessage") && e.size() == 4) {
       handler(subscriber_message{e[1].str, e[2].str, e[3].str});
-    } else if (equals_lower(kind, "pong")) {
+    } else if (iequals(kind, "pong")) {
       pong();
     }
   }
