@@ -151,6 +151,53 @@ TEST_F(LoadBalanceTest, RoundRobinFastPathIsExactAndDeclinesWithoutSideEffect) {
   expect_no_leaks(svc.balancer());
 }
 
+TEST_F(LoadBalanceTest, CallbackStartPicksCountsPendingAndRecordsTheOutcome) {
+  lb_config cfg = config(lb_config::policy::round_robin);
+  cfg.outlier.emplace();
+  cfg.outlier->consecutive_failures = 2;
+  auto svc = load_balance_layer(cfg, lctx).balance(endpoints(2));
+  static_assert(startable_service<decltype(svc), mock_request>);
+  for (auto& s : states) s->startable = true;
+  std::vector<result<int>> got;
+  auto collect = [&got] { return completion<int>([&got](result<int> r) { got.push_back(r); }); };
+  for (int k = 0; k < 4; ++k) {
+    mock_request req;
+    req.value = k;
+    completion<int> done = collect();
+    ASSERT_TRUE(svc.try_start(req, done));
+    EXPECT_FALSE(done);
+  }
+  // Round robin; all four in flight: each counts as pending on its endpoint until it completes.
+  EXPECT_EQ(calls(), (std::vector<int>{2, 2}));
+  EXPECT_EQ(picks("e0"), 2u);
+  EXPECT_EQ(svc.balancer().state(0).pending.load(), 2);
+  EXPECT_EQ(svc.balancer().state(1).pending.load(), 2);
+  mock_service{states[1]}.finish();
+  mock_service{states[1]}.finish();
+  EXPECT_EQ(svc.balancer().state(1).pending.load(), 0);
+  EXPECT_EQ(got.size(), 2u);
+  EXPECT_EQ(*got[0], 2);  // value 1 x 2
+  // Two failures of endpoint 0 recorded by the callbacks: ejected (consecutive_failures 2).
+  mock_service{states[0]}.finish(make_error_code(lb_errc::no_endpoint));
+  EXPECT_EQ(ejections(), 0u);
+  mock_service{states[0]}.finish(make_error_code(lb_errc::no_endpoint));
+  EXPECT_EQ(ejections(), 1u);
+  ASSERT_EQ(got.size(), 4u);
+  EXPECT_FALSE(got[3]);
+  expect_no_leaks(svc.balancer());
+
+  // Endpoint 0 is out: picks go to endpoint 1. When it declines to start, so does the balancer, with its
+  // completion untouched and nothing counted.
+  states[1]->startable = false;
+  mock_request req;
+  completion<int> done = collect();
+  EXPECT_FALSE(svc.try_start(req, done));
+  EXPECT_TRUE(done);
+  EXPECT_EQ(picks("e1"), 2u);
+  EXPECT_EQ(calls(), (std::vector<int>{2, 2}));
+  expect_no_leaks(svc.balancer());
+}
+
 TEST_F(LoadBalanceTest, P2cPeakEwmaPrefersTheFastEndpoint) {
   auto eps = endpoints(2);
   states[0]->call_delay = 10ms;

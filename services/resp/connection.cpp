@@ -48,6 +48,7 @@ connection::connection(std::shared_ptr<listener_shared> shared, socket_type sock
       in_(initial_input_capacity),
       parser_(shared_->parser_opts),
       builder_(out_, sess_.resp),
+      started_(std::make_shared<started_batch>(sock_.get_executor())),
       push_done_(sock_.get_executor()) {
   fd_ = sock_.native_handle();
   last_active_ms_.store(steady_ms(), std::memory_order_relaxed);
@@ -158,6 +159,7 @@ asio::awaitable<void> connection::serve() {
       if (status == resp::request_parser::status::need_more) break;
       if (status == resp::request_parser::status::error) {
         // Redis: the replies of the commands before, then the error, then close.
+        if (!started_->empty()) co_await answer_started();
         std::string msg = "ERR ";
         msg += parser_.error_text();
         builder_.error(msg);
@@ -174,6 +176,24 @@ asio::awaitable<void> connection::serve() {
 
       executing_ = true;
       kv::pipeline_service& pipeline = pipeline_.get();  // the command finishes on this pipeline
+      if (pipeline.supports_start()) {
+        // The started commands' replies are collected later; their completions keep the pipeline's parts alive.
+        started_batch::slot& sl = started_->prepare(sess_.resp);
+        kv::request sreq{ctx_, sess_, args, sl.builder, &cmd};
+        completion<kv::response> done = started_->commit(started_, def, t0);
+        if (kv::dispatch_start(pipeline, sreq, done)) {
+          executing_ = false;
+          if (started_->full()) co_await answer_started();
+          t0 = std::chrono::steady_clock::now();
+          if (killed_.load(std::memory_order_relaxed)) {
+            close_after = true;
+            break;
+          }
+          continue;
+        }
+        started_->uncommit();
+      }
+      if (!started_->empty()) co_await answer_started();  // everything started before answers first
       std::optional<result<kv::response>> r = kv::dispatch_now(pipeline, req);
       if (!r) r.emplace(co_await kv::dispatch_suspending(pipeline, req));
       executing_ = false;
@@ -192,6 +212,8 @@ asio::awaitable<void> connection::serve() {
         break;
       }
     }
+
+    if (!started_->empty()) co_await answer_started();
 
     const std::size_t qlimit = static_cast<std::size_t>(limits.client_query_buffer_limit.load(std::memory_order_relaxed));
     if (!close_after && in_.size() > qlimit) {
@@ -226,6 +248,26 @@ asio::awaitable<void> connection::serve() {
     if (out_.capacity() > keep_output_capacity) std::string().swap(out_);
     if (close_after) co_return;
   }
+}
+
+asio::awaitable<void> connection::answer_started() {
+  const bool was_executing = executing_;
+  executing_ = true;
+  co_await started_->async_wait(use_awaitable);
+  executing_ = was_executing;
+  const auto end = std::chrono::steady_clock::now();
+  for (std::size_t i = 0; i < started_->size(); ++i) {
+    started_batch::slot& sl = started_->at(i);
+    const result<kv::response>& r = *sl.outcome;
+    if (r) {
+      builder_.raw(sl.bytes);
+    } else {
+      builder_.error(resp_error(r.error(), false));  // no deadline: a started command is not bound to one
+    }
+    meter_.record(sl.def, r, sl.started, end);
+  }
+  meter_.count_started(started_->size());
+  started_->clear();
 }
 
 void connection::finish_command() {

@@ -10,7 +10,9 @@
 //   async_read_some into the input buffer (one recv per batch, plus an occasional EAGAIN recv: see serve())
 //   -> parse every complete command in place (zero copy: arguments are views into the input buffer)
 //   -> for each: request_context reused, kv::request on the stack, pipeline.ready()+call() (the kv core executes
-//      synchronously under the store lock), reply bytes appended to one output string
+//      synchronously under the store lock), reply bytes appended to one output string; or, where the pipeline
+//      supports it (an upstream backend), the command is started and its reply collected once the started commands
+//      of the batch are answered (started_batch.hpp): a proxied batch goes upstream as one pipeline
 //   -> one non-blocking send() of the whole batch; only when the socket buffer is full does it fall back to an
 //      asynchronous write (and stop reading: a client that does not read its replies gets no more processing).
 //
@@ -21,6 +23,7 @@
 // reply buffer, so it precedes the command's reply exactly as in Redis.
 #include <services/resp/resp_options.hpp>
 #include <services/resp/resp_reply_builder.hpp>
+#include <services/resp/started_batch.hpp>
 #include <turret/kv/backend.hpp>
 #include <turret/kv/dispatch.hpp>
 #include <turret/kv/frontend.hpp>
@@ -94,6 +97,8 @@ class connection final : public kv::session_host, public std::enable_shared_from
  private:
   boost::asio::awaitable<void> run_impl();
   boost::asio::awaitable<void> serve();
+  /// Waits for the started commands (started_batch.hpp) and appends their replies, in order.
+  boost::asio::awaitable<void> answer_started();
   /// After a command: refresh the subscriber flag (idle-timeout exemption).
   void finish_command();
   /// Moves the outbox into out_ and sends out_ with a non-blocking send(). done: everything written (out_ empty);
@@ -120,6 +125,7 @@ class connection final : public kv::session_host, public std::enable_shared_from
   request_context ctx_;
   kv::command_meter meter_{"resp"};      ///< turret_commands_total / turret_command_duration_seconds
   kv::pipeline_handle_type::reader pipeline_{shared_->pipeline};  ///< refreshed when a command starts
+  std::shared_ptr<started_batch> started_;  ///< commands of this batch started and not yet answered
   bool executing_ = false;                 ///< inside a command (deliver() on this thread appends to out_)
   bool reading_ = false;                   ///< suspended waiting for input
   bool push_writing_ = false;              ///< a wake-up write of the outbox is in flight

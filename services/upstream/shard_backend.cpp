@@ -87,6 +87,33 @@ class router {
     return split(s_, kind, req);
   }
 
+  /// Callback start, for what call() forwards to one server as it is: a command resolved by the front end, with keys
+  /// all on one shard, outside transactions and subscriptions, that no step before the forward answers. Anything
+  /// else (split commands, PUBLISH, locally answered ones...) declines and takes call().
+  bool try_start(request& req, completion<response>& done) {
+    shard_backend::state& s = *s_;
+    if (req.args.empty() || !req.cmd || !req.cmd->info || req.sess.in_multi || req.sess.subscriptions() != 0)
+      return false;
+    const kv::resolved_command& cmd = *req.cmd;
+    const std::string_view family = family_of(cmd);
+    if (is_subscribe_family(family) || transaction_command(req, family) || family == "publish" ||
+        answers_locally(family, upstream_options::mode_kind::shard))
+      return false;
+    const auto& refs = cmd.keys.refs;
+    if (refs.empty()) return false;
+    const std::size_t first = s.owner(req.args[refs.front().index]);
+    for (const auto& r : refs) {
+      if (s.owner(req.args[r.index]) != first) return false;
+    }
+    return s.shards[first].try_start(req, done);
+  }
+  bool supports_start() const noexcept {
+    for (const auto& p : s_->shards) {
+      if (!p.supports_start()) return false;
+    }
+    return true;
+  }
+
  private:
   static std::size_t any_shard(shard_backend::state& s) noexcept {
     return s.next.fetch_add(1, std::memory_order_relaxed) % s.shards.size();

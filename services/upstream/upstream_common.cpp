@@ -32,8 +32,8 @@ struct provider_only_service {
 
 // --- endpoint_service ----------------------------------------------------------------------------------------------
 
-void endpoint_service::failed(const error_code& ec) const {
-  if (on_unavailable_ && ec == errc::unavailable) on_unavailable_();
+void endpoint_service::notify(const std::shared_ptr<const std::function<void()>>& f, const error_code& ec) {
+  if (f && ec == errc::unavailable) (*f)();
 }
 
 awaitable<result<endpoint_service::permit_type>> endpoint_service::ready(request_context& ctx) {
@@ -60,6 +60,25 @@ awaitable<result<kv::response>> endpoint_service::call(permit_type p, kv::reques
   if (r->v.is_error()) resp.set_error(r->v.str);
   req.out.raw(r->raw);  // RESP bytes: appended by the RESP front end, parsed into a value tree by the others
   co_return resp;
+}
+
+bool endpoint_service::try_start(kv::request& req, completion<kv::response>& done) {
+  resp::upstream_request ur{req.ctx, req.args};
+  ur.resp3 = req.sess.resp == 3;
+  ur.affinity = reinterpret_cast<std::uintptr_t>(&req.sess);
+  completion<resp::upstream_reply> writing(
+      [out = &req.out, d = std::move(done), f = on_unavailable_](result<resp::upstream_reply> r) mutable {
+        if (!r) {
+          notify(f, r.error());
+          d(r.error());
+          return;
+        }
+        kv::response resp;
+        if (r->v.is_error()) resp.set_error(r->v.str);
+        out->raw(r->raw);
+        d(std::move(resp));
+      });
+  return client_.try_start(ur, writing);  // always starts
 }
 
 // --- requests ------------------------------------------------------------------------------------------------------
@@ -153,6 +172,12 @@ std::optional<kv::response> answer_locally(std::string_view family, kv::request&
     }
     return error_reply(req, "ERR SELECT is not supported in " + mode_name + " mode (only database 0)");
   }
+  if (refused_locally(family, mode))
+    return error_reply(req, "ERR " + upper(family) + " is not supported in " + mode_name + " mode");
+  return std::nullopt;
+}
+
+bool refused_locally(std::string_view family, upstream_options::mode_kind mode) noexcept {
   // Connection state (the upstream connections are shared) and server administration: no mode proxies them.
   static constexpr std::string_view refused[] = {
       "ssubscribe", "sunsubscribe", "auth", "client", "config", "debug", "shutdown", "monitor",
@@ -160,13 +185,20 @@ std::optional<kv::response> answer_locally(std::string_view family, kv::request&
       "bgsave", "bgrewriteaof", "acl", "module", "script", "function", "readonly", "readwrite", "asking", "wait"};
   // What concerns every server: one dataset in replicas mode, not in shard mode.
   static constexpr std::string_view every_server[] = {"flushall", "flushdb", "keys", "scan", "randomkey", "dbsize"};
-  bool refuse = false;
-  for (auto r : refused) refuse = refuse || family == r;
-  if (mode != upstream_options::mode_kind::replicas) {
-    for (auto r : every_server) refuse = refuse || family == r;
+  for (auto r : refused) {
+    if (family == r) return true;
   }
-  if (refuse) return error_reply(req, "ERR " + upper(family) + " is not supported in " + mode_name + " mode");
-  return std::nullopt;
+  if (mode != upstream_options::mode_kind::replicas) {
+    for (auto r : every_server) {
+      if (family == r) return true;
+    }
+  }
+  return false;
+}
+
+bool answers_locally(std::string_view family, upstream_options::mode_kind mode) noexcept {
+  return family == "hello" || family == "ping" || family == "echo" || family == "quit" || family == "select" ||
+         refused_locally(family, mode);
 }
 
 bool is_read_command(const kv::command_info& info, std::string_view family) noexcept {

@@ -33,17 +33,23 @@ class endpoint_service {
   using permit_type = resp::upstream_client::permit_type;
 
   explicit endpoint_service(resp::upstream_client c, std::function<void()> on_unavailable = {})
-      : client_(std::move(c)), on_unavailable_(std::move(on_unavailable)) {}
+      : client_(std::move(c)) {
+    if (on_unavailable) on_unavailable_ = std::make_shared<const std::function<void()>>(std::move(on_unavailable));
+  }
 
   awaitable<result<permit_type>> ready(request_context& ctx);
   std::optional<result<permit_type>> try_ready(request_context& ctx);
   awaitable<result<kv::response>> call(permit_type p, kv::request& req);
+  /// Callback start: the client's try_start; the callback writes the reply's bytes into req.out (which outlives
+  /// it: service.hpp). A client session's requests keep their order (affinity: the session).
+  bool try_start(kv::request& req, completion<kv::response>& done);
 
  private:
-  void failed(const error_code& ec) const;
+  void failed(const error_code& ec) const { notify(on_unavailable_, ec); }
+  static void notify(const std::shared_ptr<const std::function<void()>>& f, const error_code& ec);
 
   resp::upstream_client client_;
-  std::function<void()> on_unavailable_;
+  std::shared_ptr<const std::function<void()>> on_unavailable_;  ///< shared with started requests' callbacks
 };
 
 /// `pipeline`'s awaitable for `req`: its call() itself when try_ready() gives a permit at once (the caller's frame is
@@ -66,6 +72,10 @@ const kv::resolved_command& resolved(const kv::command_table& table, kv::request
 /// in <mode> mode" (connection state, transactions, subscriptions, server administration), and in shard and cluster
 /// modes also those that concern every server (FLUSHALL, KEYS, SCAN, DBSIZE...). nullopt: the command goes upstream.
 std::optional<kv::response> answer_locally(std::string_view family, kv::request& req, upstream_options::mode_kind mode);
+/// Would answer_locally answer a command of `family` (without answering it)?
+bool answers_locally(std::string_view family, upstream_options::mode_kind mode) noexcept;
+/// The families answer_locally refuses in `mode`.
+bool refused_locally(std::string_view family, upstream_options::mode_kind mode) noexcept;
 
 /// Does this command go to replicas (replicas mode, cluster mode with read_from: replicas)? Flagged readonly, not
 /// may-replicate (EVAL_RO...), and not SCAN (its cursor belongs to one server).

@@ -49,36 +49,52 @@ class upstream_category_impl final : public boost::system::error_category {
 };
 
 /// One request waiting for its reply. Completed exactly once (`done`): by its reply, by a connection failure, or by
-/// its cancellation, whichever comes first; the completion runs on the caller's executor, which also owns `slot`.
+/// its cancellation, whichever comes first.
 struct pending_op {
   virtual ~pending_op() = default;
-  /// Invokes the caller's handler (once, on its executor).
-  virtual void invoke(error_code ec, upstream_reply r) = 0;
+  /// Hands the outcome to the caller (once: `done` was just set).
+  virtual void deliver(const std::shared_ptr<pending_op>& self, error_code ec, upstream_reply r) = 0;
   std::atomic<bool> done{false};
+};
+
+/// call()'s: the caller's handler, invoked on its executor, which also owns `slot`.
+template <class Handler>
+struct pending_op_for final : pending_op {
+  explicit pending_op_for(Handler&& h) : handler(std::move(h)) {}
+  void deliver(const std::shared_ptr<pending_op>& self, error_code ec, upstream_reply r) override {
+    asio::post(ex, [op = std::static_pointer_cast<pending_op_for>(self), ec, r = std::move(r)]() mutable {
+      if (op->slot.is_connected()) op->slot.clear();
+      std::move(op->handler)(ec, std::move(r));
+    });
+  }
+  Handler handler;
   asio::cancellation_slot slot;
   asio::any_io_executor ex;
 };
 
-template <class Handler>
-struct pending_op_for final : pending_op {
-  explicit pending_op_for(Handler&& h) : handler(std::move(h)) {}
-  void invoke(error_code ec, upstream_reply r) override { std::move(handler)(ec, std::move(r)); }
-  Handler handler;
+/// try_start()'s: the completion, invoked where the outcome is known (the reader's thread, or the caller's).
+struct callback_op final : pending_op {
+  explicit callback_op(completion<upstream_reply>&& d) : done_cb(std::move(d)) {}
+  void deliver(const std::shared_ptr<pending_op>&, error_code ec, upstream_reply r) override {
+    if (ec) {
+      done_cb(ec);
+    } else {
+      done_cb(std::move(r));
+    }
+  }
+  completion<upstream_reply> done_cb;
 };
 
 /// The place of a reply that is read and dropped (ASKING's, an on_connect command's): born done, so finish() on it
 /// does nothing.
 struct dropped_reply final : pending_op {
   dropped_reply() { done.store(true); }
-  void invoke(error_code, upstream_reply) override {}
+  void deliver(const std::shared_ptr<pending_op>&, error_code, upstream_reply) override {}
 };
 
 void finish(const std::shared_ptr<pending_op>& op, error_code ec, upstream_reply r) {
   if (op->done.exchange(true, std::memory_order_acq_rel)) return;
-  asio::post(op->ex, [op, ec, r = std::move(r)]() mutable {
-    if (op->slot.is_connected()) op->slot.clear();
-    op->invoke(ec, std::move(r));
-  });
+  op->deliver(op, ec, std::move(r));
 }
 
 }  // namespace
@@ -108,6 +124,9 @@ class upstream_connection : public std::enable_shared_from_this<upstream_connect
       twin = twin_;
     }
     if (twin) twin->stop();
+    // Every request queued or written fails now, not when the connection's coroutine next runs: at shutdown the
+    // io_context may never run it again, and a request's handler (its coroutine frames) must not stay behind.
+    fail_all(upstream_errc::stopped);
     asio::post(ex_, [self = shared_from_this()] {
       error_code ignored;
       self->sock_.close(ignored);
@@ -375,11 +394,12 @@ auto async_execute(std::shared_ptr<detail::upstream_connection> conn, std::span<
          std::span<const std::vector<std::string_view>> before) {
         auto ex = asio::get_associated_executor(handler, conn->executor());
         auto slot = asio::get_associated_cancellation_slot(handler);
-        std::shared_ptr<pending_op> op = std::make_shared<pending_op_for<decltype(handler)>>(std::move(handler));
-        op->ex = ex;
-        op->slot = slot;
-        if (op->slot.is_connected()) {
-          op->slot.assign([weak = std::weak_ptr<pending_op>(op)](asio::cancellation_type t) {
+        auto typed = std::make_shared<pending_op_for<decltype(handler)>>(std::move(handler));
+        typed->ex = ex;
+        typed->slot = slot;
+        std::shared_ptr<pending_op> op = typed;
+        if (typed->slot.is_connected()) {
+          typed->slot.assign([weak = std::weak_ptr<pending_op>(op)](asio::cancellation_type t) {
             if (t == asio::cancellation_type::none) return;
             if (auto o = weak.lock()) finish(o, asio::error::operation_aborted, {});
           });
@@ -402,6 +422,16 @@ awaitable<result<upstream_reply>> upstream_client::call(permit_type p, upstream_
                                         asio::bind_cancellation_slot(req.ctx.cancel_slot(), nothrow));
   if (ec) co_return ec;
   co_return std::move(r);
+}
+
+bool upstream_client::try_start(upstream_request& req, completion<upstream_reply>& done) {
+  std::shared_ptr<pending_op> op = std::make_shared<callback_op>(std::move(done));
+  std::shared_ptr<detail::upstream_connection> conn =
+      req.affinity != 0 ? shared_->conns[(req.affinity >> 4) % shared_->conns.size()] : shared_->pick();
+  if (req.resp3) conn = conn->twin();
+  const error_code ec = conn ? conn->enqueue(req.args, req.before, op) : make_error_code(upstream_errc::stopped);
+  if (ec) finish(op, ec, {});
+  return true;
 }
 
 const std::string& upstream_client::name() const noexcept { return shared_->name; }

@@ -14,6 +14,7 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <chrono>
 #include <optional>
 #include <string>
@@ -178,6 +179,53 @@ TEST_F(RespUpstream, FailsFastWhileDownAndReconnects) {
     }
     EXPECT_TRUE(back);
   });
+}
+
+TEST_F(RespUpstream, StartedRequestsKeepTheirOrderPerAffinityOverManyConnections) {
+  // try_start: 4 connections; 3 "sessions" (affinities) of 300 INCRs each on their own key, started all at once.
+  // Each session's replies must count 1..300 in order: its requests share one connection.
+  auto c = make(4);
+  std::vector<std::vector<long long>> seen(3);
+  std::atomic<int> done{0};
+  turret::request_context ctx;
+  const std::string keys[3] = {"a", "b", "c"};
+  run([&]() -> asio::awaitable<void> {
+    for (int i = 0; i < 300; ++i) {
+      for (int s = 0; s < 3; ++s) {
+        std::string_view args[2] = {"INCR", keys[s]};
+        upstream_request req{ctx, args};
+        req.affinity = 0x1000 * (s + 1);
+        turret::completion<upstream_reply> cb([&, s](turret::result<upstream_reply> r) {
+          seen[s].push_back(r ? r->v.integer : -1);
+          ++done;
+        });
+        EXPECT_TRUE(c.try_start(req, cb));
+        EXPECT_FALSE(cb);
+      }
+    }
+    for (int i = 0; i < 2000 && done < 900; ++i) co_await sleep(1ms);
+  });
+  ASSERT_EQ(done.load(), 900);
+  for (int s = 0; s < 3; ++s) {
+    ASSERT_EQ(seen[s].size(), 300u);
+    for (int i = 0; i < 300; ++i) ASSERT_EQ(seen[s][i], i + 1) << "session " << s;
+  }
+  // Down: a started request completes unavailable (at once while the connection is down, else when its
+  // reconnection fails).
+  redis->stop();
+  run([&]() -> asio::awaitable<void> {
+    for (int i = 0; i < 200 && c.connected(); ++i) co_await sleep(5ms);
+  });
+  std::optional<turret::result<upstream_reply>> failed;
+  std::string_view ping[1] = {"PING"};
+  upstream_request req{ctx, ping};
+  turret::completion<upstream_reply> cb([&](turret::result<upstream_reply> r) { failed.emplace(std::move(r)); });
+  EXPECT_TRUE(c.try_start(req, cb));
+  run([&]() -> asio::awaitable<void> {
+    for (int i = 0; i < 400 && !failed; ++i) co_await sleep(5ms);
+  });
+  ASSERT_TRUE(failed.has_value());
+  EXPECT_EQ(failed->error(), turret::errc::unavailable);
 }
 
 TEST_F(RespUpstream, NothingListeningIsUnavailable) {

@@ -165,6 +165,15 @@ class any_service {
   /// True when the erased service implements try_ready (it may still return nullopt at run time).
   bool supports_try_ready() const noexcept { return impl_ && impl_->probing; }
 
+  /// Callback start (see startable_service in service.hpp): false at once when some service of the erased chain
+  /// has no try_start.
+  bool try_start(Request& req, completion<Response>& done) {
+    if (!impl_->startable) return false;
+    return impl_->try_start(req, done);
+  }
+  /// True when the whole erased chain implements try_start (it may still decline at run time).
+  bool supports_start() const noexcept { return impl_ && impl_->startable; }
+
   explicit operator bool() const noexcept { return impl_ != nullptr; }
 
   /// The erased service if it is an S (for tests and introspection), else nullptr.
@@ -181,8 +190,10 @@ class any_service {
     virtual awaitable<result<Response>> call(any_permit permit, Request& req) = 0;
     virtual std::optional<result<Response>> try_call_now(Request& req) = 0;
     virtual std::optional<result<any_permit>> try_ready(request_context& ctx) = 0;
+    virtual bool try_start(Request& req, completion<Response>& done) = 0;
     bool immediate = false;
     bool probing = false;
+    bool startable = false;
   };
 
   template <class S>
@@ -197,6 +208,17 @@ class any_service {
         }
       }
       if constexpr (probing_service<S>) this->probing = probe_supported(svc);
+      if constexpr (startable_service<S, Request> && std::is_same_v<typename S::response_type, Response>)
+        this->startable = start_supported<Request>(svc);
+    }
+
+    // Only for a service answering Response itself (a converting completion could not be handed back unused).
+    bool try_start(Request& req, completion<Response>& done) override {
+      if constexpr (startable_service<S, Request> && std::is_same_v<typename S::response_type, Response>) {
+        return svc.try_start(req, done);
+      } else {
+        return false;
+      }
     }
 
     std::optional<result<any_permit>> try_ready(request_context& ctx) override {

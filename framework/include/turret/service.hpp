@@ -1,5 +1,6 @@
 #pragma once
 // The Service contract. Everything in turret (middleware, the key-value core, upstream clients) is a Service.
+#include <turret/completion.hpp>
 #include <turret/context.hpp>
 #include <turret/result.hpp>
 
@@ -105,6 +106,53 @@ std::optional<result<typename S::response_type>> try_call_now(S& s, Request& req
     return s.try_call_now(req);
   } else {
     return std::nullopt;
+  }
+}
+
+/// # Optional extension: callback start (no coroutine per request)
+/// A service MAY also provide
+/// ```
+///   bool try_start(Request& req, completion<response_type>& done);
+/// ```
+/// which performs ready() + call() without suspending and without a coroutine frame, for a request whose answer
+/// comes later (a proxy's round trip): it returns true once the request is under way, having moved from `done`,
+/// which is then invoked exactly once with the result, either before try_start returns or later, on any thread
+/// (an upstream connection's). It returns false WITHOUT ANY SIDE EFFECT (`done` untouched) when it cannot start
+/// the request so; the caller then uses try_call_now, else ready() + call().
+/// - Lifetime: the request object and its arguments are needed only until try_start returns. What the response is
+///   written to (the key-value request's reply sink) stays valid, and untouched by the caller, until `done` runs.
+/// - Concurrency: a caller may start several requests before any completes (a pipelined batch): that is the point.
+///   A service keeps the order of started requests only where it documents it (the upstream client: requests with
+///   the same affinity, on one connection).
+/// - Cancellation: a started request is not bound to the context's cancel slot; it completes when its service does.
+///   So a layer that bounds time or that must see the reply before answering (timeout, retry, hedge) does not
+///   provide try_start, and a chain holding one takes the coroutine path.
+/// A layer provides it when its own work fits before the start and in the callback (load_balance picks at once and
+/// records the outcome in the callback); a service without it is treated as "cannot start" by the free function
+/// `try_start(s, req, done)`.
+template <class S, class Request>
+concept startable_service =
+    service<S, Request> && requires(S& s, Request& req, completion<typename S::response_type>& done) {
+      { s.try_start(req, done) } -> std::same_as<bool>;
+    };
+
+/// True when `s` answers try_start (an erased service: when its whole erased chain does).
+template <class Request, class S>
+bool start_supported(const S& s) noexcept {
+  if constexpr (requires { s.supports_start(); }) {
+    return s.supports_start();
+  } else {
+    return startable_service<S, Request>;
+  }
+}
+
+/// `s.try_start(req, done)` when S provides it, else false ("use try_call_now, ready() + call()").
+template <class Request, class S>
+bool try_start(S& s, Request& req, completion<typename S::response_type>& done) {
+  if constexpr (startable_service<S, Request>) {
+    return s.try_start(req, done);
+  } else {
+    return false;
   }
 }
 

@@ -135,6 +135,96 @@ TEST(AnyServiceTest, ImmediateFastPath) {
   EXPECT_TRUE(outer.supports_immediate());
 }
 
+/// A service whose try_start keeps the completions it took (started) and declines when `accept` is false.
+struct deferred_service {
+  using response_type = int;
+  using permit_type = unit_permit;
+  std::shared_ptr<std::vector<completion<int>>> started = std::make_shared<std::vector<completion<int>>>();
+  bool accept = true;
+  awaitable<result<permit_type>> ready(request_context&) { co_return unit_permit{}; }
+  awaitable<result<int>> call(permit_type, test::request&) { co_return 0; }
+  bool try_start(test::request&, completion<int>& done) {
+    if (!accept) return false;
+    started->push_back(std::move(done));
+    return true;
+  }
+};
+static_assert(startable_service<deferred_service, test::request>);
+static_assert(!startable_service<test::core_service, test::request>);
+
+TEST(CompletionTest, InvokedOnceInlineOrOnTheHeap) {
+  std::vector<int> got;
+  completion<int> small([&got](result<int> r) { got.push_back(r ? *r : -1); });
+  completion<int> moved(std::move(small));
+  EXPECT_FALSE(small);
+  ASSERT_TRUE(moved);
+  moved(7);
+  EXPECT_FALSE(moved);  // consumed
+  struct big {
+    std::array<char, 200> pad{};
+    std::vector<int>* out;
+    void operator()(result<int> r) { out->push_back(r ? *r : -1); }
+  };
+  completion<int> large(big{{}, &got});
+  ASSERT_NE(large.target<big>(), nullptr);
+  struct other {
+    void operator()(result<int>) {}
+  };
+  EXPECT_EQ(large.target<other>(), nullptr);
+  completion<int> other;
+  other = std::move(large);
+  other(make_error_code(boost::system::errc::timed_out));
+  EXPECT_EQ(got, (std::vector<int>{7, -1}));
+
+  // Never invoked: destroyed without a call (and without a leak, under ASan).
+  auto token = std::make_shared<int>(1);
+  { completion<int> dropped([token](result<int>) {}); }
+  EXPECT_EQ(token.use_count(), 1);
+}
+
+TEST(CompletionTest, TheCallableMayDestroyItsOwner) {
+  auto owner = std::make_unique<completion<int>>();
+  int seen = 0;
+  *owner = completion<int>([&owner, &seen](result<int> r) {
+    owner.reset();  // what a batch does when its last callback runs
+    seen = *r;
+  });
+  (*owner)(5);
+  EXPECT_EQ(seen, 5);
+  EXPECT_EQ(owner, nullptr);
+}
+
+TEST(AnyServiceTest, CallbackStartThroughErasure) {
+  deferred_service inner;
+  erased direct(inner);
+  EXPECT_TRUE(direct.supports_start());
+  test::request req;
+  int got = 0;
+  completion<int> done([&got](result<int> r) { got = *r; });
+  ASSERT_TRUE(direct.try_start(req, done));
+  EXPECT_FALSE(done);  // taken
+  ASSERT_EQ(inner.started->size(), 1u);
+  (*inner.started)[0](42);
+  EXPECT_EQ(got, 42);
+
+  // Declined: the completion is left as it was.
+  deferred_service declining;
+  declining.accept = false;
+  erased no(declining);
+  completion<int> kept([&got](result<int> r) { got = *r; });
+  EXPECT_FALSE(no.try_start(req, kept));
+  ASSERT_TRUE(kept);
+
+  // A chain with a service that has no try_start: the erased chain has none either (the coroutine path).
+  erased plain(test::core_service{});
+  EXPECT_FALSE(plain.supports_start());
+  EXPECT_FALSE(plain.try_start(req, kept));
+  ASSERT_TRUE(kept);
+  erased outer(direct);  // an erased chain inside an erased chain keeps the flag
+  EXPECT_TRUE(outer.supports_start());
+  EXPECT_TRUE(start_supported<test::request>(outer));
+}
+
 TEST(AnyLayerTest, WrapsErasedServices) {
   any_layer<test::request, int> identity;
   any_layer<test::request, int> named(test::named_layer{"L"});

@@ -96,6 +96,9 @@ struct upstream_request {
   std::span<const std::vector<std::string_view>> before = {};
   /// Send it on the connection's RESP3 twin (see the top of this file).
   bool resp3 = false;
+  /// try_start only: requests with the same nonzero affinity (a client session's address) go on the same
+  /// connection, so the server runs them in the order they were started. 0: the next connection in turn.
+  std::uintptr_t affinity = 0;
   request_context& context() noexcept { return ctx; }
 };
 
@@ -125,6 +128,11 @@ class upstream_client {
   /// Never suspends: a permit for the next connection in turn, or upstream_errc::down / stopped when it is down.
   /// (No try_call_now: every command is a round trip.)
   std::optional<result<permit_type>> try_ready(request_context& ctx);
+  /// Callback start (service.hpp): always starts. The command is queued on a connection (by `req.affinity`) and
+  /// `done` runs on that connection's thread when its reply arrives, or when the connection fails; at once, on the
+  /// caller's thread, with upstream_errc::down / stopped when the connection is down. Not bound to cancellation.
+  /// Costs no coroutine frame and no post to the caller's executor (call() costs both).
+  bool try_start(upstream_request& req, completion<upstream_reply>& done);
 
   /// "host:port" as configured.
   const std::string& name() const noexcept;

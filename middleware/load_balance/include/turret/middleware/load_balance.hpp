@@ -245,8 +245,7 @@ class load_balance_service {
     detail::lb_balancer& bal = c.balancer;
     std::uint64_t round = 0;
     request_context& ctx = req.context();
-    const std::size_t i = bal.pick(bal.keyed() ? request_routing_key(req) : std::nullopt, false, &round,
-                                   ctx.attempted_endpoints(&bal));
+    const std::size_t i = pick_now(req, round);
     if (i == no_endpoint_index) return result<response_type>(make_error_code(lb_errc::no_endpoint));
     const bool timed = bal.measures_latency();
     const clock::time_point start = timed ? bal.clk().now() : clock::time_point{};
@@ -262,6 +261,38 @@ class load_balance_service {
     bal.record(i, *r ? error_code{} : r->error(),
                timed ? std::optional<clock::duration>(bal.clk().now() - start) : std::nullopt);
     return r;
+  }
+
+  /// Callback start: the pick the fast path makes, then the endpoint's own try_start; the callback records the
+  /// outcome and (peak EWMA) the latency, as call() does. The request counts as pending on its endpoint until then.
+  template <class Request>
+    requires startable_service<S, Request>
+  bool try_start(Request& req, completion<response_type>& done) {
+    core& c = *core_;
+    detail::lb_balancer& bal = c.balancer;
+    std::uint64_t round = 0;
+    const std::size_t i = pick_now(req, round);
+    if (i == no_endpoint_index) return false;  // ready() + call() answer no_endpoint, with its metrics
+    const bool timed = bal.measures_latency();
+    completion<response_type> recording(recorder{core_, i, timed, timed ? bal.clk().now() : clock::time_point{},
+                                                 detail::lb_pending(&bal.state(i)), std::move(done)});
+    if (!c.endpoints[i].service.try_start(req, recording)) {
+      done = std::move(recording.template target<recorder>()->done);  // untouched: hand it back
+      return false;
+    }
+    bal.commit(round);
+    bal.count_pick(i);
+    return true;
+  }
+
+  /// Erased endpoints: the callback start exists when every endpoint's does.
+  bool supports_start() const noexcept {
+    if constexpr (requires(const S& s) { s.supports_start(); }) {
+      for (const auto& e : core_->endpoints) {
+        if (!e.service.supports_start()) return false;
+      }
+    }
+    return true;
   }
 
   /// Erased endpoints: the fast path exists when every endpoint's does.
@@ -297,6 +328,31 @@ class load_balance_service {
   }
 
  private:
+  /// The pick of the paths that do not suspend (try_call_now, try_start): no side effect until commit(round).
+  template <class Request>
+  std::size_t pick_now(Request& req, std::uint64_t& round) {
+    detail::lb_balancer& bal = core_->balancer;
+    return bal.pick(bal.keyed() ? request_routing_key(req) : std::nullopt, false, &round,
+                    req.context().attempted_endpoints(&bal));
+  }
+
+  /// try_start's callback: the outcome and latency of a started request, as call() records them.
+  struct recorder {
+    std::shared_ptr<core> c;
+    std::size_t i;
+    bool timed;
+    clock::time_point start;
+    detail::lb_pending pending;  ///< from the pick to the completion (the pick's transient count if declined)
+    completion<response_type> done;
+    void operator()(result<response_type> r) {
+      pending.reset();
+      detail::lb_balancer& b = c->balancer;
+      b.record(i, r ? error_code{} : r.error(),
+               timed ? std::optional<clock::duration>(b.clk().now() - start) : std::nullopt);
+      done(std::move(r));
+    }
+  };
+
   /// Picks an endpoint into `p`, then waits for its permit. A failed ready() counts for outlier detection.
   static awaitable<error_code> reserve(core& c, permit_type& p, std::optional<std::string_view> key,
                                        request_context& ctx) {

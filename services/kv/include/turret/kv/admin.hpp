@@ -98,6 +98,12 @@ class admin_service {
     return inner_.try_call_now(req);
   }
 
+  bool supports_start() const noexcept { return inner_.supports_start(); }
+  bool try_start(request& req, completion<response>& done) {
+    if (is_admin_request(req, reload_command())) [[unlikely]] return false;
+    return inner_.try_start(req, done);
+  }
+
  private:
   pipeline_service inner_;
   std::shared_ptr<const admin_handler> handler_;

@@ -14,6 +14,12 @@
 //   = an error reply, failed = a pipeline error) and turret_command_duration_seconds{frontend,command}. The command
 //   label comes from the command table (unknown commands share "unknown"), so clients cannot create series.
 //
+// - A front end that reads pipelined batches may start requests (dispatch_start: the pipeline's callback start,
+//   service.hpp) and collect their replies later, in request order, for a pipeline whose whole chain supports it
+//   (pipeline.supports_start()): a proxy's round trips then overlap. A request the pipeline declines goes through
+//   dispatch_now / dispatch_suspending after every started one was answered, so a session's requests run in order
+//   (the started ones of a session that touch one key go to one upstream connection, in order).
+//
 // Threading: a dispatch runs on the caller's thread (the connection's); series are cached per thread.
 #include <turret/kv/command_table.hpp>
 #include <turret/kv/request.hpp>
@@ -41,6 +47,8 @@ class command_meter {
 
   /// Records one command that ended at `end` after starting at `start`.
   void record(const command_def* def, const result<response>& r, clock::time_point start, clock::time_point end);
+  /// Counts `n` commands that were started (dispatch_start) rather than dispatched: turret_commands_started_total.
+  void count_started(std::size_t n);
 
  private:
   struct series {
@@ -53,6 +61,7 @@ class command_meter {
 
   std::string_view frontend_;  ///< static storage ("resp", "http", "grpc")
   std::unordered_map<const command_def*, series> cache_;
+  metrics::counter* started_ = nullptr;
 };
 
 /// The synchronous attempt: the pipeline's result, or nullopt when it would suspend (then nothing happened: call
@@ -77,6 +86,14 @@ awaitable<result<response>> dispatch_suspending(Pipeline& pipeline, request& req
   result<response> r = co_await pipeline.call(std::move(*permit), req);
   if (!r) req.out.rollback(mark);
   co_return r;
+}
+
+/// The callback start: true when the pipeline took `req` (its reply goes into req.out, which stays valid and
+/// untouched until `done` ran; `done` runs once, on any thread; nothing is rolled back: a failed request's sink is
+/// the caller's to discard); false when it declined (nothing happened: dispatch it).
+template <class Pipeline>
+bool dispatch_start(Pipeline& pipeline, request& req, completion<response>& done) {
+  return try_start(pipeline, req, done);
 }
 
 }  // namespace turret::kv

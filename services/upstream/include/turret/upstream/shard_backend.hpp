@@ -30,6 +30,13 @@
 //   whose keys span endpoints: `-CROSSSLOT Keys in request don't hash to the same slot`.
 // - Keyless commands (TIME, INFO, COMMAND, PUBLISH, unknown commands...) go to the endpoints in turn; PING, ECHO and
 //   QUIT are answered here.
+// - Pipelined clients: when every endpoint's pipeline has try_start (service.hpp; load_balance alone has it, so
+//   `pipeline: [{layer: load_balance, ...}]` or no pipeline), the router starts a command whose keys are on one
+//   endpoint, outside MULTI and subscriptions, without waiting: the RESP front end starts a batch's commands
+//   together and answers them in order (services/resp/started_batch.hpp), so a client's pipeline reaches each
+//   server as a pipeline. A session's started commands go on one connection per server (resp::upstream_request::
+//   affinity), so they run there in the order sent. Everything else (split commands, keyless, transactions, a
+//   pipeline with retry or circuit_breaker...) goes through call(), one command after another per client.
 // - Not proxied (an error reply "ERR <CMD> is not supported in shard mode"): SELECT of another database than 0 (SELECT
 //   0 is +OK), SSUBSCRIBE/SUNSUBSCRIBE, AUTH (also as HELLO's option: the upstream connections are
 //   shared), CLIENT, CONFIG, DEBUG, SHUTDOWN, MONITOR, FLUSHALL, FLUSHDB, SWAPDB, MOVE, MIGRATE, KEYS, SCAN,

@@ -12,6 +12,7 @@
 // attempt's reply is left. mock_request supports the attempt customization points of <turret/request_traits.hpp>
 // (mark/discard on `reply`, fork/commit) and says how it may be retried (`safety`).
 #include <turret/clock.hpp>
+#include <turret/completion.hpp>
 #include <turret/request_traits.hpp>
 #include <turret/service.hpp>
 
@@ -57,6 +58,8 @@ struct mock_state {
   error_code ready_error;
   error_code call_error;
   bool immediate = false;  ///< offer try_call_now
+  bool startable = false;  ///< accept try_start: the completions wait in `started` for the test to run them
+  std::vector<std::pair<completion<int>, int>> started;  ///< (completion, request value) of started requests
   std::vector<error_code> call_errors;                ///< per call (see above); beyond it: call_error
   std::vector<std::chrono::nanoseconds> call_delays;  ///< per call; beyond it: call_delay
 
@@ -133,6 +136,25 @@ struct mock_service {
     st->completed.fetch_add(1);
     req.reply += std::to_string(req.value * 2) + ";";
     return result<int>(req.value * 2);
+  }
+
+  /// Callback start (when `startable`): counts a call and keeps the completion in `started`; finish() runs it.
+  bool try_start(mock_request& req, completion<int>& done) {
+    if (!st->startable) return false;
+    st->calls.fetch_add(1);
+    st->started.emplace_back(std::move(done), req.value);
+    return true;
+  }
+  /// Completes the oldest started request: its value x 2, or `ec`.
+  void finish(error_code ec = {}) {
+    auto [done, value] = std::move(st->started.front());
+    st->started.erase(st->started.begin());
+    if (ec) {
+      done(ec);
+    } else {
+      st->completed.fetch_add(1);
+      done(value * 2);
+    }
   }
 };
 
