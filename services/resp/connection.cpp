@@ -1,4 +1,5 @@
 #include <services/resp/connection.hpp>
+#include <turret/ascii.hpp>
 #include <turret/kv/command_table.hpp>
 #include <turret/error_mapping.hpp>
 #include <turret/kv/dispatch.hpp>
@@ -168,6 +169,16 @@ asio::awaitable<void> connection::serve() {
         break;
       }
       const auto args = parser_.args();
+      if (!args.empty() && (iequals(args[0], "post") || iequals(args[0], "host:"))) [[unlikely]] {
+        // An HTTP request sent to the RESP port (a cross-protocol attack, say from a browser): as redis-server, close
+        // at once, without the replies not sent yet. (A started command's callback then writes into a batch that
+        // nobody waits for.)
+        spdlog::warn("resp {}: possible SECURITY ATTACK detected from {}: a POST or Host: command, as an HTTP client "
+                     "sends (cross protocol scripting?); connection aborted",
+                     shared_->name, sess_.addr);
+        out_.clear();
+        co_return;
+      }
       // Resolved once: the layers and the core use it; the metrics label is args[0]'s entry.
       const kv::resolved_command cmd = kv::resolve(*table, args);
       const kv::command_def* def = cmd.base;

@@ -396,6 +396,7 @@ class router {
     std::optional<kv::resolved_command> own;
     const kv::resolved_command& cmd = resolved(*s.table, req, own);
     const std::string_view family = family_of(cmd);
+    if (auto refused = refuse_connection_closers(req)) return answered(*refused);
     if (!req.sess.in_multi) {
       if (auto p = s.hub->handle(family, cmd, req)) return std::move(*p);
     }

@@ -177,6 +177,11 @@ std::optional<kv::response> answer_locally(std::string_view family, kv::request&
   return std::nullopt;
 }
 
+std::optional<kv::response> refuse_connection_closers(kv::request& req) {
+  if (req.args.empty() || !(iequals(req.args[0], "post") || iequals(req.args[0], "host:"))) return std::nullopt;
+  return error_reply(req, "ERR " + upper(req.args[0]) + " is refused: redis-server closes the connection that sends it");
+}
+
 bool refused_locally(std::string_view family, upstream_options::mode_kind mode) noexcept {
   // Connection state (the upstream connections are shared) and server administration: no mode proxies them.
   static constexpr std::string_view refused[] = {

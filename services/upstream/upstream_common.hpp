@@ -72,6 +72,10 @@ const kv::resolved_command& resolved(const kv::command_table& table, kv::request
 /// in <mode> mode" (connection state, transactions, subscriptions, server administration), and in shard and cluster
 /// modes also those that concern every server (FLUSHALL, KEYS, SCAN, DBSIZE...). nullopt: the command goes upstream.
 std::optional<kv::response> answer_locally(std::string_view family, kv::request& req, upstream_options::mode_kind mode);
+/// "POST" or "Host:" (any case) as the command: redis-server takes it for an HTTP request sent to it (a
+/// cross-protocol attack) and closes the connection it came on, here a connection that other clients share. An error
+/// reply instead of forwarding it (the RESP front end closes the client's connection first, as redis-server does).
+std::optional<kv::response> refuse_connection_closers(kv::request& req);
 /// Would answer_locally answer a command of `family` (without answering it)?
 bool answers_locally(std::string_view family, upstream_options::mode_kind mode) noexcept;
 /// The families answer_locally refuses in `mode`.

@@ -192,6 +192,19 @@ class Malformed(unittest.TestCase):
                 self.assertTrue(closed)
                 self.assert_healthy()
 
+    def test_http_requests_on_the_resp_port_close_like_redis(self):
+        """POST or Host: as a command (an HTTP request sent to the RESP port): redis-server logs a possible cross
+        protocol attack and closes at once, without the replies it had not sent; turretd does the same."""
+        reference = harness.start_redis(self)
+        for data in [b"POST / HTTP/1.1\r\nHost: x\r\n\r\n", b"PING\r\nhost: localhost\r\nPING\r\n",
+                     encode_command("SET", "a", "1") + encode_command("post"), b"GET /v1/kv/a HTTP/1.1\r\nHost: x\r\n"]:
+            with self.subTest(data=data[:30]):
+                out, closed = exchange(self.server.port, data)
+                ref, ref_closed = exchange(reference.port, data)
+                self.assertEqual((out, closed), (ref, ref_closed))
+                self.assertTrue(closed)
+                self.assert_healthy()
+
     def test_many_bad_clients_concurrently(self):
         socks = []
         for i in range(200):

@@ -276,6 +276,20 @@ class UpstreamShard(unittest.TestCase):
             t.join(60)
         self.assertEqual(errors, [])
 
+    def test_an_http_request_on_the_resp_port_never_reaches_the_servers(self):
+        # redis-server closes a connection that sends POST or Host: (a cross-protocol attack): forwarded, it would
+        # close a connection that every client shares. turretd closes the sender, as redis-server would.
+        for data in [b"POST /x HTTP/1.1\r\nHost: x\r\n\r\n", b"GET / HTTP/1.1\r\nHost: x\r\nAccept: */*\r\n\r\n"]:
+            with harness.RespConn(self.ports["resp"]) as c:
+                c.send(data)
+                self.assertEqual(c.read_available(0.3), b"")
+                self.assertTrue(c.eof)
+        for i in range(30):
+            self.assertTrue(self.proxy.set(f"h{i}", b"v"))
+            self.assertEqual(self.proxy.get(f"h{i}"), b"v")
+        for r in self.redises:
+            self.assertNotIn("SECURITY ATTACK", r.log_text())
+
     def test_crossslot_and_refused_commands(self):
         a, b = self.two_keys_on_different_shards()
         with self.assertRaises(redis.exceptions.ResponseError) as e:
