@@ -276,6 +276,7 @@ asio::awaitable<void> connection::answer_started() {
       builder_.error(resp_error(r.error(), false));  // no deadline: a started command is not bound to one
     }
     meter_.record(sl.def, r, sl.started, end);
+    if (sl.bytes.capacity() > keep_output_capacity) std::string().swap(sl.bytes);  // as out_: no large reply kept
   }
   meter_.count_started(started_->size());
   started_->clear();

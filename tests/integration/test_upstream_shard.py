@@ -250,6 +250,14 @@ class UpstreamShard(unittest.TestCase):
                 for i, (g, w) in enumerate(zip(got, want)):
                     self.assertEqual(g, w, f"batch of {size}, command {i}: {cmds[i]}")
                 self.assertEqual(proxy.read_available(0.1), b"")
+            # Large replies through the slots (1 MiB values, two keys on two servers in one batch).
+            a, b = self.two_keys_on_different_shards()
+            big = b"x" * (1 << 20)
+            cmds = [("SET", a, big), ("SET", b, big + b"y"), ("GET", a), ("GET", b), ("STRLEN", b), ("GET", a)]
+            data = b"".join(harness.encode_command(*c) for c in cmds)
+            proxy.send(data)
+            ref.send(data)
+            self.assertEqual(proxy.read_replies(len(cmds)), ref.read_replies(len(cmds)))
             # The single-server commands (about half of them) were started, not sent one after another.
             self.assertGreater(metric(fast_ports["http"], started), 0.3 * (1 + 16 + 300 + 2000))
         # Several clients at once, each on keys of its own: every client's replies in its order.
