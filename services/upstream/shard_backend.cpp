@@ -38,6 +38,14 @@ struct shard_backend::state {
     const std::uint64_t h = routing_hash(key, hash_tag);
     return ring ? ring->owner(h) : maglev->owner(h);
   }
+  /// The shard of every key of `cmd` in `req` (it has some), or nullopt when they span shards.
+  std::optional<std::size_t> owner_of_keys(const kv::resolved_command& cmd, const request& req) const noexcept {
+    const std::size_t first = owner(req.args[cmd.keys.refs.front().index]);
+    for (const auto& r : cmd.keys.refs) {
+      if (owner(req.args[r.index]) != first) return std::nullopt;
+    }
+    return first;
+  }
 };
 
 namespace {
@@ -75,12 +83,8 @@ class router {
     // Every shard carries every subscription (pubsub_hub.hpp): a message may go to any of them.
     if (family == "publish") return publish_through(s_, s.shards[any_shard(s)], *s.hub, req);
 
-    const auto& refs = cmd->keys.refs;
-    if (refs.empty()) return forward(s, any_shard(s), req);
-    const std::size_t first = s.owner(req.args[refs.front().index]);
-    bool same = true;
-    for (const auto& r : refs) same = same && s.owner(req.args[r.index]) == first;
-    if (same) return forward(s, first, req);
+    if (cmd->keys.refs.empty()) return forward(s, any_shard(s), req);
+    if (const auto one = s.owner_of_keys(*cmd, req)) return forward(s, *one, req);
 
     const split_kind kind = split_kind_of(family);
     if (kind == split_kind::none)
@@ -96,17 +100,12 @@ class router {
     if (req.args.empty() || !req.cmd || !req.cmd->info || req.sess.in_multi || req.sess.subscriptions() != 0)
       return false;
     const kv::resolved_command& cmd = *req.cmd;
+    // Keyless commands decline below: (P)SUBSCRIBE and PUBLISH among them (channels are not keys).
+    if (cmd.keys.refs.empty()) return false;
     const std::string_view family = family_of(cmd);
-    if (is_subscribe_family(family) || transaction_command(req, family) || family == "publish" ||
-        answers_locally(family, upstream_options::mode_kind::shard))
-      return false;
-    const auto& refs = cmd.keys.refs;
-    if (refs.empty()) return false;
-    const std::size_t first = s.owner(req.args[refs.front().index]);
-    for (const auto& r : refs) {
-      if (s.owner(req.args[r.index]) != first) return false;
-    }
-    return s.shards[first].try_start(req, done);
+    if (transaction_command(req, family) || answers_locally(family, upstream_options::mode_kind::shard)) return false;
+    const auto one = s.owner_of_keys(cmd, req);
+    return one && s.shards[*one].try_start(req, done);
   }
   bool supports_start() const noexcept {
     for (const auto& p : s_->shards) {
